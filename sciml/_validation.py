@@ -1,0 +1,135 @@
+"""Input checks shared by every public entry point.
+
+Each helper raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind,
+bad value) with a message that names the argument, shows the offending value and says
+how to fix it. Checks that need a host synchronisation (finiteness) can be switched
+off for speed with :func:`sciml.checks` once a pipeline is known to be sound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+
+_FINITE_CHECKS = True
+
+
+@contextlib.contextmanager
+def checks(finite: bool = True) -> Iterator[None]:
+    """Turn the finiteness checks (which synchronise with the device) on or off.
+
+    Example::
+
+        with sciml.checks(finite=False):
+            model(x)  # no NaN/Inf scan, no host sync per layer
+    """
+    global _FINITE_CHECKS
+    old = _FINITE_CHECKS
+    _FINITE_CHECKS = bool(finite)
+    try:
+        yield
+    finally:
+        _FINITE_CHECKS = old
+
+
+def finite_checks_enabled() -> bool:
+    return _FINITE_CHECKS
+
+
+def check_tensor(
+    name: str,
+    x: object,
+    *,
+    ndim: int | None = None,
+    min_ndim: int | None = None,
+    floating: bool = False,
+    real: bool = False,
+    complex_: bool = False,
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor of the expected rank and kind; return it."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(x).__name__}; "
+            f"convert it with torch.as_tensor({name})"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}"
+        )
+    if floating and not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {x.dtype}; "
+            f"use {name}.float() or {name}.double()"
+        )
+    if real and not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a real floating-point tensor, got dtype {x.dtype}; "
+            f"use {name}.real, {name}.float() or {name}.double()"
+        )
+    if complex_ and not x.is_complex():
+        raise TypeError(
+            f"{name} must be a complex tensor, got dtype {x.dtype}; "
+            f"build it with torch.complex(re, im) or {name}.to(torch.complex64)"
+        )
+    return x
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise if ``x`` holds NaN or Inf (skipped inside ``sciml.checks(finite=False)``)."""
+    if not _FINITE_CHECKS:
+        return
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).sum().item()
+        raise ValueError(
+            f"{name} contains {bad} non-finite value(s) (NaN or Inf); "
+            "check the data or the step that produced it"
+        )
+
+
+def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        # accept numpy / torch integer scalars
+        if hasattr(v, "__index__") and not isinstance(v, bool):
+            v = int(v)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def check_int_tuple(
+    name: str, v: object, *, length: int | None = None, minimum: int | None = None
+) -> tuple[int, ...]:
+    """Accept an int or a sequence of ints; return a tuple (an int is broadcast)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if length is None:
+            raise TypeError(f"{name} must be a sequence of ints, got {v!r}")
+        v = (v,) * length
+    if not isinstance(v, Sequence) or isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {v!r}")
+    out = tuple(check_int(f"{name}[{i}]", e, minimum=minimum) for i, e in enumerate(v))
+    if length is not None and len(out) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(out)}: {out}")
+    return out
+
+
+def check_positive_float(name: str, v: object, *, allow_zero: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {v!r} ({type(v).__name__})")
+    f = float(v)
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        need = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {need}, got {v!r}")
+    return f
+
+
+def check_choice(name: str, v: object, choices: Sequence[str]) -> str:
+    if v not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {v!r}")
+    return str(v)

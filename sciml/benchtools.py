@@ -1,0 +1,128 @@
+"""Timing and result-file helpers shared by ``benchmarks/`` and ``sciml demo``.
+
+Results are written in one shape (see the design brief) so any of them can be read back
+and compared by a script::
+
+    {"benchmark": ..., "created": ..., "machine": {...},
+     "rows": [{"case": ..., "impl": ..., "metric": ..., "value": ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+
+def _sync(device: torch.device | str | None) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_alternating(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 15,
+    warmup: int = 3,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Median wall time (ms) of each callable, runs interleaved so drift hits all alike.
+
+    Each round runs every callable once, in turn; after ``warmup`` rounds, ``repeats``
+    rounds are timed and the median of each is returned.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if r >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
+    dev = torch.device(device)
+    info: dict[str, object] = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__.split("+")[0],
+        "device": dev.type,
+        "python": platform.python_version(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
+
+
+def write_json_atomic(path: str | os.PathLike, payload: object) -> Path:
+    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_results(
+    path: str | os.PathLike,
+    benchmark: str,
+    rows: Sequence[dict[str, object]],
+    *,
+    device: torch.device | str = "cpu",
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """Write benchmark rows in the shared result shape (validated) and return the path."""
+    for i, r in enumerate(rows):
+        missing = {"case", "impl", "metric", "value"} - set(r)
+        if missing:
+            raise ValueError(f"rows[{i}] lacks {sorted(missing)}: {r}")
+        if not isinstance(r["value"], (int, float)):
+            raise ValueError(f"rows[{i}]['value'] must be a number, got {r['value']!r}")
+    payload: dict[str, object] = {
+        "benchmark": benchmark,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_info(device),
+        "rows": list(rows),
+    }
+    if extra:
+        payload.update(extra)
+    return write_json_atomic(path, payload)
+
+
+def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(h) for h in header]] + [
+        [f"{c:.3g}" if isinstance(c, float) else str(c) for c in r] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""The spectral core: truncated real FFTs, spectral convolution, spectral calculus."""
+
+from ._paths import best_order, choose_method
+from .calculus import (
+    dealias,
+    dealias_mask,
+    gradient,
+    integer_wavenumbers,
+    inverse_laplacian,
+    laplacian,
+    sobolev_norm,
+    wavenumbers,
+)
+from .conv import SpectralConv
+from .modes import check_modes, hermitian_weights, kept_frequencies, modes_from_kept_shape
+from .transforms import irfftn_truncated, rfftn_truncated
+
+__all__ = [
+    "SpectralConv",
+    "best_order",
+    "check_modes",
+    "choose_method",
+    "dealias",
+    "dealias_mask",
+    "gradient",
+    "hermitian_weights",
+    "integer_wavenumbers",
+    "inverse_laplacian",
+    "kept_frequencies",
+    "laplacian",
+    "modes_from_kept_shape",
+    "irfftn_truncated",
+    "rfftn_truncated",
+    "sobolev_norm",
+    "wavenumbers",
+]
