@@ -126,3 +126,20 @@ def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def measure_bandwidth(mbytes: int = 256, repeats: int = 7) -> float:
+    """Memory bandwidth (bytes/s) of a large tensor copy (read + write counted)."""
+    x = torch.empty(mbytes * 2**20 // 4)
+    x.uniform_()
+    y = torch.empty_like(x)
+    t = time_alternating({"copy": lambda: y.copy_(x)}, repeats=repeats, warmup=2)["copy"]
+    return 2 * x.numel() * 4 / (t * 1e-3)
+
+
+def measure_matmul(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Dense matmul throughput (flop/s) of an n x n x n product."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    t = time_alternating({"mm": lambda: a @ b}, repeats=repeats, warmup=1)["mm"]
+    return 2 * n**3 / (t * 1e-3)

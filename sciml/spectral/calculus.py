@@ -251,8 +251,10 @@ def sobolev_norm(
             )
         try:
             norm_dims = [int(a) % u.ndim for a in dims]
-        except (TypeError, ZeroDivisionError):
-            raise ValueError(f"dims must be axis indices of u (ndim {u.ndim}), got {dims}")
+        except (TypeError, ZeroDivisionError) as err:
+            raise ValueError(
+                f"dims must be axis indices of u (ndim {u.ndim}), got {dims}"
+            ) from err
         if any(not -u.ndim <= int(a) < u.ndim for a in dims) or len(set(norm_dims)) != d:
             raise ValueError(f"dims must be {d} distinct axes of u (ndim {u.ndim}), got {dims}")
         u = u.movedim(norm_dims, list(range(u.ndim - d, u.ndim)))
