@@ -48,8 +48,13 @@ def check_tensor(
     floating: bool = False,
     real: bool = False,
     complex_: bool = False,
+    fft_dtype: bool = False,
 ) -> torch.Tensor:
-    """Check that ``x`` is a tensor of the expected rank and kind; return it."""
+    """Check that ``x`` is a tensor of the expected rank and kind; return it.
+
+    ``fft_dtype`` restricts to float32/float64 (complex64/complex128): the precisions
+    every spectral routine supports on every device.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor, got {type(x).__name__}; "
@@ -75,6 +80,13 @@ def check_tensor(
         raise TypeError(
             f"{name} must be a complex tensor, got dtype {x.dtype}; "
             f"build it with torch.complex(re, im) or {name}.to(torch.complex64)"
+        )
+    if fft_dtype and x.dtype not in (
+        torch.float32, torch.float64, torch.complex64, torch.complex128
+    ):
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; spectral routines take float32/float64 "
+            f"(complex64/complex128): use {name}.float() or {name}.double()"
         )
     return x
 

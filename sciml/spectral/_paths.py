@@ -205,7 +205,7 @@ _FFT_INV = 0.15e-9
 
 def _gemm_time(rows: int, inner: int, cols: int, batches: int, real: bool) -> float:
     """Modelled seconds of ``batches`` products (rows x inner) @ (inner x cols)."""
-    eff = min(1.0, min(rows, cols) / 32) ** 0.5
+    eff = max(min(1.0, min(rows, cols) / 32), 1e-3) ** 0.5
     elem = 4 if real else 8
     # the operand that is data (not the small matrix) is read once, the result written once
     moved = elem * batches * (inner * cols + rows * cols)

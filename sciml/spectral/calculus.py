@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from .._validation import check_finite, check_int, check_tensor
+from .._validation import check_finite, check_int, check_int_tuple, check_tensor
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -42,9 +43,18 @@ def _lengths(name: str, lengths: object, d: int | None = None) -> tuple[float, .
     return tuple(out)
 
 
-def _field(name: str, u: object, d: int) -> torch.Tensor:
-    check_tensor(name, u, real=True)
-    assert isinstance(u, torch.Tensor)
+def _shape(name: str, shape: object) -> tuple[int, ...]:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        raise TypeError(f"{name} must be a sequence of grid sizes, got the int {shape}; "
+                        f"write ({shape},) for one axis")
+    out = check_int_tuple(name, shape, minimum=1)
+    if not out:
+        raise ValueError(f"{name} must name at least one grid axis, got {shape!r}")
+    return out
+
+
+def _field(name: str, u: Any, d: int) -> torch.Tensor:
+    u = check_tensor(name, u, real=True, fft_dtype=True)
     if u.ndim < d:
         raise ValueError(
             f"{name} must have at least {d} grid axes for {d} box lengths, "
@@ -85,6 +95,7 @@ def wavenumbers(
     Returns:
         ``d`` tensors; tensor ``i`` has shape 1 everywhere but on axis ``i``.
     """
+    shape = _shape("shape", shape)
     d = len(shape)
     L = _lengths("lengths", lengths, d)
     out = []
@@ -94,22 +105,6 @@ def wavenumbers(
         view[i] = k.numel()
         out.append((2 * math.pi / li) * k.reshape(view))
     return out
-
-
-def _nyquist_mask(shape: Sequence[int], device) -> torch.Tensor | None:
-    """Boolean (halved-layout) mask that is False on the Nyquist bins of even axes."""
-    d = len(shape)
-    mask = None
-    for i, n in enumerate(shape):
-        if n % 2:
-            continue
-        k = integer_wavenumbers(n, halved=i == d - 1, device=device)
-        keep = k.abs() != n // 2
-        view = [1] * d
-        view[i] = k.numel()
-        keep = keep.reshape(view)
-        mask = keep if mask is None else mask & keep
-    return mask
 
 
 def _rdims(d: int) -> tuple[int, ...]:
@@ -137,13 +132,15 @@ def gradient(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) -> tuple[to
     shape = tuple(u.shape[-d:])
     uh = torch.fft.rfftn(u, dim=_rdims(d))
     ks = wavenumbers(shape, lengths, device=u.device, dtype=u.dtype)
-    nyq = _nyquist_mask(shape, u.device)
     out = []
-    for k in ks:
-        dh = 1j * k * uh
-        if nyq is not None:
-            dh = dh * nyq
-        out.append(torch.fft.irfftn(dh, s=shape, dim=_rdims(d)))
+    for i, k in enumerate(ks):
+        n = shape[i]
+        if n % 2 == 0:
+            # the Nyquist bin of the differentiated axis has no real odd derivative;
+            # the other axes' Nyquist content is kept
+            kint = integer_wavenumbers(n, halved=i == d - 1, device=u.device)
+            k = torch.where((kint.abs() == n // 2).reshape(k.shape), 0.0, k)
+        out.append(torch.fft.irfftn(1j * k * uh, s=shape, dim=_rdims(d)))
     return tuple(out)
 
 
@@ -180,14 +177,13 @@ def dealias_mask(shape: Sequence[int], *, device=None) -> torch.Tensor:
     (Orszag's rule: a quadratic product of fields truncated this way has no aliasing
     error on the kept modes.)
     """
+    shape = _shape("shape", shape)
     d = len(shape)
     mask = None
     for i, n in enumerate(shape):
-        n = check_int(f"shape[{i}]", n, minimum=1)
         k = integer_wavenumbers(n, halved=i == d - 1, device=device)
         keep = (3 * k.abs() < n).reshape([k.numel() if j == i else 1 for j in range(d)])
         mask = keep if mask is None else mask & keep
-    assert mask is not None
     return mask
 
 
@@ -243,7 +239,7 @@ def sobolev_norm(
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     L = _lengths("lengths", lengths)
     d = len(L)
-    check_tensor("u", u, real=True)
+    check_tensor("u", u, real=True, fft_dtype=True)
     if dims is not None:
         if len(dims) != d:
             raise ValueError(
@@ -251,7 +247,7 @@ def sobolev_norm(
             )
         try:
             norm_dims = [int(a) % u.ndim for a in dims]
-        except (TypeError, ZeroDivisionError) as err:
+        except (TypeError, ValueError, ZeroDivisionError) as err:
             raise ValueError(
                 f"dims must be axis indices of u (ndim {u.ndim}), got {dims}"
             ) from err

@@ -9,7 +9,7 @@ from torch import nn
 
 from .._validation import check_choice, check_int, check_int_tuple, check_tensor
 from .modes import check_modes, kept_length
-from .transforms import _METHODS, irfftn_truncated, rfftn_truncated
+from .transforms import _METHODS, _irfftn_truncated, rfftn_truncated
 
 
 class _ModeMix(torch.autograd.Function):
@@ -82,7 +82,9 @@ class SpectralConv(nn.Module):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, minimum=1)
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
-        self.modes = check_int_tuple("modes", modes, minimum=1)
+        self.modes = check_int_tuple(
+            "modes", (modes,) if isinstance(modes, int) and not isinstance(modes, bool)
+            else modes, minimum=1)
         d = len(self.modes)
         if not 1 <= d <= 3:
             raise ValueError(f"modes must name 1 to 3 grid axes, got {self.modes}")
@@ -127,7 +129,7 @@ class SpectralConv(nn.Module):
 
     def forward(self, x: torch.Tensor, out_shape: tuple[int, ...] | None = None) -> torch.Tensor:
         d = len(self.modes)
-        check_tensor("x", x, real=True)
+        check_tensor("x", x, real=True, fft_dtype=True)
         if x.ndim != 2 + d:
             raise ValueError(
                 f"x must have shape (batch, channels, {', '.join(f'n{i + 1}' for i in range(d))})"
@@ -161,4 +163,5 @@ class SpectralConv(nn.Module):
         if self.bias is not None:
             # a constant field is its DC coefficient (h_0 = 1): the bias costs nothing here
             y[(slice(None), slice(None)) + (0,) * d] += self.bias
-        return irfftn_truncated(y, target, method=self.method)
+        # x was checked on the way in and the weights are the layer's own: no value scan
+        return _irfftn_truncated(y, target, method=self.method, check_values=False)

@@ -36,15 +36,17 @@ def kept_length(m: int, halved: bool) -> int:
     return m if halved else 2 * m
 
 
-def modes_from_kept_shape(kept_shape: tuple[int, ...]) -> tuple[int, ...]:
+def modes_from_kept_shape(
+    kept_shape: tuple[int, ...], *, name: str = "the spectrum"
+) -> tuple[int, ...]:
     """Invert :func:`kept_length` over all axes (full axes must have even length)."""
     modes = []
     for i, L in enumerate(kept_shape):
         halved = i == len(kept_shape) - 1
         if not halved and L % 2:
             raise ValueError(
-                f"a truncated spectrum has an even length (2 * modes) on every axis but the "
-                f"last; axis {i} has length {L} (spectrum shape {tuple(kept_shape)})"
+                f"{name} must have an even length (2 * modes) on every spectral axis but the "
+                f"last; axis {i} has length {L} (spectral shape {tuple(kept_shape)})"
             )
         modes.append(L if halved else L // 2)
     return tuple(modes)
@@ -71,6 +73,7 @@ def check_modes(
     modes: object, grid: tuple[int, ...], *, name: str = "modes", grid_name: str = "grid"
 ) -> tuple[int, ...]:
     """Validate ``modes`` against a grid shape; return it as a tuple of ints."""
+    grid = check_int_tuple(grid_name, grid, minimum=1)
     d = len(grid)
     modes_t = check_int_tuple(name, modes, length=d, minimum=1)
     for i, (m, n) in enumerate(zip(modes_t, grid)):

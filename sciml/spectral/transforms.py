@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .._validation import check_choice, check_finite, check_int_tuple, check_tensor
+from .._validation import check_choice, check_finite, check_int, check_int_tuple, check_tensor
 from ._paths import (
     axis_matrix,
     best_order,
@@ -148,8 +148,13 @@ def rfftn_truncated(
 
     Equivalent to ``torch.fft.rfftn(x, norm="forward")`` restricted to the kept corners.
     """
-    check_tensor("x", x, real=True)
-    d = ndim if ndim is not None else (len(modes) if not isinstance(modes, int) else 1)
+    check_tensor("x", x, real=True, fft_dtype=True)
+    if ndim is not None:
+        d = check_int("ndim", ndim, minimum=1)
+    elif isinstance(modes, int) and not isinstance(modes, bool):
+        d = 1
+    else:
+        d = len(check_int_tuple("modes", modes, minimum=1))
     if x.ndim < d:
         raise ValueError(f"x needs at least {d} grid axes, got shape {tuple(x.shape)}")
     grid = tuple(x.shape[-d:])
@@ -157,6 +162,8 @@ def rfftn_truncated(
     lead = math.prod(x.shape[:-d])
     kept = tuple(kept_length(m, i == d - 1) for i, m in enumerate(modes_t))
     m = _resolve_method(method, x.device, lead, grid, kept, True)
+    if lead == 0:  # an empty batch: pocketfft rejects it, the matrix path handles it
+        m = "dft"
     c = _RfftnTruncated.apply(x, modes_t, m)
     # Any NaN/Inf in x reaches every coefficient, the DC one (a plain mean) included:
     # checking the DC coefficients is exact and costs batch*channels values, not a pass.
@@ -187,18 +194,29 @@ def irfftn_truncated(
     Equivalent to zero-padding ``c`` into a half spectrum and calling
     ``torch.fft.irfftn(..., s=shape, norm="forward")``.
     """
-    check_tensor("c", c, complex_=True)
+    return _irfftn_truncated(c, shape, method=method, check_values=True)
+
+
+def _irfftn_truncated(c, shape, *, method: str, check_values: bool) -> torch.Tensor:
+    check_tensor("c", c, complex_=True, fft_dtype=True)
     grid = check_int_tuple("shape", shape, length=None if not isinstance(shape, int) else 1,
                            minimum=1)
     d = len(grid)
+    if d == 0:
+        raise ValueError("shape must name at least one output grid axis, got ()")
     if c.ndim < d:
         raise ValueError(
             f"c needs at least {d} spectral axes for an output shape {grid}, "
             f"got shape {tuple(c.shape)}"
         )
     kept = tuple(c.shape[-d:])
-    modes_t = modes_from_kept_shape(kept)
+    modes_t = modes_from_kept_shape(kept, name="c")
     check_modes(modes_t, grid, name="modes implied by c", grid_name="shape")
+    if check_values:
+        # one reduction: any NaN/Inf entry makes the sum non-finite
+        check_finite("c", c.sum())
     lead = math.prod(c.shape[:-d])
     m = _resolve_method(method, c.device, lead, grid, kept, False)
+    if lead == 0:
+        m = "dft"
     return _IrfftnTruncated.apply(c, modes_t, grid, m)
