@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every GPU test and benchmark in one call, for a machine with a CUDA device
+# (the device tool runs this from the repository root). Results land under
+# benchmarks/results/gpu/ and, when $OUT is set, are copied there too.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+  echo "gpu_suite: no CUDA device visible to torch" >&2; exit 1; }
+mkdir -p benchmarks/results/gpu
+status=0
+python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee benchmarks/results/gpu/pytest_gpu.log
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+python3 benchmarks/spectral_conv.py --device cuda || status=1
+if [ -n "${OUT:-}" ]; then cp -r benchmarks/results/gpu "$OUT/" 2>/dev/null || true; fi
+exit $status
