@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .._validation import check_finite, check_int, check_int_tuple, check_tensor
+from .modes import hermitian_weights
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -266,11 +267,7 @@ def sobolev_norm(
     else:
         weight = base**s
     # count each conjugate pair of the halved axis twice (DC and Nyquist once)
-    n_last = shape[-1]
-    h = torch.full((n_last // 2 + 1,), 2.0, device=u.device, dtype=u.dtype)
-    h[0] = 1.0
-    if n_last % 2 == 0:
-        h[-1] = 1.0
+    h = hermitian_weights(shape[-1], shape[-1] // 2 + 1, dtype=u.dtype).to(u.device)
     volume = math.prod(L)
     sq = (weight * h * (c.real**2 + c.imag**2)).sum(dim=_rdims(d))
     return torch.sqrt(volume * sq)
