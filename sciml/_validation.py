@@ -9,7 +9,6 @@ off for speed with :func:`sciml.checks` once a pipeline is known to be sound.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -33,10 +32,6 @@ def checks(finite: bool = True) -> Iterator[None]:
         yield
     finally:
         _FINITE_CHECKS = old
-
-
-def finite_checks_enabled() -> bool:
-    return _FINITE_CHECKS
 
 
 def check_tensor(
@@ -129,16 +124,6 @@ def check_int_tuple(
     if length is not None and len(out) != length:
         raise ValueError(f"{name} must have {length} entries, got {len(out)}: {out}")
     return out
-
-
-def check_positive_float(name: str, v: object, *, allow_zero: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {v!r} ({type(v).__name__})")
-    f = float(v)
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {need}, got {v!r}")
-    return f
 
 
 def check_choice(name: str, v: object, choices: Sequence[str]) -> str:

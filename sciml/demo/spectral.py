@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..benchtools import time_alternating
-from ..spectral import SpectralConv, wavenumbers
+from ..spectral import SpectralConv, irfftn_truncated, rfftn_truncated, wavenumbers
 from ._common import DemoResult, progress
 
 
@@ -70,8 +70,6 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
         pred = layer(test_x)
         err = _rel_l2(pred, test_y)
         # the best a layer with these modes can do: the exact multiplier, truncated
-        from ..spectral import irfftn_truncated, rfftn_truncated
-
         c = rfftn_truncated(test_x.double(), (modes, modes))
         kx, ky = wavenumbers((n, n), (1.0, 1.0))
         idx = torch.tensor(list(range(modes)) + list(range(-modes, 0))) % n
