@@ -28,20 +28,40 @@ def dealias_mask_full(n: int, *, device=None) -> torch.Tensor:
     return keep[:, None] & keep[None, :]
 
 
+def resolved_max_k(n: int) -> int:
+    """Largest |k| kept by the 2/3 rule on an n-point axis (``3|k| < n``)."""
+    return (n - 1) // 3
+
+
 @dataclass
 class NSOperators:
-    """Precomputed symbols for one (n, length, viscosity, drag, dtype, device)."""
+    """Precomputed symbols for one (n, length, viscosity, drag, forcing, dtype, device).
+
+    Two layouts:
+
+    * *full*: ``(n, n)`` FFT order, for the differentiable residual and the public helpers;
+    * *compact*: the stepping state, the ``(M, M)`` centred block (``M = 2m + 1``,
+      ``m = (n - 1) // 3``) of resolved modes, index ``j`` holding wavenumber ``j - m``.
+      Its inverse transform zero-pads at the end of each axis, which shifts both fields of
+      the pair by the same phase ``exp(2 pi i m (p + q) / n)``; the product
+      ``Re(conj(z1) z2)`` cancels it, so no phase correction and no mask pass is needed,
+      and the dealiasing is simply the truncation of the product's spectrum to the block.
+    """
 
     n: int
+    m: int
     length: float
+    # full layout
     mask: torch.Tensor  # (n, n) real 0/1
-    neg_mask: torch.Tensor  # (n, n) real 0/-1
-    zk: torch.Tensor  # (2, n, n) complex: velocity and gradient symbols (masked)
-    kx: torch.Tensor  # (n, n) real angular wavenumbers
-    ky: torch.Tensor
-    k2: torch.Tensor  # |k|^2
-    linear: torch.Tensor  # (n, n) real: -nu |k|^2 - drag
-    forcing_hat: torch.Tensor | None  # (n, n) complex
+    zk_full: torch.Tensor  # (2, n, n) complex: velocity and gradient symbols (masked)
+    k2_full: torch.Tensor
+    linear_full: torch.Tensor  # (n, n) real: -nu |k|^2 - drag
+    forcing_full: torch.Tensor | None  # (n, n) complex
+    # compact layout
+    idx: torch.Tensor  # (M,) FFT-order positions of the centred wavenumbers -m..m
+    zk: torch.Tensor  # (2, M, M) complex
+    linear: torch.Tensor  # (M, M) real
+    forcing: torch.Tensor | None  # (M, M) complex
 
     @staticmethod
     def build(
@@ -63,41 +83,72 @@ class NSOperators:
         inv_k2 = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
         mask = dealias_mask_full(n, device=device).to(torch.float64)
         kc = torch.complex(kx, ky)
-        zk = torch.stack([kc * inv_k2 * mask, 1j * kc * mask]).to(cdtype)
+        zk = torch.stack([kc * inv_k2 * mask, 1j * kc * mask])
         linear = -viscosity * k2 - drag
-        fh = None
+        m = resolved_max_k(n)
+        idx = torch.cat([torch.arange(n - m, n), torch.arange(0, m + 1)]).to(device)
+        fh = fc = None
         if forcing is not None:
-            fh = torch.fft.fft2(forcing.to(torch.float64), norm="forward").to(cdtype)
+            fh = torch.fft.fft2(forcing.to(torch.float64), norm="forward")
+            fc = fh[idx][:, idx].to(cdtype).contiguous()
+            fh = fh.to(cdtype)
         return NSOperators(
             n=n,
+            m=m,
             length=length,
             mask=mask.to(dtype),
-            neg_mask=(-mask).to(dtype),
-            zk=zk.contiguous(),
-            kx=kx.to(dtype).contiguous(),
-            ky=ky.to(dtype).contiguous(),
-            k2=k2.to(dtype).contiguous(),
-            linear=linear.to(dtype).contiguous(),
-            forcing_hat=fh,
+            zk_full=zk.to(cdtype).contiguous(),
+            k2_full=k2.to(dtype).contiguous(),
+            linear_full=linear.to(dtype).contiguous(),
+            forcing_full=fh,
+            idx=idx,
+            zk=zk[:, idx][:, :, idx].to(cdtype).contiguous(),
+            linear=linear[idx][:, idx].to(dtype).contiguous(),
+            forcing=fc,
         )
 
-    # -- the two halves of the right-hand side -------------------------------------------
+    # -- layouts -------------------------------------------------------------------------
+
+    def to_compact(self, w: torch.Tensor) -> torch.Tensor:
+        """Physical ``(..., n, n)`` -> compact centred spectrum ``(..., M, M)``."""
+        f = torch.fft.fft2(w, norm="forward")
+        return f.index_select(-2, self.idx).index_select(-1, self.idx)
+
+    def from_compact(self, s: torch.Tensor) -> torch.Tensor:
+        """Compact centred spectrum -> physical field (exact, no phase shift)."""
+        full = s.new_zeros((*s.shape[:-2], self.n, self.n))
+        full[..., self.idx[:, None], self.idx[None, :]] = s
+        return torch.fft.ifft2(full, norm="forward").real
+
+    # -- the explicit term in the compact layout (the hot loop) --------------------------
+
+    def nonlinear(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``N(w) = f - P_{2/3}(u.grad w)`` (compact) and the phase-shifted pair ``z``.
+
+        ``z[..., 0, :, :]`` is ``u + i v`` times a unit phase: its modulus is the speed.
+        """
+        n, m = self.n, self.m
+        z = torch.fft.ifft2(s.unsqueeze(-3) * self.zk, s=(n, n), norm="forward")
+        zr = torch.view_as_real(z)
+        adv = torch.mul(zr[..., 0, :, :, 0], zr[..., 1, :, :, 0])
+        adv.addcmul_(zr[..., 0, :, :, 1], zr[..., 1, :, :, 1])
+        h = torch.fft.rfft2(adv, norm="forward")
+        h = torch.cat([h[..., n - m:, : m + 1], h[..., : m + 1, : m + 1]], dim=-2)  # rows -m..m
+        out = torch.cat([h[..., 1:].flip((-2, -1)).conj().neg(), h.neg()], dim=-1)
+        if self.forcing is not None:
+            out.add_(self.forcing)
+        return out, z
+
+    # -- the full layout (residual, public helpers) --------------------------------------
 
     def physical_pair(self, w_hat: torch.Tensor) -> torch.Tensor:
-        """``z = (u + i v, w_x + i w_y)`` on the grid, shape ``(B, 2, n, n)`` complex."""
-        return torch.fft.ifft2(w_hat.unsqueeze(-3) * self.zk, norm="forward")
+        """``z = (u + i v, w_x + i w_y)`` on the grid from a full spectrum, ``(..., 2, n, n)``."""
+        return torch.fft.ifft2(w_hat.unsqueeze(-3) * self.zk_full, norm="forward")
 
-    def advection_hat(self, z: torch.Tensor) -> torch.Tensor:
-        """Dealiased spectrum of ``u.grad(w)`` from the pair produced by :meth:`physical_pair`."""
+    @staticmethod
+    def advection_hat(z: torch.Tensor) -> torch.Tensor:
+        """Full spectrum of ``u.grad(w)`` (undealiased) from :meth:`physical_pair`."""
         zr = torch.view_as_real(z)
         adv = torch.mul(zr[..., 0, :, :, 0], zr[..., 1, :, :, 0])
         adv.addcmul_(zr[..., 0, :, :, 1], zr[..., 1, :, :, 1])
         return torch.fft.fft2(adv, norm="forward")
-
-    def nonlinear(self, w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The explicit part ``N(w) = -P_{2/3}(u.grad w) + f`` (spectral) and the pair ``z``."""
-        z = self.physical_pair(w_hat)
-        a = self.advection_hat(z)
-        if self.forcing_hat is None:
-            return a.mul_(self.neg_mask), z
-        return torch.addcmul(self.forcing_hat, a, self.neg_mask), z

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._validation import check_choice, check_finite, check_tensor
-from ._ns_ops import NSOperators, dealias_mask_full
+from ._ns_ops import NSOperators
 from ._steppers import STEPPERS
 
 __all__ = ["NavierStokes2D", "NavierStokesBlowUp", "solve_navier_stokes", "time_derivative"]
@@ -79,7 +79,7 @@ class NavierStokes2D:
     method: str = "rk4cn"
     cfl: float = 0.5
     check_every: int = 25
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _finite_float("viscosity", self.viscosity, nonneg=True)
@@ -129,31 +129,23 @@ class NavierStokes2D:
         check_finite(name, w)
         return w
 
-    def to_spectral(self, w: torch.Tensor) -> torch.Tensor:
-        """Full dealiased spectrum ``fft2(w, norm="forward")`` on the 2/3-rule modes."""
-        w = self._field("w", w)
-        mask = dealias_mask_full(w.shape[-1], device=w.device)
-        return torch.fft.fft2(w, norm="forward") * mask
-
-    @staticmethod
-    def to_physical(w_hat: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`to_spectral` (real part of the forward-normalised ifft2)."""
-        return torch.fft.ifft2(w_hat, norm="forward").real
-
     def velocity(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Velocity ``(u, v) = (psi_y, -psi_x)`` of a vorticity field ``(..., n, n)``."""
+        """Velocity ``(u, v) = (psi_y, -psi_x)`` of a vorticity field ``(..., n, n)``.
+
+        Computed from the 2/3-rule projection of ``w`` (the modes the solver keeps).
+        """
         w = self._field("w", w)
         ops = self._ops(w.shape[-1], w.dtype, w.device)
-        z = ops.physical_pair(self.to_spectral(w))[..., 0, :, :]
+        z = ops.physical_pair(torch.fft.fft2(w, norm="forward"))[..., 0, :, :]
         return z.real, z.imag
 
     def rhs(self, w: torch.Tensor) -> torch.Tensor:
-        """``w_t = -u.grad(w) + nu lap(w) - mu w + f`` (physical space, dealiased)."""
+        """``w_t = -u.grad(w) + nu lap(w) - mu w + f`` of the projected ``w`` (physical)."""
         w = self._field("w", w)
         ops = self._ops(w.shape[-1], w.dtype, w.device)
-        w_hat = self.to_spectral(w)
-        n_hat, _ = ops.nonlinear(w_hat)
-        return self.to_physical(n_hat + ops.linear * w_hat)
+        s = ops.to_compact(w)
+        n_hat, _ = ops.nonlinear(s)
+        return ops.from_compact(n_hat + ops.linear * s)
 
     def stable_dt(self, w: torch.Tensor) -> float:
         """The CFL step ``cfl * dx / max|u|`` of a field (the largest over a batch)."""
@@ -208,7 +200,7 @@ class NavierStokes2D:
         ops = self._ops(n, w0.dtype, w0.device)
         stepper = STEPPERS[self.method]
         dx = self.length / n
-        w_hat = self.to_spectral(w0)
+        w_hat = ops.to_compact(w0)
         out = torch.empty((w0.shape[0], len(ts), n, n), dtype=w0.dtype, device=w0.device)
         bar = _bar(progress, ts[-1] - t0 if ts else 0.0)
         t, step = t0, 0
@@ -220,7 +212,7 @@ class NavierStokes2D:
                 h_max = dt
                 if h_max is None:
                     if speed is None:
-                        speed = float(ops.physical_pair(w_hat)[:, 0].abs().amax())
+                        speed = float(ops.nonlinear(w_hat)[1][:, 0].abs().amax())
                     h_max = self.cfl * dx / speed if speed > 0 else remaining
                 k = max(1, math.ceil(remaining / h_max - 1e-9))
                 h = remaining / k
@@ -237,7 +229,7 @@ class NavierStokes2D:
                 speed = self._check(w_hat, z, h, dx, step, t, dt is None)
                 if bar is not None:
                     bar.update(burst * h)
-            out[:, i] = self.to_physical(w_hat)
+            out[:, i] = ops.from_compact(w_hat)
         if bar is not None:
             bar.close()
         return out[0] if squeeze else out
@@ -297,10 +289,10 @@ class NavierStokes2D:
         ops = self._ops(w.shape[-1], w.dtype, w.device)
         w_hat = torch.fft.fft2(w, norm="forward")
         adv_hat = ops.advection_hat(ops.physical_pair(w_hat)) * ops.mask
-        spatial = adv_hat - ops.linear * w_hat
-        if ops.forcing_hat is not None:
-            spatial = spatial - ops.forcing_hat
-        return w_t + self.to_physical(spatial)
+        spatial = adv_hat - ops.linear_full * w_hat
+        if ops.forcing_full is not None:
+            spatial = spatial - ops.forcing_full
+        return w_t + torch.fft.ifft2(spatial, norm="forward").real
 
 
 def _times(name: str, times: object, t0: float) -> list[float]:

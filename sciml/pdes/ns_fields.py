@@ -102,8 +102,10 @@ def mcwilliams_vorticity(
     (``k`` in integer wavenumbers, waves per box), so the energy spectrum
     ``E(k) ~ k^2 / (1 + (k/k0)^4)`` peaks exactly at ``k0 = peak_wavenumber``. The field is
     then scaled so the largest speed on the grid is ``max_velocity`` (the normalisation of
-    jax-cfd's ``filtered_velocity_field``). Being a curl, the velocity is divergence-free
-    to round-off with no projection step.
+    jax-cfd's ``filtered_velocity_field``). The spectrum is cut to the 2/3-rule modes
+    (``3|k_i| < n``), so the field is exactly the one a dealiased solver on this grid
+    evolves and its maximum speed is the one asked for. Being a curl, the velocity is
+    divergence-free to round-off with no projection step.
 
     Reference: J. C. McWilliams, The emergence of isolated coherent vortices in turbulent
     flow, J. Fluid Mech. 146 (1984).
@@ -117,7 +119,8 @@ def mcwilliams_vorticity(
     kx, ky = _integer_k(n, device)
     k = (kx**2 + ky**2).sqrt()
     ks = torch.where(k > 0, k, 1.0)
-    amp = torch.where(k > 0, (ks * (1.0 + (ks / k0) ** 4)) ** -0.5, 0.0)
+    resolved = (3 * kx.abs() < n) & (3 * ky.abs() < n)
+    amp = torch.where((k > 0) & resolved, (ks * (1.0 + (ks / k0) ** 4)) ** -0.5, 0.0)
     psi = _hermitian_noise(batch, n, generator, device) * amp
     two_pi = 2 * math.pi / length
     u = torch.fft.ifft2(1j * two_pi * ky * psi, norm="forward").real
