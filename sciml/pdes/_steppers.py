@@ -124,4 +124,68 @@ class IFRK4(Stepper):
         return torch.addcmul(acc, ew, e, value=6.0 / dt).mul_(dt / 6.0), z
 
 
-STEPPERS: dict[str, Stepper] = {s.name: s for s in (RK4CN(), IMEX2(), IFRK4())}
+# Dormand & Prince (1980) RK5(4) tableau; the 5th-order weights are used, the 4th-order
+# embedded solution is not needed for fixed steps.
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+)
+_DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+
+
+class IFDP5(Stepper):
+    """Integrating-factor Dormand-Prince: ``L`` exact, ``N`` to 5th order, 6 evaluations.
+
+    Stage ``i``: ``w_i = E(c_i) w + dt sum_j a_ij E(c_i - c_j) N(w_j)`` and
+    ``w' = E(1) w + dt sum_j b_j E(1 - c_j) N(w_j)`` with ``E(s) = exp(s dt L)``.
+    A smaller error per unit of work than the 4th-order schemes at the steps the CFL
+    condition allows, so it reaches a given accuracy sooner
+    (Dormand & Prince, J. Comput. Appl. Math. 6, 1980).
+    """
+
+    name = "ifdp5"
+    order = 5
+    nonlinear_evals = 6
+
+    def factors(self, linear, dt):
+        # E(c_i - c_j) for every pair used, then E(1 - c_j) and E(c_i)
+        cache: dict[float, torch.Tensor] = {}
+
+        def e(s: float) -> torch.Tensor:
+            key = round(s, 14)
+            if key not in cache:
+                cache[key] = torch.exp((s * dt) * linear)
+            return cache[key]
+
+        out = []
+        for i in range(1, 6):
+            out.append(e(_DP_C[i]))
+            out.extend(e(_DP_C[i] - _DP_C[j]) for j in range(i))
+        out.append(e(1.0))
+        out.extend(e(1.0 - _DP_C[j]) for j in range(6))
+        return out
+
+    def step(self, w, nonlinear, f, dt):
+        k0, z = nonlinear(w)
+        ks = [k0]
+        pos = 0
+        for i in range(1, 6):
+            wi = w * f[pos]
+            for j in range(i):
+                if _DP_A[i][j] != 0.0:
+                    wi.addcmul_(ks[j], f[pos + 1 + j], value=dt * _DP_A[i][j])
+            pos += 1 + i
+            ks.append(nonlinear(wi)[0])
+        out = w * f[pos]
+        for j in range(6):
+            if _DP_B[j] != 0.0:
+                out.addcmul_(ks[j], f[pos + 1 + j], value=dt * _DP_B[j])
+        return out, z
+
+
+STEPPERS: dict[str, Stepper] = {s.name: s for s in (RK4CN(), IMEX2(), IFRK4(), IFDP5())}

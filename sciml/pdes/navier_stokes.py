@@ -12,7 +12,9 @@ stays on the resolved modes); time is one of
 * ``"rk4cn"``: 5-stage low-storage RK4 with Crank-Nicolson on the viscous term, the
   scheme of jax-cfd and torch-cfd (2nd order once viscosity acts);
 * ``"imex2"``: Heun + Crank-Nicolson, 2nd order, two evaluations per step;
-* ``"ifrk4"``: integrating-factor RK4, viscosity and drag exact, 4th order.
+* ``"ifrk4"``: integrating-factor RK4, viscosity and drag exact, 4th order;
+* ``"ifdp5"``: integrating-factor Dormand-Prince, 5th order, 6 evaluations per step: the
+  least work for a given accuracy at CFL-sized steps (see benchmarks/navier_stokes.py).
 
 The step is either given or chosen from the CFL condition ``dt = cfl * dx / max|u|``,
 re-evaluated as the flow evolves; output times are hit exactly.
@@ -62,7 +64,7 @@ class NavierStokes2D:
         drag: linear drag ``mu`` (>= 0), e.g. 0.1 for Kolmogorov flow.
         forcing: vorticity forcing ``f`` on the solver grid, shape ``(n, n)``, or None.
             See :func:`~sciml.pdes.fno_forcing` and :func:`~sciml.pdes.kolmogorov_forcing`.
-        method: ``"rk4cn"``, ``"imex2"`` or ``"ifrk4"``.
+        method: ``"rk4cn"``, ``"imex2"``, ``"ifrk4"`` or ``"ifdp5"``.
         cfl: CFL number of the automatic step (``dt=None``), in (0, 1].
         check_every: steps between the blow-up checks (each synchronises with the device).
 
