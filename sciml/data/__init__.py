@@ -1,0 +1,13 @@
+"""HDF5 data sets: writing them (resumable, sharded over processes), reading, normalising."""
+
+from .ns2d import PRESETS, NS2DPreset, generate_ns2d, sample_seed, shard_path
+from .ns2d_dataset import NS2DDataset
+
+__all__ = [
+    "PRESETS",
+    "NS2DDataset",
+    "NS2DPreset",
+    "generate_ns2d",
+    "sample_seed",
+    "shard_path",
+]

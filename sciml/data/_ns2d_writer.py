@@ -1,0 +1,296 @@
+"""The writer behind :func:`sciml.data.generate_ns2d`: batches, resume, shards, merge.
+
+Kept apart from the presets so that each module reads in one sitting; the file schema
+is documented in :mod:`sciml.data.ns2d`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+import torch
+
+from .._validation import check_int
+from ..pdes import NavierStokes2D
+from ._store import check_format, create_store, finalize, first_mismatch, open_h5
+
+if TYPE_CHECKING:
+    from .ns2d import NS2DPreset
+
+FORMAT = "sciml.ns2d"
+FORMAT_VERSION = 1
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: Test-only hook: ``"data:K"`` or ``"done:K"`` makes the writer SIGKILL itself after the
+#: K-th batch of the process is written and flushed (``data``) or flagged done (``done``).
+_KILL_ENV = "SCIML_NS2D_TEST_KILL"
+_FIX = "use another output path (--out) or delete the file to start over"
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index`` of a data set generated with ``seed``.
+
+    ``numpy.random.SeedSequence([seed, index])`` hashed to 63 bits: streams of different
+    samples (and seeds) are independent, and sample ``index`` can be redrawn alone with
+    ``torch.Generator().manual_seed(sample_seed(seed, index))``.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    index = check_int("index", index, minimum=0)
+    state = np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def shard_path(out: str | os.PathLike, rank: int, world_size: int) -> Path:
+    """The file that rank ``rank`` of ``world_size`` writes: ``OUT.rank{r}-of-{K}.h5``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.rank{rank}-of-{world_size}.h5")
+
+
+class Writer:
+    """Writes one data set: a preset at validated settings (see ``generate_ns2d``)."""
+
+    def __init__(self, preset: NS2DPreset, *, samples: int, resolution: int,
+                 solver_resolution: int, seed: int, t_start: float, t_end: float,
+                 snapshots: int, dt: float, dtype: str) -> None:
+        self.preset, self.samples, self.seed, self.dt = preset, samples, seed, dt
+        self.n, self.big, self.dtype = resolution, solver_resolution, DTYPES[dtype]
+        self.times = np.linspace(t_start, t_end, snapshots)
+        #: the attributes that identify the data set (compared when a file is resumed)
+        self.settings: dict[str, object] = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "preset": preset.name,
+            "length": float(preset.length), "viscosity": float(preset.viscosity),
+            "drag": float(preset.drag), **preset.describe(), "samples": samples,
+            "t_start": t_start, "t_end": t_end, "snapshots": snapshots,
+            "solver_resolution": solver_resolution, "resolution": resolution,
+            "method": preset.method, "dt": dt, "seed": seed, "dtype": dtype,
+            "sample_seeding": "torch.Generator().manual_seed(sciml.data.sample_seed(seed, i))",
+        }
+
+    def run(self, out: Path, *, rank: int, world_size: int, batch_size: int,
+            device: torch.device | str | None, progress: bool) -> Path:
+        """Write (or finish) ``out``, alone or as rank ``rank`` of ``world_size``."""
+        dev = _device(device)
+        if _existing(out, self.settings) and _is_complete(out):
+            return out
+        if world_size == 1:
+            self.write(out, np.arange(self.samples), batch_size, dev, progress)
+            return out
+        return _generate_distributed(self, out, rank, world_size, batch_size, dev, progress)
+
+    def create(self, path: Path, settings: dict[str, object], index: np.ndarray) -> None:
+        grid = np.arange(self.n, dtype=np.float64) * (self.preset.length / self.n)
+        create_store(path, attrs=settings, sample_shape=(len(self.times), self.n, self.n),
+                     sample_index=index, arrays={"times": self.times, "x": grid, "y": grid})
+
+    def write(self, path: Path, index: np.ndarray, batch_size: int, device: torch.device,
+              progress: bool, shard: tuple[int, int] | None = None) -> None:
+        """Solve the samples ``index`` not yet done into the store at ``path``.
+
+        ``shard = (rank, world_size)`` marks the file as that rank's shard.
+        """
+        settings, desc = dict(self.settings), f"ns2d {self.preset.name}"
+        if shard is not None:
+            settings.update(shard_rank=shard[0], shard_world_size=shard[1])
+            desc += f" (rank {shard[0]} of {shard[1]})"
+        if not _existing(path, settings):
+            self.create(path, settings, index)
+        f = open_h5(path, "r+", what="the data file", fix=_FIX)
+        try:
+            flags = f["done"][:]
+            todo = [j for j in range(len(index)) if not flags[j]]
+            if todo:
+                self._solve_into(f, index, todo, batch_size, device, progress, desc)
+            if todo or not bool(f.attrs["complete"]):
+                finalize(f)
+        finally:
+            f.close()
+
+    def _solve_into(self, f: h5py.File, index: np.ndarray, todo: list[int], batch_size: int,
+                    device: torch.device, progress: bool, desc: str) -> None:
+        vort, done = f["vorticity"], f["done"]
+        ns = NavierStokes2D(
+            viscosity=self.preset.viscosity, length=self.preset.length, drag=self.preset.drag,
+            forcing=self.preset.forcing_field(self.big, dtype=self.dtype, device=device),
+            method=self.preset.method,
+        )
+        stride = self.big // self.n
+        bar = _bar(progress, total=len(index), initial=len(index) - len(todo), desc=desc)
+        try:
+            for b, batch in enumerate(_chunks(todo, batch_size), start=1):
+                w0 = torch.cat([
+                    self.preset.initial_condition(self.big, _generator(self.seed, int(index[j])))
+                    for j in batch
+                ]).to(device=device, dtype=self.dtype)
+                w = ns.solve(w0, self.times.tolist(), t0=0.0, dt=self.dt)
+                w = w[..., ::stride, ::stride].to(torch.float32).cpu().numpy()
+                for k, j in enumerate(batch):
+                    vort[j] = w[k]
+                f.flush()  # the data reaches the file before its flags do
+                _test_kill("data", b)
+                for j in batch:
+                    done[j] = 1
+                f.flush()
+                _test_kill("done", b)
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _generator(seed: int, index: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(sample_seed(seed, index))
+    return g
+
+
+def _chunks(xs: Sequence[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(xs), size):
+        yield list(xs[i:i + size])
+
+
+def _bar(on: bool, *, total: int, initial: int, desc: str):
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", smoothing=0.1)
+
+
+def _test_kill(phase: str, batch: int) -> None:
+    """Test-only crash hook (see ``_KILL_ENV``); does nothing unless the variable is set."""
+    if os.environ.get(_KILL_ENV) == f"{phase}:{batch}":
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _existing(path: Path, settings: dict[str, object]) -> bool:
+    """Whether ``path`` holds this data set (complete or not); raise if it holds another."""
+    if not path.exists():
+        return False
+    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
+        check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX)
+        bad = first_mismatch(f, settings)
+        if bad is not None:
+            k, have, want = bad
+            raise ValueError(
+                f"{path} exists with other settings: {k} = {have!r} in the file but {want!r} "
+                f"now; rerun with the file's settings to resume it, or {_FIX}"
+            )
+    return True
+
+
+def _is_complete(path: Path) -> bool:
+    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
+        return bool(f.attrs["complete"])
+
+
+def _generate_distributed(job: Writer, out: Path, rank: int, world_size: int, batch_size: int,
+                          device: torch.device, progress: bool) -> Path:
+    import torch.distributed as dist
+
+    created = _init_distributed(rank, world_size, device)
+    try:
+        index = np.arange(rank, job.samples, world_size)
+        job.write(shard_path(out, rank, world_size), index, batch_size, device,
+                  progress and rank == 0, shard=(rank, world_size))
+        _barrier(device)
+        if rank == 0:
+            _merge(job, out, world_size)
+        _barrier(device)  # every rank returns once the merged file is complete
+    finally:
+        if created:
+            dist.destroy_process_group()
+    return out
+
+
+def _init_distributed(rank: int, world_size: int, device: torch.device) -> bool:
+    """Join (or reuse) the process group; True if this call created it."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise ValueError("world_size > 1 needs torch.distributed, which this torch build lacks")
+    if dist.is_initialized():
+        if (dist.get_rank(), dist.get_world_size()) != (rank, world_size):
+            raise ValueError(
+                f"rank/world_size = {rank}/{world_size} but the process group is "
+                f"{dist.get_rank()}/{dist.get_world_size()}; pass the group's values"
+            )
+        return False
+    if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+        raise ValueError(
+            f"world_size = {world_size} needs a torch.distributed job (MASTER_ADDR and "
+            f"MASTER_PORT are not set): launch with `torchrun --nproc_per_node {world_size} "
+            "-m sciml.cli generate ns2d ...`, or pass world_size=1"
+        )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    # shards can take hours: the barrier waits for the slowest rank (torchrun stops every
+    # rank if one fails, so a long timeout does not hang a failed job)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
+                            world_size=world_size, timeout=datetime.timedelta(hours=48))
+    return True
+
+
+def _barrier(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        dist.barrier(device_ids=[device.index or 0])
+    else:
+        dist.barrier()
+
+
+def _merge(job: Writer, out: Path, world_size: int) -> None:
+    """Copy the complete shards into ``out`` in sample order; delete them afterwards."""
+    shards = [shard_path(out, r, world_size) for r in range(world_size)]
+    samples = job.samples
+    tmp = out.with_name(out.name + ".merging")
+    job.create(tmp, job.settings, np.arange(samples))
+    sources = []
+    try:
+        for r, p in enumerate(shards):
+            f = open_h5(p, "r", what="the shard", fix="rerun the same torchrun command")
+            sources.append(f)
+            check_format(f, p, fmt=FORMAT, version=FORMAT_VERSION,
+                         fix="rerun the same torchrun command")
+            settings = {**job.settings, "shard_rank": r, "shard_world_size": world_size}
+            if first_mismatch(f, settings) is not None or not bool(f.attrs["complete"]):
+                raise ValueError(f"shard {p} is incomplete or from another run; rerun the "
+                                 "same torchrun command to finish it")
+        with open_h5(tmp, "r+", what="the merged file", fix=_FIX) as g:
+            vort = g["vorticity"]
+            for i in range(samples):
+                src = sources[i % world_size]
+                j = i // world_size
+                if int(src["sample_index"][j]) != i:  # pragma: no cover - defensive
+                    raise ValueError(f"{shards[i % world_size]} holds sample "
+                                     f"{int(src['sample_index'][j])} where {i} belongs")
+                vort[i] = src["vorticity"][j]
+            g.flush()
+            g["done"][:] = 1
+            g.flush()
+            finalize(g)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        for f in sources:
+            f.close()
+    os.replace(tmp, out)
+    for p in shards:
+        p.unlink()
