@@ -11,5 +11,6 @@ status=0
 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee benchmarks/results/gpu/pytest_gpu.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 python3 benchmarks/spectral_conv.py --device cuda || status=1
+python3 benchmarks/navier_stokes.py --device cuda || status=1
 if [ -n "${OUT:-}" ]; then cp -r benchmarks/results/gpu "$OUT/" 2>/dev/null || true; fi
 exit $status

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._malloc import tune_malloc
 from .._validation import check_choice, check_finite, check_tensor
 from ._ns_ops import NSOperators
 from ._steppers import STEPPERS
@@ -185,6 +186,10 @@ class NavierStokes2D:
         Returns:
             ``(B, T, n, n)`` (or ``(T, n, n)`` for an unbatched ``w0``).
 
+        On Linux CPUs the first call raises glibc's malloc thresholds so the transform
+        buffers are reused rather than page-faulted anew each stage (process-wide; opt out
+        with ``SCIML_MALLOC_TUNING=0``, see :mod:`sciml._malloc`).
+
         Raises:
             NavierStokesBlowUp: the field became non-finite or ``u_max dt / dx`` exceeded
                 1; the message names the step, the time and the fix.
@@ -198,6 +203,8 @@ class NavierStokes2D:
             dt = _finite_float("dt", dt, positive=True)
         squeeze = w0.ndim == 2
         w0 = w0.unsqueeze(0) if squeeze else w0
+        if w0.device.type == "cpu":
+            tune_malloc()  # see sciml._malloc: a third of the step time otherwise
         n = w0.shape[-1]
         ops = self._ops(n, w0.dtype, w0.device)
         stepper = STEPPERS[self.method]
