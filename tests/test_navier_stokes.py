@@ -237,6 +237,17 @@ def test_residual_is_differentiable():
     assert w.grad is not None and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_solve_is_differentiable(method):
+    # the inverse problems differentiate through the solver: autograd against finite
+    # differences on a tiny grid
+    n = 8
+    ns = NavierStokes2D(viscosity=5e-2, forcing=fno_forcing(n), method=method)
+    w0 = _grf(1, n, seed=8).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda w: ns.solve(w, [0.05, 0.1], dt=0.025), (w0,),
+                                    atol=1e-7, rtol=1e-5)
+
+
 def test_time_derivative_is_exact_for_quartics():
     t = torch.linspace(0, 1, 9, dtype=torch.float64)
     p = 1 + 2 * t - t**2 + 0.5 * t**3 - 0.25 * t**4

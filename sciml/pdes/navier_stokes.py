@@ -221,7 +221,7 @@ class NavierStokes2D:
                 h_max = dt
                 if h_max is None:
                     if speed is None:
-                        speed = float(ops.nonlinear(w_hat)[1][:, 0].abs().amax())
+                        speed = float(ops.nonlinear(w_hat)[1][:, 0].detach().abs().amax())
                     h_max = self.cfl * dx / speed if speed > 0 else remaining
                 k = max(1, math.ceil(remaining / h_max - 1e-9))
                 h = remaining / k
@@ -245,8 +245,8 @@ class NavierStokes2D:
 
     def _check(self, w_hat, z, h, dx, step, t, adaptive) -> float:
         """Blow-up check after a burst of steps; returns the current max speed."""
-        speed = float(z[:, 0].abs().amax())
-        if not math.isfinite(speed) or not bool(torch.isfinite(w_hat).all()):
+        speed = float(z[:, 0].detach().abs().amax())
+        if not math.isfinite(speed) or not bool(torch.isfinite(w_hat.detach()).all()):
             raise NavierStokesBlowUp(
                 f"the vorticity became non-finite by step {step} (t = {t:.6g}); "
                 f"the step dt = {h:.3g} is too large for this flow or the grid does not "
