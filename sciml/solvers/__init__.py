@@ -1,0 +1,1 @@
+"""Solvers: optimal transport (``sciml.solvers.ot``); linear systems arrive with their issue."""

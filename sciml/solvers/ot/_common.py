@@ -1,0 +1,198 @@
+"""Shared pieces of the OT solvers: the result type, input checks, kernels, the value."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..._validation import check_tensor
+
+# rows per chunk of the n x m work, so no full-size temporary beyond the plan itself
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class OTStatus(enum.Enum):
+    """How a solve ended; the value says what to do about it."""
+
+    CONVERGED = "converged: the marginal error is at or below tol"
+    MAX_ITER = (
+        "stopped at max_iter before the marginal error reached tol: raise max_iter, "
+        "loosen tol, or use sns (Newton) which needs far fewer iterations at small reg"
+    )
+    BREAKDOWN = (
+        "the iteration produced non-finite values: use float64, a larger reg, or sns "
+        "(which works on the log-domain potentials)"
+    )
+
+
+class OTError(RuntimeError):
+    """Raised by ``throw=True`` when a solve does not converge."""
+
+
+@dataclass
+class OTResult:
+    """Result of an entropic OT solve.
+
+    Attributes:
+        plan: the transport plan ``P_ij = exp((f_i + g_j - M_ij) / reg)``, ``(..., n, m)``.
+        cost: the regularised objective ``<P, M> + reg sum P (log P - 1)`` at the solution,
+            ``(...)``; differentiable in ``a``, ``b`` and ``M`` by the envelope theorem
+            (gradients ``f``, ``g``, ``P``), with no unrolled graph.
+        f, g: dual potentials ``(..., n)`` and ``(..., m)``.
+        status: an :class:`OTStatus`.
+        stats: ``iterations``, ``sinkhorn_iterations``, ``newton_iterations``,
+            ``cg_iterations``, ``marginal_error`` (L1, the largest over the batch),
+            ``transport_cost`` (``<P, M>``), ``history`` (``(iteration, seconds,
+            marginal_error)`` at each check).
+    """
+
+    plan: torch.Tensor
+    cost: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    status: OTStatus
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.status is OTStatus.CONVERGED
+
+
+def check_problem(a: object, b: object, M: object, reg: object):
+    """Validate ``(a, b, M, reg)``; return tensors broadcast to a common batch shape."""
+    M = check_tensor("M", M, min_ndim=2, real=True, fft_dtype=True)
+    a = check_tensor("a", a, min_ndim=1, real=True, fft_dtype=True)
+    b = check_tensor("b", b, min_ndim=1, real=True, fft_dtype=True)
+    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not math.isfinite(reg) or (
+        reg <= 0
+    ):
+        raise ValueError(f"reg must be a finite positive number, got {reg!r}")
+    n, m = M.shape[-2:]
+    if a.shape[-1] != n or b.shape[-1] != m:
+        raise ValueError(
+            f"a has {a.shape[-1]} entries and b {b.shape[-1]}, but M is {n} x {m}: a must "
+            "match the rows of M and b its columns"
+        )
+    if not (a.dtype == b.dtype == M.dtype):
+        raise TypeError(f"a, b and M must share a dtype, got {a.dtype}, {b.dtype}, {M.dtype}")
+    if not (a.device == b.device == M.device):
+        raise ValueError(f"a, b and M must be on one device, got {a.device}, {b.device}, "
+                         f"{M.device}")
+    for name, x in (("a", a), ("b", b), ("M", M)):
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains non-finite values; OT needs finite data")
+    for name, x in (("a", a), ("b", b)):
+        if bool((x < 0).any()):
+            raise ValueError(f"{name} has negative masses (min {x.min().item():.3g}); masses "
+                             "must be >= 0")
+        if bool((x.sum(-1) <= 0).any()):
+            raise ValueError(f"{name} has zero total mass; give each marginal positive mass")
+    sa, sb = a.sum(-1), b.sum(-1)
+    tol = 1e-10 if a.dtype == torch.float64 else 1e-5
+    if bool(((sa - sb).abs() > tol * torch.maximum(sa, sb)).any()):
+        raise ValueError(
+            f"a and b have different totals ({sa.flatten()[0].item():.12g} vs "
+            f"{sb.flatten()[0].item():.12g}); balanced OT needs equal masses: normalise both"
+        )
+    batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1], M.shape[:-2])
+    a = a.expand(*batch, n)
+    b = b.expand(*batch, m)
+    M = M.expand(*batch, n, m)
+    return a, b, M, float(reg)
+
+
+def kernel(f: torch.Tensor, g: torch.Tensor, M: torch.Tensor, reg: float) -> torch.Tensor:
+    """``exp((f_i + g_j - M_ij) / reg)``, computed in row chunks (bounded temporaries)."""
+    n, m = M.shape[-2:]
+    out = torch.empty(M.shape, dtype=M.dtype, device=M.device)
+    rows = max(1, _CHUNK_ELEMENTS // max(1, m * max(1, M[..., 0, 0].numel())))
+    inv = 1.0 / reg
+    for i in range(0, n, rows):
+        blk = out[..., i:i + rows, :]
+        torch.sub(f[..., i:i + rows, None] + g[..., None, :], M[..., i:i + rows, :], out=blk)
+        blk.mul_(inv).exp_()
+    return out
+
+
+def lse_sweep(
+    a: torch.Tensor, b: torch.Tensor, M: torch.Tensor, reg: float, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One log-domain Sinkhorn sweep: exact row then column marginals (chunked)."""
+    n, m = M.shape[-2:]
+    loga = torch.where(a > 0, a.log(), -math.inf)
+    logb = torch.where(b > 0, b.log(), -math.inf)
+    rows = max(1, _CHUNK_ELEMENTS // max(1, m * max(1, M[..., 0, 0].numel())))
+    f = torch.empty_like(a)
+    for i in range(0, n, rows):
+        f[..., i:i + rows] = reg * loga[..., i:i + rows] - reg * torch.logsumexp(
+            (g[..., None, :] - M[..., i:i + rows, :]) / reg, dim=-1)
+    # the column sweep as a running log-sum-exp over row chunks
+    acc = None
+    for i in range(0, n, rows):
+        part = torch.logsumexp((f[..., i:i + rows, None] - M[..., i:i + rows, :]) / reg, dim=-2)
+        acc = part if acc is None else torch.logaddexp(acc, part)
+    g = reg * logb - reg * acc
+    return _finite_potential(f, a), _finite_potential(g, b)
+
+
+def _finite_potential(f: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    # a zero-mass point has optimal potential -inf; keep -inf (its plan row is exactly zero)
+    return torch.where(mass > 0, f, -math.inf)
+
+
+def marginal_errors(P: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||P 1 - a||_1 + ||P^T 1 - b||_1`` per batch element."""
+    return (P.sum(-1) - a).abs().sum(-1) + (P.sum(-2) - b).abs().sum(-1)
+
+
+def _safe_dot(p: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    return torch.where(mass > 0, p * mass, 0.0).sum(-1)
+
+
+class _Value(torch.autograd.Function):
+    """The regularised OT value with envelope-theorem gradients (no unrolled graph)."""
+
+    @staticmethod
+    def forward(ctx, a, b, M, f, g, P, reg):  # type: ignore[override]
+        ctx.save_for_backward(f, g, P, a, b)
+        value = _safe_dot(f, a) + _safe_dot(g, b) - reg * P.sum((-2, -1))
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        f, g, P, a, b = ctx.saved_tensors
+        ga = gb = gM = None
+        if ctx.needs_input_grad[0]:
+            ga = grad[..., None] * torch.where(a > 0, f, 0.0)
+        if ctx.needs_input_grad[1]:
+            gb = grad[..., None] * torch.where(b > 0, g, 0.0)
+        if ctx.needs_input_grad[2]:
+            gM = grad[..., None, None] * P
+        return ga, gb, gM, None, None, None, None
+
+
+def finish(a, b, M, reg, f, g, status, stats, throw: bool) -> OTResult:
+    """Build the plan, the differentiable value and the result; raise if asked."""
+    with torch.no_grad():
+        P = kernel(f, g, M.detach(), reg)
+        stats["transport_cost"] = (P * M.detach()).sum((-2, -1))
+    cost = _Value.apply(a, b, M, f, g, P, reg)
+    if throw and status is not OTStatus.CONVERGED:
+        raise OTError(f"{status.name}: {status.value} (marginal error "
+                      f"{stats.get('marginal_error', float('nan')):.3g})")
+    return OTResult(plan=P, cost=cost, f=f, g=g, status=status, stats=stats)
+
+
+@contextlib.contextmanager
+def quiet_sparse() -> Iterator[None]:
+    """Silence torch's 'sparse CSR is beta' warnings inside a block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        yield
