@@ -10,14 +10,18 @@ and compared by a script::
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.machinery
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -51,6 +55,37 @@ def time_alternating(
             if r >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def import_peer(name: str) -> ModuleType:
+    """Import a peer library by its module name, skipping the running script's folder.
+
+    ``python benchmarks/ot.py`` puts ``benchmarks/`` first on ``sys.path``, so a plain
+    ``import ot`` would import the script itself instead of POT. This finds ``name`` on
+    the rest of the path (``sys.path`` is left as it is).
+
+    Raises:
+        ImportError: the peer is not installed (the message names the extra to install).
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    here = Path(script).resolve().parent if script else None
+    mod = sys.modules.get(name)
+    if mod is not None and (here is None or Path(getattr(mod, "__file__", "") or "").resolve()
+                            .parent != here):
+        return mod
+    path = [p for p in sys.path if here is None or Path(p or ".").resolve() != here]
+    spec = importlib.machinery.PathFinder.find_spec(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"peer library {name!r} is not installed: pip install -e '.[bench]'")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return mod
 
 
 def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
