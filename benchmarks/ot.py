@@ -2,7 +2,7 @@
 
 All solvers get the same float64 data in one process and solve the same problem,
 ``min <P, M> + reg sum P (log P - 1)`` over plans with marginals ``a``, ``b`` (POT's and
-RegOT's ``reg``, the ``eta`` of Tang & Qiu 2024). Cases:
+RegOT's ``reg``, which is ``1/eta`` in Tang et al., ICLR 2024). Cases:
 
 - ``points-n{n}-reg{reg}``: ``n`` uniform points in the unit square on each side,
   squared Euclidean cost scaled to a maximum of 1, uniform masses, target L1 marginal
