@@ -12,5 +12,7 @@ python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee benchmarks/results/gp
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 python3 benchmarks/spectral_conv.py --device cuda || status=1
 python3 benchmarks/navier_stokes.py --device cuda || status=1
+# the OT peers run on the CPU (POT takes minutes at reg 1e-3), so the quick cases here
+python3 benchmarks/ot.py --device cuda --quick || status=1
 if [ -n "${OUT:-}" ]; then cp -r benchmarks/results/gpu "$OUT/" 2>/dev/null || true; fi
 exit $status
