@@ -59,6 +59,15 @@ def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, i
     return x, it
 
 
+def _csr(P: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """CSR matrix of the kept entries of ``P`` (one index pass; no dense masked copy)."""
+    idx = keep.nonzero()
+    crow = torch.zeros(P.shape[0] + 1, dtype=torch.int64, device=P.device)
+    torch.cumsum(keep.sum(1), 0, out=crow[1:])
+    with quiet_sparse():
+        return torch.sparse_csr_tensor(crow, idx[:, 1], P[idx[:, 0], idx[:, 1]], P.shape)
+
+
 def _dual(f, g, a, b, P, reg) -> float:
     fa = torch.where(a > 0, f * a, 0.0).sum()
     gb = torch.where(b > 0, g * b, 0.0).sum()
@@ -91,13 +100,8 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
             # entries, however small, are what keeps the Schur complement invertible
             top = torch.topk(P, min(min_per_row, P.shape[1]), dim=1).indices
             keep.scatter_(1, top, True)
-        Pm = torch.where(keep, P, 0.0)
-        with quiet_sparse():
-            Ps = Pm.to_sparse_csr()
-            csc = Pm.to_sparse_csc()
-            PsT = torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(),
-                                          (M.shape[1], M.shape[0]))
-        del Pm, csc
+        Ps = _csr(P, keep)
+        PsT = _csr(P.t(), keep.t())
         stats["nnz_per_row"].append(float(keep.sum()) / M.shape[0])
         del keep
 
