@@ -208,7 +208,7 @@ def run_case(case: Case, device: str, repeats: int) -> tuple[list[dict], list[li
         r = runs[key]
         err = marginal_error(r.plan, a, b)
         P = r.plan.detach().cpu() if isinstance(r.plan, torch.Tensor) else torch.from_numpy(
-            r.plan)
+            np.array(r.plan))  # a copy: the peers may return read-only arrays
         cost = float((P * p.M).sum())
         metrics = {"iterations": r.iterations, "time_s": seconds[key], "marginal_error": err,
                    "reached_tol": float(err <= case.tol), "converged": float(r.reached),
