@@ -8,6 +8,7 @@ by-product the caller wants from the first stage (the velocity, for the CFL chec
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -23,20 +24,22 @@ _CK_BETA = (0.1496590219993, 0.3792103129999, 0.8229550293869, 0.6994504559488,
 _CK_GAMMA = (0.0, -0.4178904745, -1.192151694643, -1.697784692471, -1.514183444257)
 
 
-class Stepper:
+class Stepper(abc.ABC):
     """One time-stepping scheme: ``factors(L, dt)`` once, then ``step`` many times."""
 
     name: str = ""
     order: int = 0
     nonlinear_evals: int = 0
 
+    @abc.abstractmethod
     def factors(self, linear: torch.Tensor, dt: float) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """The per-step factors, functions of ``linear * dt`` only."""
 
+    @abc.abstractmethod
     def step(
         self, w: torch.Tensor, nonlinear: Nonlinear, f: list[torch.Tensor], dt: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """Advance ``w`` by ``dt``; return the new state and the first stage's ``z``."""
 
 
 class RK4CN(Stepper):
