@@ -28,6 +28,16 @@ def dealias_mask_full(n: int, *, device=None) -> torch.Tensor:
     return keep[:, None] & keep[None, :]
 
 
+def _advection(z: torch.Tensor) -> torch.Tensor:
+    """``u.grad(w) = Re(conj(z1) z2)`` on the grid from the pair ``z = (u + iv, w_x + iw_y)``.
+
+    Also right for the phase-shifted pair of the compact layout: the phase cancels.
+    """
+    zr = torch.view_as_real(z)
+    adv = torch.mul(zr[..., 0, :, :, 0], zr[..., 1, :, :, 0])
+    return adv.addcmul_(zr[..., 0, :, :, 1], zr[..., 1, :, :, 1])
+
+
 def resolved_max_k(n: int) -> int:
     """Largest |k| kept by the 2/3 rule on an n-point axis (``3|k| < n``)."""
     return (n - 1) // 3
@@ -133,9 +143,7 @@ class NSOperators:
         """
         n, m = self.n, self.m
         z = torch.fft.ifft2(self._padded_pair(s), norm="forward")
-        zr = torch.view_as_real(z)
-        adv = torch.mul(zr[..., 0, :, :, 0], zr[..., 1, :, :, 0])
-        adv.addcmul_(zr[..., 0, :, :, 1], zr[..., 1, :, :, 1])
+        adv = _advection(z)
         h = torch.fft.rfft2(adv, norm="forward")
         h = torch.cat([h[..., n - m:, : m + 1], h[..., : m + 1, : m + 1]], dim=-2)  # rows -m..m
         out = torch.cat([h[..., 1:].flip((-2, -1)).conj().neg(), h.neg()], dim=-1)
@@ -166,7 +174,5 @@ class NSOperators:
     @staticmethod
     def advection_hat(z: torch.Tensor) -> torch.Tensor:
         """Full spectrum of ``u.grad(w)`` (undealiased) from :meth:`physical_pair`."""
-        zr = torch.view_as_real(z)
-        adv = torch.mul(zr[..., 0, :, :, 0], zr[..., 1, :, :, 0])
-        adv.addcmul_(zr[..., 0, :, :, 1], zr[..., 1, :, :, 1])
+        adv = _advection(z)
         return torch.fft.fft2(adv, norm="forward")
