@@ -1,0 +1,143 @@
+"""Pointwise layers, the Fourier block and Fourier resampling shared by the FNO and SFNO."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import check_int
+from ..spectral import SpectralConv
+
+
+def _ratio(name: str, v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number, got {v!r}")
+    return float(v)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution over any grid: ``y[b, o, ...] = sum_c W[o, c] x[b, c, ...] + b[o]``.
+
+    One matrix product over the flattened grid (the same arithmetic as ``nn.Conv1d`` with
+    kernel 1, without its per-call layout checks).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, minimum=1)
+        self.out_channels = check_int("out_channels", out_channels, minimum=1)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        # the initialisation of nn.Conv1d / nn.Linear
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(in_channels)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        grid = x.shape[2:]
+        flat = x.reshape(b, c, -1)
+        if self.bias is None:
+            y = torch.matmul(self.weight, flat)
+        else:
+            y = torch.baddbmm(self.bias[None, :, None].expand(b, -1, 1), self.weight.expand(
+                b, -1, -1), flat)
+        return y.reshape(b, self.out_channels, *grid)
+
+
+class ChannelMLP(nn.Module):
+    """Two pointwise layers with a GELU between them: ``W2 gelu(W1 x + b1) + b2``."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int) -> None:
+        super().__init__()
+        self.fc1 = Pointwise(in_channels, hidden_channels)
+        self.fc2 = Pointwise(hidden_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+def fourier_resample(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Resample the trailing ``len(shape)`` axes of a real field by trigonometric interpolation.
+
+    Axis by axis: the real FFT is truncated (coarser grid) or zero-padded (finer grid) and
+    transformed back with "forward" normalisation, so values (not sums) are preserved and a
+    band-limited field is reproduced exactly. Axes whose size does not change are untouched.
+    """
+    d = len(shape)
+    for i, n_new in enumerate(shape):
+        axis = x.ndim - d + i
+        n_old = x.shape[axis]
+        if n_old == n_new:
+            continue
+        c = torch.fft.rfft(x, dim=axis, norm="forward")
+        keep = min(n_old, n_new) // 2 + 1
+        c = c.narrow(axis, 0, keep)
+        if n_old % 2 == 0 and n_new > n_old:
+            # the old Nyquist bin stands for cos only; split between +/- n/2 on the finer grid
+            idx = [slice(None)] * c.ndim
+            idx[axis] = slice(keep - 1, keep)
+            c = c.clone()
+            c[tuple(idx)] = c[tuple(idx)] * 0.5
+        x = torch.fft.irfft(c, n=n_new, dim=axis, norm="forward")
+    return x
+
+
+class FourierBlock(nn.Module):
+    """One FNO layer: spectral convolution plus a linear skip, then a channel MLP plus a gated skip.
+
+    .. math:: z = \\sigma(K x + W x), \\qquad y = \\sigma(\\mathrm{MLP}(z) + g \\odot x)
+
+    where ``K`` is a :class:`~sciml.spectral.SpectralConv`, ``W`` a 1x1 linear map and ``g``
+    a learned per-channel gate (the "linear" FNO skip and "soft-gating" MLP skip of
+    neuraloperator's ``FNOBlocks``). The last block of a network leaves out the outer
+    activations. When the block changes the grid (``out_shape``, e.g. a different number of
+    time steps), the skips are resampled by :func:`fourier_resample`.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        modes: tuple[int, ...],
+        *,
+        mlp_ratio: float = 0.5,
+        last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.width = check_int("width", width, minimum=1)
+        self.conv = SpectralConv(width, width, modes)
+        self.skip = Pointwise(width, width, bias=False)
+        hidden = max(1, round(width * _ratio("mlp_ratio", mlp_ratio)))
+        self.mlp = ChannelMLP(width, width, hidden)
+        self.gate = nn.Parameter(torch.ones(width))
+        self.last = bool(last)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        out_shape: tuple[int, ...] | None = None,
+        *,
+        spectral: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Apply the block; ``spectral`` replaces ``self.conv(x, out_shape)`` when given."""
+        grid = tuple(x.shape[2:])
+        target = grid if out_shape is None else tuple(out_shape)
+        k = self.conv(x, target) if spectral is None else spectral
+        s = self.skip(x)
+        g = x * self.gate.view(1, -1, *([1] * len(grid)))
+        if target != grid:
+            s = fourier_resample(s, target)
+            g = fourier_resample(g, target)
+        z = k + s
+        if not self.last:
+            z = F.gelu(z)
+        y = self.mlp(z) + g
+        return y if self.last else F.gelu(y)
+
