@@ -1,0 +1,23 @@
+"""Training: one Trainer with progress, checkpoints, exact resume, metrics and torchrun.
+
+Every model in sciml trains through :class:`Trainer`; :class:`TrainConfig` holds the
+settings and :class:`TrainResult` what a run did. Checkpoints load with
+``torch.load(path, weights_only=True)``; :func:`load_checkpoint` adds checks and
+:func:`load_model_state` puts the trained weights into a freshly built model.
+"""
+
+from ._checkpoint import load_checkpoint, load_model_state
+from ._config import TrainConfig, TrainResult
+from .refiner import RefineResult, SpectralRefiner, refine
+from .trainer import Trainer
+
+__all__ = [
+    "RefineResult",
+    "SpectralRefiner",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "load_checkpoint",
+    "load_model_state",
+    "refine",
+]

@@ -1,0 +1,251 @@
+"""Checkpoint and metrics files, written so that a kill at any moment leaves them usable.
+
+Every file is written to a temporary name in its destination directory, flushed and
+fsynced, then renamed over the destination with :func:`os.replace` (atomic on POSIX and
+Windows): a reader sees either the previous complete file or the new complete file,
+never a partial one. The metrics log is appended one JSON line at a time; a line cut
+short by a kill is ignored when the log is read back.
+
+A checkpoint holds only tensors and plain Python values, so it loads with
+``torch.load(path, weights_only=True)`` (no arbitrary code is run when reading it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+#: Tag and version stored in every file the Trainer writes.
+FORMAT = "sciml.train"
+FORMAT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+METRICS = "metrics.jsonl"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file through ``write(fileobj)`` so it appears complete or not at all.
+
+    Args:
+        path: destination; its directory must exist.
+        write: called with a binary file object open on a temporary file in the same
+            directory.
+
+    Raises:
+        Exception: whatever ``write`` or the file system raises; the temporary file is
+            removed and an existing file at ``path`` is left untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file private (0600); give it the mode open() would have
+            os.chmod(tmp, 0o666 & ~_umask())
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(obj: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
+    # torch.save is looked up at call time (tests replace it to simulate a failed write)
+    atomic_write(path, lambda f: torch.save(dict(obj), f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (or final ``model.pt``) written by :class:`Trainer`.
+
+    Equivalent to ``torch.load(path, map_location, weights_only=True)`` plus checks.
+
+    Args:
+        path: the file, e.g. ``out_dir / "checkpoint.pt"``.
+        map_location: where to put the tensors (as in :func:`torch.load`).
+
+    Returns:
+        The stored dict: ``model`` (state dict), ``config`` (``TrainConfig.to_dict()``),
+        ``model_config`` and ``format``/``format_version``; a checkpoint also has
+        ``optimizer``, ``scheduler``, ``rng``, ``progress`` and ``history``.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: the file is corrupt, truncated or not written by the Trainer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: train with Trainer(..., out_dir={str(path.parent)!r}) "
+            "first, or check the path"
+        )
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: {e}); the file is corrupt or "
+            "not a sciml checkpoint: delete it and train again (resume=False)"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a sciml.train checkpoint (no format tag {FORMAT!r})")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format_version {ckpt.get('format_version')!r}; this version of sciml "
+            f"reads version {FORMAT_VERSION}: train again with this version"
+        )
+    if "model" not in ckpt:
+        raise ValueError(f"{path} has no 'model' entry: the file is damaged")
+    return ckpt
+
+
+def load_model_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the weights stored in a checkpoint (or ``model.pt``) into ``model``.
+
+    Args:
+        model: a module built like the trained one (see the file's ``model_config``).
+        path: a file written by :class:`Trainer`.
+
+    Returns:
+        ``model``, with the weights loaded (on the device it was on).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_checkpoint`.
+        RuntimeError: the weights do not fit ``model`` (from ``load_state_dict``).
+    """
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+def check_resumable(
+    path: Path, ckpt: Mapping[str, Any], config: Mapping[str, Any], fields: Sequence[str],
+    setup: Mapping[str, int],
+) -> None:
+    """Raise unless a run with ``config`` and ``setup`` may continue from ``ckpt``.
+
+    Args:
+        path: the checkpoint's path (for the message).
+        ckpt: the loaded checkpoint.
+        config: the new run's ``TrainConfig.to_dict()``.
+        fields: the settings that must agree (they change the sequence of steps).
+        setup: ``world_size`` and ``n_train`` of the new run.
+
+    Raises:
+        ValueError: naming the first setting that differs and both values.
+    """
+    saved = ckpt["config"]
+    for name in fields:
+        have, want = saved.get(name), config[name]
+        if have != want:
+            raise ValueError(
+                f"{path} was written with {name}={have!r} but this run has {name}={want!r}; "
+                f"resume with {name}={have!r}, or start a new run (resume=False, or another "
+                "out_dir)"
+            )
+    what = {"world_size": "processes", "n_train": "training samples"}
+    for name, want in setup.items():
+        have = ckpt["progress"][name]
+        if have != want:
+            raise ValueError(
+                f"{path} was written by a run with {have} {what.get(name, name)} but this run "
+                f"has {want}; resume with the same setup, or start a new run (resume=False)"
+            )
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch RNG states (CPU, and each CUDA device once CUDA is in use)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ----------------------------------------------------------------------- metrics log
+
+
+def append_record(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON line (flushed and fsynced) to the metrics log."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, allow_nan=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics log; lines that do not parse (cut by a kill) are skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def rewrite_records(path: Path, records: list[Mapping[str, Any]]) -> None:
+    """Replace the metrics log by ``records``, atomically."""
+    text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def truncate_records(path: Path, step: int) -> None:
+    """Keep only the records with ``step <= step`` (those the checkpoint knows about)."""
+    kept = [r for r in read_records(path) if int(r.get("step", 0)) <= step]
+    rewrite_records(path, kept)
+
+
+def check_json(name: str, value: Any) -> dict[str, Any] | None:
+    """Return ``dict(value)`` if it serialises to JSON, else raise a ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping (dict) or None, got {type(value).__name__}")
+    try:
+        json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{name} must be JSON-safe (str, int, float, bool, None, lists and dicts of "
+            f"them) so that the checkpoint can be read back without pickle: {e}"
+        ) from None
+    # a JSON round trip yields plain dicts/lists (no tuples or subclasses) for weights_only
+    return json.loads(json.dumps(dict(value)))

@@ -1,0 +1,199 @@
+"""Settings and result of a training run, and the optimiser and schedule they define."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+#: Settings that change the sequence of optimiser steps: a run may only be resumed with
+#: the values it was started with. The others (time_budget, checkpoint_every, eval_every,
+#: progress, num_workers) may change between segments of a resumed run.
+RUN_FIELDS = (
+    "epochs", "lr", "batch_size", "schedule", "weight_decay", "grad_clip", "max_steps",
+    "seed", "shuffle",
+)
+
+
+def _count(name: str, v: object, minimum: int, fix: str, *, optional: bool = False) -> None:
+    """Raise unless ``v`` is an int >= ``minimum`` (or None when ``optional``)."""
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        none = " or None" if optional else ""
+        raise TypeError(f"TrainConfig.{name} must be an int{none}, got {v!r} ({type(v).__name__})")
+    if v < minimum:
+        raise ValueError(f"TrainConfig.{name} must be >= {minimum}, got {v}; {fix}")
+
+
+def _positive(
+    name: str, v: object, fix: str, *, optional: bool = False, allow_zero: bool = False
+) -> None:
+    """Raise unless ``v`` is a finite real > 0 (>= 0 with ``allow_zero``; None if optional)."""
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        none = " or None" if optional else ""
+        raise TypeError(
+            f"TrainConfig.{name} must be a number{none}, got {v!r} ({type(v).__name__})"
+        )
+    bad = not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero)
+    if bad:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"TrainConfig.{name} must be finite and {bound}, got {v}; {fix}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, schedule, stopping, checkpoints, evaluation.
+
+    The optimiser is Adam (``weight_decay == 0``) or AdamW (decoupled weight decay,
+    Loshchilov & Hutter 2019). The learning-rate schedule is stepped once per optimiser
+    step and spans ``min(epochs * steps_per_epoch, max_steps)`` steps:
+
+    * ``"onecycle"``: :class:`torch.optim.lr_scheduler.OneCycleLR` with ``max_lr=lr``
+      (warm-up from ``lr / 25`` over 30 % of the steps, cosine annealing to
+      ``lr / 25e4``; Smith & Topin 2019);
+    * ``"cosine"``: :class:`torch.optim.lr_scheduler.CosineAnnealingLR` from ``lr`` to 0;
+    * ``"constant"``: ``lr`` throughout.
+
+    Args:
+        epochs: passes over the training data (>= 1).
+        lr: learning rate (the peak of the one-cycle schedule), > 0.
+        batch_size: samples per batch *per process* (under torchrun the global batch is
+            ``batch_size * world_size``).
+        schedule: ``"onecycle"``, ``"cosine"`` or ``"constant"``.
+        weight_decay: decoupled weight decay (AdamW) when > 0.
+        grad_clip: clip the global gradient norm to this value (None: no clipping).
+        max_steps: stop after this many optimiser steps (None: no cap).
+        time_budget: seconds of training (evaluation and checkpoint writing excluded,
+            summed over resumed segments); training stops after the step that exceeds it.
+        checkpoint_every: also write a checkpoint every this many optimiser steps (one is
+            always written at the end of each epoch and when training stops).
+        eval_every: evaluate every this many epochs (and always when training stops).
+        seed: seeds the order of the samples (epoch ``e`` is shuffled by a generator
+            seeded from ``(seed, e)``; the global RNG is not used).
+        shuffle: shuffle the samples each epoch (False: dataset order).
+        progress: show a tqdm bar with the running loss and the ETA (rank 0 only).
+        num_workers: DataLoader worker processes that load batches (0: in the main process).
+
+    Raises:
+        TypeError: a setting has the wrong type.
+        ValueError: a setting is out of range; the message says the accepted range.
+    """
+
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 4
+    schedule: str = "onecycle"
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    max_steps: int | None = None
+    time_budget: float | None = None
+    checkpoint_every: int | None = None
+    eval_every: int = 1
+    seed: int = 0
+    shuffle: bool = True
+    progress: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _count("epochs", self.epochs, 1, "train for at least one epoch")
+        _positive("lr", self.lr, "a typical value is 1e-3")
+        _count("batch_size", self.batch_size, 1, "use at least one sample per batch")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"TrainConfig.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}"
+            )
+        _positive("weight_decay", self.weight_decay, "use 0 for none", allow_zero=True)
+        _positive("grad_clip", self.grad_clip, "use None for no clipping", optional=True)
+        _count("max_steps", self.max_steps, 1, "use None for no cap", optional=True)
+        _positive("time_budget", self.time_budget, "use None for no limit", optional=True)
+        _count("checkpoint_every", self.checkpoint_every, 1,
+               "use None to checkpoint at epoch ends only", optional=True)
+        _count("eval_every", self.eval_every, 1, "use 1 to evaluate after every epoch")
+        _count("seed", self.seed, 0, "use a non-negative seed")
+        for name in ("shuffle", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be True or False, "
+                                f"got {getattr(self, name)!r}")
+        _count("num_workers", self.num_workers, 0, "use 0 to load in the main process")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-safe dict (inverse of :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: ``d`` has keys that are not settings.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did.
+
+    Attributes:
+        history: one record per epoch end and one where training stopped mid-epoch:
+            ``epoch`` (epochs done, fractional mid-epoch), ``step`` (optimiser steps),
+            ``train_loss`` (sample-weighted mean over the epoch's batches so far), ``lr``
+            (of the last step), ``elapsed`` (training seconds) and, when the run was
+            evaluated there, ``eval_loss`` and ``eval_<metric>``. Includes the records
+            of earlier segments of a resumed run.
+        global_step: optimiser steps taken (over all segments).
+        epochs_done: epochs done, fractional when stopped mid-epoch.
+        elapsed: seconds of training summed over all segments (evaluation and
+            checkpoint writing excluded).
+        stopped: ``"epochs"``, ``"max_steps"`` or ``"time_budget"``.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    global_step: int = 0
+    epochs_done: float = 0.0
+    elapsed: float = 0.0
+    stopped: str = "epochs"
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW when ``config.weight_decay > 0``, over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def _constant(step: int) -> float:
+    # a module-level function (not a lambda) so the scheduler's state stays picklable
+    return 1.0
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule of ``config`` over ``total_steps`` optimiser steps."""
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps
+        )
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=total_steps, eta_min=0.0
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _constant)
