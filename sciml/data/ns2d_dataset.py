@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._validation import check_int
+from ..pdes import NavierStokes2D
 from ._ns2d_writer import FORMAT, FORMAT_VERSION
 from ._store import check_format, open_h5
 
@@ -41,6 +42,8 @@ class NS2DDataset(Dataset):
         normalize: standardise with the stored mean and std.
         samples: indices of the trajectories to use (e.g. a train/test split), or None
             for all.
+        subsample: keep every ``subsample``-th grid point in x and y (e.g. 2 reads a file
+            stored at 128^2 as 64^2: the same points a 64^2 file of the solve would hold).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -57,12 +60,14 @@ class NS2DDataset(Dataset):
         stride: int = 1,
         normalize: bool = True,
         samples: Sequence[int] | None = None,
+        subsample: int = 1,
     ) -> None:
         self.path = Path(path)
         self.input_steps = check_int("input_steps", input_steps, minimum=1)
         self.output_steps = check_int("output_steps", output_steps, minimum=1)
         self.stride = check_int("stride", stride, minimum=1)
         self.normalize = bool(normalize)
+        self.subsample = check_int("subsample", subsample, minimum=1)
         if not self.path.exists():
             raise FileNotFoundError(f"no data file at {self.path}; {_FIX}")
         with open_h5(self.path, "r", what="the data file", fix=_FIX) as f:
@@ -78,6 +83,14 @@ class NS2DDataset(Dataset):
             self.times = np.asarray(f["times"][:])
             self.mean = float(f.attrs["mean"])
             self.std = float(f.attrs["std"])
+            self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            stored = int(f["vorticity"].shape[-1])
+        if stored % self.subsample:
+            raise ValueError(
+                f"subsample = {self.subsample} does not divide the stored resolution {stored} "
+                f"of {self.path}; pick a divisor of {stored}"
+            )
+        self.resolution = stored // self.subsample
         self.samples = self._samples(samples, n_samples)
         span = self.input_steps + self.output_steps
         if span > n_times:
@@ -120,11 +133,39 @@ class NS2DDataset(Dataset):
         k = int(k) % n
         s = self.samples[k // self.windows_per_sample]
         t = (k % self.windows_per_sample) * self.stride
-        w = self._h5()["vorticity"][s, t:t + self.input_steps + self.output_steps]
+        k0 = self.subsample
+        w = self._h5()["vorticity"][s, t:t + self.input_steps + self.output_steps, ::k0, ::k0]
         if self.normalize:
             w = (w.astype(np.float64) - self.mean) / self.std
         x = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
         return x[:self.input_steps], x[self.input_steps:]
+
+    @property
+    def frame_dt(self) -> float:
+        """Time between consecutive stored frames."""
+        return float(self.times[1] - self.times[0]) if len(self.times) > 1 else 0.0
+
+    def equation(
+        self, *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> NavierStokes2D:
+        """The equation the data solve, at this data set's resolution (for residual losses).
+
+        Rebuilt from the file's preset, viscosity, drag and box length; the forcing is the
+        preset's, sampled on the ``resolution`` grid.
+        """
+        from .ns2d import PRESETS
+
+        name = str(self.attrs.get("preset", ""))
+        if name not in PRESETS:
+            raise ValueError(
+                f"{self.path} was written with preset {name!r}, which is not one of "
+                f"{sorted(PRESETS)}; build the NavierStokes2D yourself"
+            )
+        forcing = PRESETS[name].forcing_field(self.resolution, dtype=dtype, device=device)
+        return NavierStokes2D(
+            viscosity=float(self.attrs["viscosity"]), length=float(self.attrs["length"]),
+            drag=float(self.attrs["drag"]), forcing=forcing,
+        )
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation of :meth:`__getitem__` (identity without ``normalize``)."""
