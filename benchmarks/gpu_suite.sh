@@ -14,5 +14,10 @@ python3 benchmarks/spectral_conv.py --device cuda || status=1
 python3 benchmarks/navier_stokes.py --device cuda || status=1
 # the OT peers run on the CPU (POT takes minutes at reg 1e-3), so the quick cases here
 python3 benchmarks/ot.py --device cuda --quick || status=1
+# full SFNO run: generate the 256^2-solved file on the GPU (minutes), then train both models
+python3 -m sciml.cli generate ns2d --preset fno --samples 64 --resolution 128 \
+  --solver-resolution 256 --dtype float32 --batch-size 16 --device cuda \
+  --out /tmp/ns_fno_128.h5 --no-progress || status=1
+python3 benchmarks/sfno_vs_fno.py --device cuda --data /tmp/ns_fno_128.h5 --budget 300 || status=1
 if [ -n "${OUT:-}" ]; then cp -r benchmarks/results/gpu "$OUT/" 2>/dev/null || true; fi
 exit $status

@@ -25,6 +25,9 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a shorter run (smoke test)")
     d.add_argument("--seed", type=int, default=0)
     _add_generate(sub)
+    from ._cli_train import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -99,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "generate":
         return _generate(args)
+    if args.command in ("train", "refine", "evaluate"):
+        from ._cli_train import run
+
+        return run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -103,6 +103,7 @@ def train_sfno(
     ``output_steps``.
     """
     if model is None:
+        torch.manual_seed(config.seed)  # the initial weights follow the seed too
         model = SFNO(12, min(5, data.input_steps // 2 + 1, data.output_steps // 2 + 1), 20,
                      out_steps=data.output_steps)
     if not isinstance(model, SFNO):
