@@ -53,9 +53,9 @@ def test_train_stopped_early_and_resumed_matches_an_uninterrupted_run(tiny, tmp_
     assert main(_train_args(tiny, whole, epochs=3)) == 0
     split = tmp_path / "split"
     # a tiny time budget stops the run after its first step, with a checkpoint
-    assert main(_train_args(tiny, split, epochs=3) + ["--time-budget", "1e-6"]) == 0
+    assert main([*_train_args(tiny, split, epochs=3), "--time-budget", "1e-6"]) == 0
     assert load_checkpoint(split / "checkpoint.pt")["progress"]["global_step"] < 9
-    assert main(_train_args(tiny, split, epochs=3) + ["--resume"]) == 0
+    assert main([*_train_args(tiny, split, epochs=3), "--resume"]) == 0
     a = load_checkpoint(whole / "model.pt")["model"]
     b = load_checkpoint(split / "model.pt")["model"]
     for k in a:
@@ -92,3 +92,17 @@ def test_bad_arguments_are_clear_errors(trained, tmp_path, capsys):
     bad[bad.index("--test-samples") + 1] = "9"
     assert main(["train", "sfno", "--data", str(trained / "model.pt"), "--out",
                  str(tmp_path / "o")]) == 2
+
+
+def test_demo_sfno_quick_trains_refines_and_draws(tmp_path, capsys):
+    assert main(["demo", "sfno", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    rows = {(r["case"], r["metric"]): r["value"] for r in data["rows"]}
+    assert rows[("sfno/train", "steps")] >= 1
+    # the trained model beats predicting nothing, and refinement lowers the residual it fits
+    assert rows[("sfno/test-32", "rel_l2")] < 1.0
+    # refining the H^-1 residual lowers it (the criterion it minimises)
+    assert rows[("sfno/refine-h-1", "residual_h-1_after")] < rows[
+        ("sfno/refine-h-1", "residual_h-1_before")]
+    for name in ("sfno_prediction.png", "sfno_errors.png", "sfno_refine_h-1.png"):
+        assert (tmp_path / name).stat().st_size > 5_000

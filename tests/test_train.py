@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -380,8 +381,8 @@ def test_two_processes_equal_one_with_the_double_batch(tmp_path):
     res = _run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                 str(SCRIPT), "--out", str(tmp_path / "ddp"), "--batch", "2"])
     assert res.returncode == 0, res.stderr[-3000:]
-    ranks = sorted(json.loads(line)["rank"] for line in res.stdout.splitlines()
-                   if line.startswith("{"))
+    # the two processes print at once, so their lines may run together: find each object
+    ranks = sorted(json.loads(obj)["rank"] for obj in re.findall(r"\{[^{}]*\}", res.stdout))
     assert ranks == [0, 1]
     with torch.random.fork_rng(devices=[]):
         single, result = script.run(str(tmp_path / "one"), batch=4)

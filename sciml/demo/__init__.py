@@ -15,12 +15,14 @@ from ..benchtools import format_table, write_results
 from ._common import DemoResult
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
+from .sfno import run as _sfno
 from .spectral import run as _spectral
 
 PARTS: dict[str, Callable[..., DemoResult]] = {
     "spectral": _spectral,
     "navier_stokes": _navier_stokes,
     "ot": _ot,
+    "sfno": _sfno,
 }
 
 
