@@ -41,6 +41,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default=None)
     s.add_argument("--no-progress", action="store_true")
 
+    pc = models.add_parser(
+        "probconserv", help="ProbConserv on the GPME family (diffusion, PME, Stefan)",
+        description="Train deep ensembles of conditional neural processes (base, and with a "
+        "PDE-residual penalty) on each GPME problem, apply HardC and the ProbConserv update "
+        "at t* = 0.5 on the test parameters, and write OUT/probconserv.json and "
+        "OUT/probconserv_profiles.png. A rerun reuses or resumes the trained members.")
+    pc.add_argument("--out", required=True, help="folder for the members, JSON and figure")
+    pc.add_argument("--problems", nargs="+", default=["diffusion", "pme", "stefan"],
+                    choices=["diffusion", "pme", "stefan"])
+    pc.add_argument("--members", type=int, default=4, help="ensemble size")
+    pc.add_argument("--steps", type=int, default=2000, help="optimiser steps per member")
+    pc.add_argument("--tasks", type=int, default=2048, help="training tasks per problem")
+    pc.add_argument("--soft", type=float, default=1e-3,
+                    help="weight of the PDE-residual penalty of the soft baseline (0: skip it)")
+    pc.add_argument("--n-eval", type=int, default=50, help="context draws per test case")
+    pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--no-progress", action="store_true")
+
     r = sub.add_parser(
         "refine", help="Spectral-Refiner: fine-tune a trained SFNO per trajectory on the residual",
         description="Freeze a trained SFNO, rebuild its last spectral layer with all modes and "
@@ -97,6 +116,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.model == "probconserv":
+        from .train.gpme_run import run_probconserv
+
+        run_probconserv(args.out, problems=args.problems, members=args.members,
+                        steps=args.steps, soft=args.soft, tasks=args.tasks, n_eval=args.n_eval,
+                        seed=args.seed, results_json=args.results,
+                        progress=not args.no_progress)
+        return 0
     from .operators import SFNO
     from .train import TrainConfig
     from .train.ns import NSData, train_sfno

@@ -15,6 +15,7 @@ from ..benchtools import format_table, write_results
 from ._common import DemoResult
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
+from .probconserv import run as _probconserv
 from .sfno import run as _sfno
 from .spectral import run as _spectral
 
@@ -23,6 +24,7 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
     "navier_stokes": _navier_stokes,
     "ot": _ot,
     "sfno": _sfno,
+    "probconserv": _probconserv,
 }
 
 

@@ -9,17 +9,21 @@ from .losses import (
     relative_lp,
     relative_sobolev,
 )
+from .neural_process import ConditionalNP, DeepEnsemble, gaussian_nll
 
 __all__ = [
     "FNO",
     "SFNO",
     "ChannelMLP",
+    "ConditionalNP",
+    "DeepEnsemble",
     "FourierBlock",
     "NSResidualLoss",
     "Pointwise",
     "RelativeLpLoss",
     "SobolevLoss",
     "fourier_resample",
+    "gaussian_nll",
     "relative_lp",
     "relative_sobolev",
 ]

@@ -1,5 +1,16 @@
 """Classical PDE solvers and data generators for the benchmark problems."""
 
+from .gpme import (
+    T_FINAL,
+    TEST_VALUES,
+    TRAIN_RANGES,
+    Diffusion,
+    GPMEProblem,
+    PorousMedium,
+    Stefan,
+    make_problem,
+    sample_points,
+)
 from .navier_stokes import (
     NavierStokes2D,
     NavierStokesBlowUp,
@@ -16,13 +27,22 @@ from .ns_fields import (
 )
 
 __all__ = [
+    "TEST_VALUES",
+    "TRAIN_RANGES",
+    "T_FINAL",
+    "Diffusion",
+    "GPMEProblem",
     "NavierStokes2D",
     "NavierStokesBlowUp",
+    "PorousMedium",
+    "Stefan",
     "fno_forcing",
     "gaussian_random_field",
     "grid_coordinates",
     "kolmogorov_forcing",
+    "make_problem",
     "mcwilliams_vorticity",
+    "sample_points",
     "solve_navier_stokes",
     "taylor_green_vorticity",
     "time_derivative",

@@ -1,0 +1,25 @@
+"""Constraints on predictions: conservation laws (ProbConserv, HardC) and convex sets.
+
+* :class:`ProbConserv` / :func:`probconserv`: condition a Gaussian prediction on linear
+  constraints ``G u = b`` (Hansen et al. 2023); :func:`project_mean` is HardC.
+* :func:`trapezoid_weights`, :func:`box_weights`, :func:`mass_from_fluxes`: build ``G``
+  and ``b`` from the grid, the initial mass and the boundary fluxes.
+* :class:`ConvexProjection` / :func:`project_convex`: a differentiable (cvxpylayers)
+  projection onto nonnegative, monotone or bounded profiles that keeps ``G u = b``.
+"""
+
+from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
+from .convex import ConvexProjection, project_convex
+from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_mean
+
+__all__ = [
+    "ConservedGaussian",
+    "ConvexProjection",
+    "ProbConserv",
+    "box_weights",
+    "mass_from_fluxes",
+    "probconserv",
+    "project_convex",
+    "project_mean",
+    "trapezoid_weights",
+]

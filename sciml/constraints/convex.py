@@ -1,0 +1,668 @@
+"""A differentiable weighted projection of 1D profiles onto convex sets (cvxpylayers).
+
+ProbConserv (Hansen et al. 2023) makes a predicted profile satisfy a linear conservation
+law ``G u = b`` exactly, but a linear update cannot also keep the profile nonnegative or
+monotone; the authors post-process with NNLS, which is not differentiable. This layer
+solves, for each profile ``y`` (one row of a batch),
+
+.. math::
+
+    u^\\star = \\arg\\min_u \\sum_i w_i (u_i - y_i)^2 \\quad \\text{s.t.} \\quad
+    u \\ge 0,\\ \\ u_{i+1} \\ge u_i \\ (\\text{or} \\le),\\ \\
+    \\ell \\le u \\le h,\\ \\ G u = b,
+
+each constraint optional: the projection of ``y`` onto a polyhedron in the metric
+``||v||_W^2 = sum_i w_i v_i^2``. With ``w = 1 / variance`` it is the nearest point to a
+posterior mean in the posterior's own metric.
+
+How it is computed:
+
+1. A DPP-parametrised cvxpy problem, built once, is solved by
+   :class:`cvxpylayers.torch.CvxpyLayer` (Agrawal et al. 2019) with the Clarabel
+   interior-point method.
+2. *Polishing* (as in OSQP, Stellato et al. 2020). Where a constraint is weakly active
+   (``y_i`` at a bound, near-ties of a monotone profile) an interior-point solution is
+   only accurate to about the square root of its last barrier parameter: ~1e-5 on
+   201-point profiles at tolerance 1e-10. So the active face is read off it (runs of
+   equal values, runs at a bound), the weighted least-squares problem on that face's
+   affine hull is solved in closed form (one ``n_eq x n_eq`` solve), and the result is
+   kept only if it passes a KKT certificate (primal feasibility; nonnegative
+   multipliers, which for a chain ``u_i <= u_{i+1}`` are signs of partial sums inside
+   each run, as in pool-adjacent-violators). A failed certificate moves to a better
+   face, as a primal-dual active-set method does. A certified answer is exact to
+   rounding, and autograd through the closed form gives the exact derivative of the
+   projection wherever it is differentiable (the active set locally constant). A row
+   that is never certified keeps the cvxpylayers solution and its implicit (diffcp)
+   derivative.
+
+References: Hansen, Maddix, Alizadeh, Gupta, Mahoney, *Learning physical models that can
+respect conservation laws*, ICML 2023 (ProbConserv). Agrawal, Amos, Barratt, Boyd,
+Diamond, Kolter, *Differentiable convex optimization layers*, NeurIPS 2019.
+Stellato et al., *OSQP: an operator splitting solver for quadratic programs*, 2020
+(solution polishing).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import torch
+from cvxpylayers.torch import CvxpyLayer
+from torch import Tensor, nn
+
+from .._validation import check_choice, check_finite, check_int, check_tensor
+
+__all__ = ["ConvexProjection", "project_convex"]
+
+# cvxpylayers 1.2.0 ships four backends: DIFFCP (CPU; diffcp then calls SCS, ECOS or
+# Clarabel), MOREAU (a separate package), CUCLARABEL (CUDA + Julia) and MPAX (JAX,
+# first-order). Only DIFFCP runs on every machine. Through it we choose Clarabel, an
+# interior-point method: it reaches residuals of 1e-10 in ~20 iterations; SCS
+# (diffcp's default, ADMM) took 7.5 s for 8 profiles of 201 points and was still 3e-4
+# off, and ECOS is not installed (and cvxpy has deprecated it).
+_SOLVER_ARGS: dict[str, Any] = {
+    "solve_method": "Clarabel",
+    "tol_gap_abs": 1e-10,
+    "tol_gap_rel": 1e-10,
+    "tol_feas": 1e-10,
+    "tol_ktratio": 1e-8,
+    # Clarabel's default static regularisation (1e-8) caps the attainable accuracy here.
+    "static_regularization_constant": 1e-12,
+}
+_KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
+_ACTIVE_RTOLS = (1e-7, 1e-10, 1e-4)  # starting faces: slacks below rtol * scale count as active
+_MAX_MOVES = 30  # active-set moves from a starting face before giving up
+_FEAS_RTOL = 1e-6  # a returned profile further than this from feasible means infeasible data
+_MONOTONE = ("increasing", "decreasing")
+
+
+def _bound(name: str, v: object) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number or None, got {v!r}")
+    return float(v)
+
+
+class ConvexProjection(nn.Module):
+    """Differentiable weighted projection of profiles onto a convex set (order, bounds, G u = b).
+
+    Solves, independently for each row ``y`` of a batch,
+
+    .. math::
+
+        \\min_u \\sum_i w_i (u_i - y_i)^2 \\quad \\text{s.t.} \\quad
+        u \\ge 0 \\ (\\texttt{nonneg}),\\ \\
+        u_{i+1} \\ge u_i \\ (\\texttt{"increasing"}) \\text{ or } \\le
+        \\ (\\texttt{"decreasing"}),\\ \\
+        \\texttt{lower} \\le u \\le \\texttt{upper},\\ \\ G u = b \\ (\\texttt{n\\_eq} > 0),
+
+    the Euclidean projection of ``y`` onto that convex set in the metric weighted by
+    ``w`` (unique, as the objective is strictly convex). Gradients flow to ``y``,
+    ``weight``, ``G`` and ``b``. The solve runs on the CPU in float64; the result has
+    ``y``'s dtype and device. See the module docstring for the method (cvxpylayers with
+    Clarabel, then a certified polishing step).
+
+    Equivalent to an NNLS post-processing (``scipy.optimize.nnls`` with the identity
+    matrix, i.e. ``max(y, 0)``) when only ``nonneg`` is set and weights are 1; to
+    isotonic regression (pool-adjacent-violators) with ``monotone="increasing"`` and
+    ``nonneg=False``; to the HardC projection (:func:`~sciml.constraints.project_mean`)
+    with only ``G u = b`` and weights 1.
+
+    Args:
+        n: length of a profile.
+        nonneg: require ``u >= 0``.
+        monotone: ``None``, ``"increasing"`` or ``"decreasing"`` (non-strict).
+        n_eq: number of equality rows of ``G`` (0: no equality constraint).
+        lower, upper: optional bounds on every entry.
+        polish: certify and polish the interior-point solution (see the module
+            docstring); ``False`` returns the cvxpylayers solution as is (accurate to
+            ~1e-5 where constraints are weakly active).
+
+    Raises:
+        ValueError: ``n < 1``, ``n_eq`` not in ``[0, n]``, an unknown ``monotone``, or
+            bounds that no profile can meet (``lower > upper``, ``upper < 0`` with
+            ``nonneg``).
+
+    References: Hansen et al., ICML 2023 (ProbConserv); Agrawal et al., NeurIPS 2019
+    (differentiable convex optimization layers).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        nonneg: bool = True,
+        monotone: str | None = None,
+        n_eq: int = 0,
+        lower: float | None = None,
+        upper: float | None = None,
+        polish: bool = True,
+    ) -> None:
+        super().__init__()
+        self.n = check_int("n", n, minimum=1)
+        self.n_eq = check_int("n_eq", n_eq, minimum=0)
+        if self.n_eq > self.n:
+            raise ValueError(
+                f"n_eq={self.n_eq} equality rows on n={self.n} unknowns leave no freedom "
+                "to project; use n_eq <= n"
+            )
+        if monotone is not None:
+            check_choice("monotone", monotone, _MONOTONE)
+        for name, flag in (("nonneg", nonneg), ("polish", polish)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        self.nonneg = nonneg
+        self.monotone = monotone
+        self.polish = polish
+        self.lower = _bound("lower", lower)
+        self.upper = _bound("upper", upper)
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(
+                f"lower={self.lower} > upper={self.upper}: no profile fits; swap them"
+            )
+        if nonneg and self.upper is not None and self.upper < 0:
+            raise ValueError(
+                f"upper={self.upper} < 0 with nonneg=True: no profile fits; raise upper to "
+                ">= 0 or pass nonneg=False"
+            )
+        # effective entrywise bounds lo <= u <= hi (nonneg folded into lo)
+        lo = -math.inf if self.lower is None else self.lower
+        self._lo = max(lo, 0.0) if nonneg else lo
+        self._hi = math.inf if self.upper is None else self.upper
+        self._unconstrained = (
+            monotone is None and self.n_eq == 0 and math.isinf(self._lo) and math.isinf(self._hi)
+        )
+        self._build()
+
+    def _build(self) -> None:
+        # Kept out of nn.Module's registry (object.__setattr__): the layer's canonical
+        # matrices are fixed problem data, not state, and must not enter state_dict()
+        # or be converted by .to()/.half().
+        object.__setattr__(self, "_layer", None if self._unconstrained else _make_layer(self))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_layer"] = None  # cvxpy objects do not pickle; rebuilt on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._build()
+
+    def extra_repr(self) -> str:
+        return (
+            f"n={self.n}, nonneg={self.nonneg}, monotone={self.monotone!r}, "
+            f"n_eq={self.n_eq}, lower={self.lower}, upper={self.upper}, polish={self.polish}"
+        )
+
+    def forward(
+        self,
+        y: Tensor,
+        weight: Tensor | None = None,
+        G: Tensor | None = None,
+        b: Tensor | None = None,
+    ) -> Tensor:
+        """Project ``y``.
+
+        Args:
+            y: profiles, shape ``(n,)`` or ``(batch, n)``, real floating point.
+            weight: positive weights ``w``, shape ``(n,)`` or ``y``'s shape (default 1;
+                ``1 / variance`` gives the posterior's metric).
+            G: equality matrix, ``(n_eq, n)`` or ``(batch, n_eq, n)`` (only if
+                ``n_eq > 0``).
+            b: right-hand side, ``(n_eq,)`` or ``(batch, n_eq)``.
+
+        Returns:
+            ``u`` with ``y``'s shape, dtype and device.
+
+        Raises:
+            TypeError: a non-tensor or non-real-floating input.
+            ValueError: wrong shapes, non-positive or non-finite values, ``G``/``b``
+                missing or unexpected, or constraints that the data make infeasible.
+        """
+        y64, w64, G64, b64, unbatched = self._prepare(y, weight, G, b)
+        if self._unconstrained or y64.shape[0] == 0:  # the projection onto R^n; no rows
+            return y.clone()
+        needs_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (y, weight, G, b)
+        )
+        sw = w64.sqrt()
+        rows: list[Tensor | None] = [None] * y64.shape[0]
+        u_ipm = None
+        if self.polish:
+            with torch.no_grad():
+                u_ipm = self._solve(sw, sw * y64, G64, b64)
+            for i in range(y64.shape[0]):
+                rows[i] = self._polish_row(
+                    u_ipm[i].numpy(),
+                    y64[i],
+                    w64[i],
+                    _row(G64, i, 3),
+                    _row(b64, i, 2),
+                )
+        failed = [i for i, r in enumerate(rows) if r is None]
+        if failed:
+            idx = torch.tensor(failed)
+            G_f = None if G64 is None else (G64[idx] if G64.ndim == 3 else G64)
+            b_f = None if b64 is None else (b64[idx] if b64.ndim == 2 else b64)
+            if u_ipm is not None:  # infeasible data: say so before differentiating garbage
+                self._check_feasible(u_ipm[idx], y64.detach()[idx], G_f, b_f, failed)
+            if u_ipm is not None and not needs_grad:
+                u_f = u_ipm[idx]
+            else:  # solve (again), keeping diffcp's derivative if one is wanted
+                u_f = self._solve(sw[idx], (sw * y64)[idx], G_f, b_f)
+                if u_ipm is None:
+                    self._check_feasible(u_f.detach(), y64.detach()[idx], G_f, b_f, failed)
+            for j, i in enumerate(failed):
+                rows[i] = u_f[j]
+        u = torch.stack(rows)  # type: ignore[arg-type]
+        if unbatched:
+            u = u[0]
+        return u.to(dtype=y.dtype, device=y.device)
+
+    # ---------------------------------------------------------------- validation
+    def _prepare(
+        self, y: object, weight: object, G: object, b: object
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, bool]:
+        """Check the inputs; return float64 CPU tensors with a batch axis."""
+        n, k = self.n, self.n_eq
+        y = check_tensor("y", y, real=True)
+        if y.ndim not in (1, 2) or y.shape[-1] != n:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}; expected ({n},) or (batch, {n})"
+            )
+        unbatched = y.ndim == 1
+        batch = 1 if unbatched else y.shape[0]
+        y64 = _cpu64(y).reshape(batch, n)
+        check_finite("y", y64)
+        if weight is None:
+            w64 = torch.ones_like(y64)
+        else:
+            weight = check_tensor("weight", weight, real=True)
+            if weight.shape not in (y.shape, (n,)):
+                raise ValueError(
+                    f"weight has shape {tuple(weight.shape)}; expected y's shape "
+                    f"{tuple(y.shape)} or ({n},)"
+                )
+            w64 = _cpu64(weight).expand(batch, n)
+            check_finite("weight", w64)
+            if not bool((w64 > 0).all()):
+                raise ValueError(
+                    f"weight must be > 0 everywhere, got min {w64.min().item():.3g}; pass "
+                    "1 / variance with the variance floored at a small positive value"
+                )
+        if k == 0:
+            if G is not None or b is not None:
+                raise ValueError(
+                    "G/b given but this projection was built with n_eq=0; build it with "
+                    "ConvexProjection(n, n_eq=G.shape[-2]) to keep G u = b"
+                )
+            return y64, w64, None, None, unbatched
+        if G is None or b is None:
+            raise ValueError(f"n_eq={k}: pass G of shape ({k}, {n}) and b of shape ({k},)")
+        G = check_tensor("G", G, real=True)
+        b = check_tensor("b", b, real=True)
+        G_ok = [(k, n)] + ([] if unbatched else [(batch, k, n)])
+        b_ok = [(k,)] + ([] if unbatched else [(batch, k)])
+        if tuple(G.shape) not in G_ok:
+            raise ValueError(
+                f"G has shape {tuple(G.shape)}; expected "
+                f"{' or '.join(str(s) for s in G_ok)} for y of shape {tuple(y.shape)}"
+            )
+        if tuple(b.shape) not in b_ok:
+            raise ValueError(
+                f"b has shape {tuple(b.shape)}; expected "
+                f"{' or '.join(str(s) for s in b_ok)} for y of shape {tuple(y.shape)}"
+            )
+        G64, b64 = _cpu64(G), _cpu64(b)
+        check_finite("G", G64)
+        check_finite("b", b64)
+        return y64, w64, G64, b64, unbatched
+
+    def _check_feasible(
+        self, u: Tensor, y: Tensor, G: Tensor | None, b: Tensor | None, rows: list[int]
+    ) -> None:
+        """Raise if a row misses its constraints: the data are infeasible.
+
+        ``u``, ``y`` (and batched ``G``, ``b``) hold the rows ``rows`` of the batch, in order.
+        """
+        lo, hi = self._lo, self._hi
+        with torch.no_grad():
+            for j, i in enumerate(rows):
+                ui, Gi, bi = u[j], _row(G, j, 3), _row(b, j, 2)
+                scale = 1.0 + float(ui.abs().max()) + float(y[j].abs().max())
+                viol = {
+                    "u >= lower (or 0)": float((lo - ui).max()) if math.isfinite(lo) else 0.0,
+                    "u <= upper": float((ui - hi).max()) if math.isfinite(hi) else 0.0,
+                }
+                if self.monotone is not None and ui.numel() > 1:
+                    d = ui.diff() if self.monotone == "increasing" else -ui.diff()
+                    viol[f"{self.monotone} order"] = float(-d.min())
+                if Gi is not None and bi is not None:
+                    viol["G u = b"] = float((Gi @ ui - bi).abs().max())
+                    scale += float(bi.abs().max())
+                worst = max(viol, key=lambda key: viol[key])
+                if not viol[worst] <= _FEAS_RTOL * scale:  # also catches NaN
+                    raise ValueError(
+                        f"no profile meets the constraints for batch row {i}: the solver's "
+                        f"best misses '{worst}' by {viol[worst]:.3g}. Check that b is "
+                        "reachable (e.g. with nonneg=True and G >= 0, b must be >= 0) and "
+                        "consistent with the bounds and the order"
+                    )
+
+    # ------------------------------------------------------------------- solving
+    def _solve(
+        self,
+        sw: Tensor,
+        swy: Tensor,
+        G: Tensor | None,
+        b: Tensor | None,
+    ) -> Tensor:
+        params = [sw, swy] + ([] if G is None else [G, b])
+        with warnings.catch_warnings():
+            # diffcp calls np.array() on torch tensors; NumPy 2 then warns about the
+            # copy keyword of Tensor.__array__ (harmless: a copy is what it wants).
+            warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
+            (u,) = self._layer(*params, solver_args=_SOLVER_ARGS)  # type: ignore[misc]
+        return u
+
+    def _polish_row(
+        self, u0: np.ndarray, y: Tensor, w: Tensor, G: Tensor | None, b: Tensor | None
+    ) -> Tensor | None:
+        """The exact projection, found from the face ``u0`` suggests; ``None`` if none is."""
+        flip = self.monotone == "decreasing"
+        if flip:  # a decreasing profile read backwards is increasing
+            u0 = u0[::-1].copy()
+            y, w = y.flip(0), w.flip(0)
+            G = None if G is None else G.flip(-1)
+        chain = self.monotone is not None
+        # starting faces: read off u0 at a few thresholds (relative to the solution's own
+        # size: it may be far smaller than y), then the face of no active inequality
+        scale = float(np.abs(u0).max())
+        starts = [_face_of(u0, self._lo, self._hi, chain, r * scale) for r in _ACTIVE_RTOLS]
+        starts.append((np.ones(self.n - 1, dtype=bool), np.zeros(self.n, dtype=np.int64)))
+        for face in starts:
+            u = _polish(y, w, G, b, face, self._lo, self._hi, chain)
+            if u is not None:
+                return u.flip(0) if flip else u
+        return None
+
+
+def _row(t: Tensor | None, i: int, batched_ndim: int) -> Tensor | None:
+    """Row ``i`` of a batched ``G`` or ``b``; a shared one as is."""
+    return t[i] if t is not None and t.ndim == batched_ndim else t
+
+
+def _cpu64(t: Tensor) -> Tensor:
+    return t.to(device="cpu", dtype=torch.float64)
+
+
+def _make_layer(p: ConvexProjection) -> CvxpyLayer:
+    """The DPP-parametrised problem: parameters sw = sqrt(w), swy = sqrt(w) * y, G, b."""
+    u = cp.Variable(p.n)
+    sw = cp.Parameter(p.n, nonneg=True)
+    swy = cp.Parameter(p.n)
+    params: list[cp.Parameter] = [sw, swy]
+    cons: list[cp.Constraint] = []
+    if math.isfinite(p._lo):
+        cons.append(u >= p._lo)
+    if math.isfinite(p._hi):
+        cons.append(u <= p._hi)
+    if p.monotone is not None and p.n > 1:
+        cons.append(cp.diff(u) >= 0 if p.monotone == "increasing" else cp.diff(u) <= 0)
+    if p.n_eq > 0:
+        G = cp.Parameter((p.n_eq, p.n))
+        b = cp.Parameter(p.n_eq)
+        params += [G, b]
+        cons.append(G @ u == b)
+    # multiply(parameter, variable) - parameter is affine in u and parameter-affine, so
+    # the problem is DPP: cvxpylayers canonicalises it once, not at every call.
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(cp.multiply(sw, u) - swy)), cons)
+    return CvxpyLayer(problem, parameters=params, variables=[u])
+
+
+def _face_of(
+    u0: np.ndarray, lo: float, hi: float, chain: bool, tau: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The face near ``u0``: ``brk`` (n - 1 bools: a run ends at i) and ``pin`` per entry.
+
+    With an order constraint, neighbours closer than ``tau`` share a run (their link
+    ``u_i <= u_{i+1}`` is active); without, every entry is its own run. ``pin`` is 1 for
+    runs within ``tau`` of ``lo``, 2 for runs within ``tau`` of ``hi``, else 0 (free).
+    """
+    brk = np.diff(u0) > tau if chain else np.ones(u0.shape[0] - 1, dtype=bool)
+    label = np.concatenate([[0], np.cumsum(brk)])
+    mean = (np.bincount(label, u0) / np.bincount(label))[label]
+    return brk, np.where(mean <= lo + tau, 1, np.where(mean >= hi - tau, 2, 0))
+
+
+def _polish(
+    y: Tensor,
+    w: Tensor,
+    G: Tensor | None,
+    b: Tensor | None,
+    face: tuple[np.ndarray, np.ndarray],
+    lo: float,
+    hi: float,
+    chain: bool,
+) -> Tensor | None:
+    """Solve on a face, certify, and move to a better face until certified.
+
+    The moves are those of a primal-dual active-set method: pin a run that leaves its
+    bounds, merge two runs that leave the order, release a pinned run or split a run
+    where its multiplier has the wrong sign. From an interior-point guess one or two
+    moves suffice; the certificate, not the moves, guarantees the answer.
+    """
+    seen: set[bytes] = set()
+    for _ in range(_MAX_MOVES):
+        brk, pin = face
+        key = brk.tobytes() + pin.tobytes()
+        if key in seen:  # a cycle: give up, keep the interior-point answer
+            return None
+        seen.add(key)
+        label = np.concatenate([[0], np.cumsum(brk)])
+        starts = np.concatenate([[0], np.flatnonzero(brk) + 1])
+        kind = pin[starts]
+        solved = _solve_face(y, w, G, b, label, kind, lo, hi)
+        if solved is None:
+            return None
+        u, g, size = solved
+        ok, moved = _kkt_moves(u.detach().numpy(), g, size, label, starts, kind, lo, hi, chain)
+        if ok:
+            return u
+        if moved is None:
+            return None
+        face = moved
+    return None
+
+
+def _solve_face(
+    y: Tensor,
+    w: Tensor,
+    G: Tensor | None,
+    b: Tensor | None,
+    label: np.ndarray,
+    kind: np.ndarray,
+    lo: float,
+    hi: float,
+) -> tuple[Tensor, np.ndarray, np.ndarray] | None:
+    """The projection onto the affine hull of a face, differentiably; ``(u, g, size)``.
+
+    On the face, free run ``j`` takes one value ``theta_j`` and pinned runs sit at their
+    bound (``f``). Minimising ``sum w (u - y)^2`` subject to ``G u = b`` gives
+
+        theta = theta0 + D^-1 P^T G^T nu,   (G P D^-1 P^T G^T) nu = b - G f - G P theta0,
+
+    with ``P`` the indicator matrix of free runs, ``D = P^T w`` and ``theta0`` the
+    weighted run means of ``y``. ``g = W (u - y) - G^T nu`` (the multipliers' side of
+    stationarity) and the size of its terms, ``|W y| + |W u| + |G^T nu|`` (its rounding
+    level), come back for the certificate. ``None`` when the face leaves ``G u = b`` no
+    freedom.
+    """
+    nb = kind.shape[0]
+    lab = torch.from_numpy(label)
+    free = torch.from_numpy(kind[label] == 0)
+    f = torch.from_numpy(np.where(kind == 1, lo, np.where(kind == 2, hi, 0.0))[label])
+    wf = torch.where(free, w, torch.zeros_like(w))
+    D = torch.zeros(nb, dtype=w.dtype).index_add(0, lab, wf)
+    D = torch.where(torch.from_numpy(kind == 0), D, torch.ones_like(D))
+    theta = torch.zeros(nb, dtype=w.dtype).index_add(0, lab, wf * y) / D
+    Gtnu = torch.zeros_like(y)
+    if G is not None and b is not None:
+        GP = torch.zeros(G.shape[0], nb, dtype=G.dtype).index_add(
+            1, lab, torch.where(free, G, torch.zeros_like(G))
+        )
+        S = (GP / D) @ GP.T
+        with torch.no_grad():
+            ev = torch.linalg.eigvalsh(S)
+        if not ev[0] > 1e-12 * ev[-1]:
+            return None
+        nu = torch.linalg.solve(S, b - G @ f - GP @ theta)
+        theta = theta + (GP.T @ nu) / D
+        Gtnu = G.T @ nu
+    u = torch.where(free, theta[lab], f)
+    with torch.no_grad():
+        g = w * (u - y) - Gtnu
+        size = (w * y).abs() + (w * u).abs() + Gtnu.abs()
+        if G is not None and b is not None:
+            res = float((G @ u - b).abs().max())
+            if not res <= _KKT_RTOL * (1.0 + float(b.abs().max())):
+                return None
+    return u, g.numpy(), size.numpy()
+
+
+def _kkt_moves(
+    u: np.ndarray,
+    g: np.ndarray,
+    size: np.ndarray,
+    label: np.ndarray,
+    starts: np.ndarray,
+    kind: np.ndarray,
+    lo: float,
+    hi: float,
+    chain: bool,
+) -> tuple[bool, tuple[np.ndarray, np.ndarray] | None]:
+    """``(True, None)`` if ``u`` is the projection (KKT certificate); else a better face.
+
+    Stationarity ``g = sum_k lambda_k a_k`` over the active inequalities ``a_k^T u >= c_k``
+    needs ``lambda >= 0``. Take zero multipliers on the links between runs; inside a run
+    ``[s, e]`` the link multipliers are then minus the prefix sums
+    ``P_i = g_s + ... + g_i`` and the bound multipliers absorb the rest, so: free run:
+    ``P_i <= 0`` (``P_e = 0`` by construction); run at ``hi``: ``P_i <= 0``; run at
+    ``lo``: every suffix sum ``g_i + ... + g_e >= 0``; a run at ``lo == hi``: nothing.
+    Entries without an order constraint are runs of length 1. With primal feasibility
+    these conditions are sufficient for optimality. Each partial sum is tested against
+    ``_KKT_RTOL`` times the sum of its terms' sizes, so a violation of the tolerance is a
+    relative error of ``_KKT_RTOL`` in ``u`` whatever the weights. ``(False, None)``: no
+    move left.
+    """
+    n = u.shape[0]
+    if not np.isfinite(u).all():
+        return False, None
+    ptol = _KKT_RTOL * float(np.abs(u).max())
+    ends = np.concatenate([starts[1:], [n]]) - 1
+    theta = u[starts]
+    brk = np.zeros(n - 1, dtype=bool)
+    brk[ends[:-1]] = True
+    pin = kind[label].copy()
+    # primal moves first: pin runs that leave the bounds, merge runs that leave the order
+    low = (kind == 0) & (theta < lo - ptol)
+    high = (kind == 0) & (theta > hi + ptol)
+    links = np.flatnonzero(theta[1:] < theta[:-1] - ptol) if chain else np.zeros(0, int)
+    if low.any() or high.any() or links.size:
+        pin[low[label]] = 1
+        pin[high[label]] = 2
+        for j in links:
+            brk[ends[j]] = False
+            both = (label == j) | (label == j + 1)
+            if not (kind[j] == kind[j + 1] != 0):
+                pin[both] = 0
+        return False, (brk, pin)
+    # dual moves: release or split a run where a multiplier is negative
+    prefix, suffix = _run_sums(g, label, starts, ends)
+    tol_p, tol_s = (_KKT_RTOL * t for t in _run_sums(size, label, starts, ends))
+    k = kind[label]
+    inner = np.ones(n, dtype=bool)
+    inner[ends] = False
+    bad = np.where(
+        k == 1, (suffix < -tol_s) & (lo != hi), (prefix > tol_p) & (inner | (k == 2))
+    )
+    if not bad.any():
+        return True, None
+    for j in np.unique(label[bad]):
+        s, e = starts[j], ends[j]
+        if kind[j] == 1:  # the tail [i, e] wants to rise off lo
+            i = s + int(np.argmin(suffix[s : e + 1]))
+            if i > s:
+                brk[i - 1] = True
+            pin[i : e + 1] = 0
+        else:  # the head [s, i] wants to drop (off hi, or below the rest of the run)
+            i = s + int(np.argmax(np.where(bad[s : e + 1], prefix[s : e + 1], -np.inf)))
+            if i < e:
+                brk[i] = True
+            pin[s : i + 1] = 0
+    return False, (brk, pin)
+
+
+def _run_sums(
+    v: np.ndarray, label: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``v`` within each run: from the run's start to i, and from i to its end."""
+    cs = np.cumsum(v)
+    prefix = cs - np.concatenate([[0.0], cs])[starts][label]
+    return prefix, prefix[ends][label] - prefix + v
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(
+    n: int,
+    nonneg: bool,
+    monotone: str | None,
+    n_eq: int,
+    lower: float | None,
+    upper: float | None,
+) -> ConvexProjection:
+    return ConvexProjection(
+        n, nonneg=nonneg, monotone=monotone, n_eq=n_eq, lower=lower, upper=upper
+    )
+
+
+def project_convex(
+    y: Tensor,
+    *,
+    weight: Tensor | None = None,
+    nonneg: bool = True,
+    monotone: str | None = None,
+    G: Tensor | None = None,
+    b: Tensor | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> Tensor:
+    """Functional form of :class:`ConvexProjection` (layers are cached by their settings).
+
+    ``n`` is read from ``y`` and ``n_eq`` from ``G``; a ``G`` of shape ``(n,)`` is one
+    row, and then ``b`` may be a scalar or hold one value per profile.
+    Equivalent to ``np.maximum(y, 0)`` (NNLS post-processing) with the defaults.
+
+    Example::
+
+        u = project_convex(mu, weight=1 / var, monotone="decreasing", G=G, b=mass)
+    """
+    y = check_tensor("y", y, min_ndim=1, real=True)
+    if G is not None:
+        G = check_tensor("G", G, min_ndim=1, real=True)
+        if G.ndim == 1:  # one constraint row: b may be a scalar or one value per profile
+            G = G.unsqueeze(0)
+            if isinstance(b, Tensor) and b.ndim == 0:
+                b = b.reshape(1)
+            elif isinstance(b, Tensor) and y.ndim == 2 and b.shape == (y.shape[0],):
+                b = b.unsqueeze(-1)
+    n_eq = 0 if G is None else int(G.shape[-2])
+    layer = _cached(int(y.shape[-1]), nonneg, monotone, n_eq, lower, upper)
+    return layer(y, weight, G, b)
