@@ -201,3 +201,13 @@ def test_mass_from_fluxes_matches_closed_forms() -> None:
     assert got.shape == () and float(got) == pytest.approx(math.sin(0.4) - 0.08, rel=1e-13)
     with pytest.raises(ValueError, match=">= 0"):
         mass_from_fluxes(0.0, math.cos, math.sin, -1.0)
+
+
+@pytest.mark.gpu
+def test_update_on_cuda_matches_cpu() -> None:
+    mean, var, G, b = _problem(1000, 201, 2, seed=7)
+    cpu = probconserv(mean, var, G, b)
+    gpu = probconserv(mean.cuda(), var.cuda(), G.cuda(), b.cuda())
+    assert gpu.mean.is_cuda
+    torch.testing.assert_close(gpu.mean.cpu(), cpu.mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gpu.cov.cpu(), cpu.cov, rtol=1e-12, atol=1e-12)

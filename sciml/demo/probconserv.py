@@ -25,8 +25,8 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
                for p in (0.5, 0.6)]
     rows = []
     for r in results:
-        for method in ("base", "hardc", "probconserv", "probconserv-convex"):
-            for metric in ("ce", "mse", "ll", "shock_error"):
+        for method in ("base", "hardc", "probconserv"):
+            for metric in ("ce", "mse", "shock_error"):
                 rows.append({"case": f"{r.case} {method}", "metric": metric,
                              "value": r.metrics[method][metric]})
     fig = plot_cases(results, Path(out_dir) / "probconserv_stefan.png")

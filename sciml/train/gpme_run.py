@@ -138,7 +138,7 @@ def run_probconserv(
         results_json or out / "probconserv.json", "probconserv", rows,
         extra={"settings": {"members": members, "steps": steps, "soft": soft, "tasks": tasks,
                             "n_eval": n_eval, "seed": seed, "t_final": 0.5, "grid": 201},
-               "train_seconds": seconds})
+               "train_or_load_seconds": seconds})
     fig = plot_cases(results, out / "probconserv_profiles.png")
     table = []
     for r in results:
