@@ -29,6 +29,7 @@ position error ``|x_hat - x*(t*)|`` where ``x_hat`` is where the mean first fall
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -40,9 +41,22 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from .._validation import check_choice, check_int
-from ..constraints import mass_from_fluxes, probconserv, project_mean, trapezoid_weights
+from ..constraints import (
+    mass_from_fluxes,
+    probconserv,
+    project_convex,
+    project_mean,
+    trapezoid_weights,
+)
 from ..operators.neural_process import ConditionalNP, DeepEnsemble, gaussian_nll
-from ..pdes.gpme import T_FINAL, TEST_VALUES, TRAIN_RANGES, GPMEProblem, make_problem
+from ..pdes.gpme import (
+    T_FINAL,
+    TEST_VALUES,
+    TRAIN_RANGES,
+    GPMEProblem,
+    make_problem,
+    sample_points,
+)
 from ._checkpoint import load_model_state
 from ._config import TrainConfig
 from .trainer import Trainer
@@ -66,6 +80,7 @@ METHODS = ("base", "soft", "hardc", "probconserv", "probconserv-convex")
 STEFAN_SMOOTH = 0.02
 
 
+@functools.cache
 def _domain(name: str) -> tuple[float, float]:
     lo = TRAIN_RANGES[name][0]
     return make_problem(name, lo).domain
@@ -94,8 +109,6 @@ def make_tasks(
     scaled to ``[0, 1]`` in ``context`` and ``query``; ``noise`` is the standard deviation
     of Gaussian noise on the observed ``u`` (not on the targets).
     """
-    from ..pdes.gpme import sample_points
-
     name = check_choice("name", name, PROBLEMS)
     n_tasks = check_int("n_tasks", n_tasks, minimum=1)
     check_int("n_context", n_context, minimum=1)
@@ -345,8 +358,6 @@ def evaluate_case(
     post = probconserv(mu, var, G, b)
     profiles["probconserv"] = (post.mean, post.cov)
     if convex and name in ("pme", "stefan"):
-        from ..constraints import project_convex
-
         # The nearest nonnegative, nonincreasing profile in the posterior's metric that
         # keeps G u = b; the posterior variance is kept (the projection moves the mean).
         w = 1.0 / post.cov.clamp_min(1e-10)
