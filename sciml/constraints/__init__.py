@@ -6,17 +6,25 @@
   and ``b`` from the grid, the initial mass and the boundary fluxes.
 * :class:`ConvexProjection` / :func:`project_convex`: a differentiable (cvxpylayers)
   projection onto nonnegative, monotone or bounded profiles that keeps ``G u = b``.
+* :class:`HardConstraint`: basis coefficients that make a (nonlinear) residual vanish in
+  least squares, by batched Levenberg-Marquardt with an implicit-function backward
+  (Chalapathi et al. 2024).
 """
 
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
+from .hard import HardConstraint, HardConstraintResult, LMStatus, levenberg_marquardt
 from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_mean
 
 __all__ = [
     "ConservedGaussian",
     "ConvexProjection",
+    "HardConstraint",
+    "HardConstraintResult",
+    "LMStatus",
     "ProbConserv",
     "box_weights",
+    "levenberg_marquardt",
     "mass_from_fluxes",
     "probconserv",
     "project_convex",
