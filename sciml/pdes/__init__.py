@@ -1,5 +1,6 @@
 """Classical PDE solvers and data generators for the benchmark problems."""
 
+from .diffusion_sorption import DiffusionSorption, solve_diffusion_sorption
 from .gpme import (
     T_FINAL,
     TEST_VALUES,
@@ -31,6 +32,7 @@ __all__ = [
     "TRAIN_RANGES",
     "T_FINAL",
     "Diffusion",
+    "DiffusionSorption",
     "GPMEProblem",
     "NavierStokes2D",
     "NavierStokesBlowUp",
@@ -43,6 +45,7 @@ __all__ = [
     "make_problem",
     "mcwilliams_vorticity",
     "sample_points",
+    "solve_diffusion_sorption",
     "solve_navier_stokes",
     "taylor_green_vorticity",
     "time_derivative",
