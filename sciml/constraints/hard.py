@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
+from torch.func import jvp, vmap
 
 from .._validation import check_tensor
 
@@ -61,8 +62,9 @@ def _objective(residual: Residual, c: Tensor, data: Sequence[Tensor], ridge: flo
     return 0.5 * (r**2).sum(-1) + 0.5 * ridge * (c**2).sum(-1)
 
 
-def _jacobian(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """``(r (B, R), J (B, R, N))`` by N forward-mode products (cheap: N is small)."""
+def _jacobian_loop(residual: Residual, c: Tensor, data: Sequence[Tensor]
+                   ) -> tuple[Tensor, Tensor]:
+    """``(r (B, R), J (B, R, N))`` by N forward-mode products, one call each."""
     n = c.shape[-1]
     eye = torch.eye(n, dtype=c.dtype, device=c.device)
     cols = []
@@ -76,6 +78,34 @@ def _jacobian(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> tuple[Te
     return r, torch.stack(cols, -1)
 
 
+def _jacobian_vmap(residual: Residual, c: Tensor, data: Sequence[Tensor]
+                   ) -> tuple[Tensor, Tensor]:
+    """The same N forward-mode products as one vectorised call (``vmap`` over them)."""
+    n = c.shape[-1]
+    tangents = torch.eye(n, dtype=c.dtype, device=c.device)[:, None, :].expand(n, *c.shape)
+
+    def push(v):
+        return jvp(lambda cc: residual(cc, *data), (c,), (v,))
+
+    r, cols = vmap(push, out_dims=(None, 0), randomness="error")(tangents)
+    return r, cols.movedim(0, -1)
+
+
+_VMAP_FAILED: set[int] = set()
+
+
+def _jacobian(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """``(r (B, R), J (B, R, N))``: vectorised forward mode, or a loop where the residual
+    does not support ``vmap`` (data-dependent control flow, ``.item()``)."""
+    key = id(residual)
+    if key not in _VMAP_FAILED:
+        try:
+            return _jacobian_vmap(residual, c, data)
+        except RuntimeError:
+            _VMAP_FAILED.add(key)
+    return _jacobian_loop(residual, c, data)
+
+
 @torch.no_grad()
 def levenberg_marquardt(
     residual: Residual,
@@ -85,26 +115,32 @@ def levenberg_marquardt(
     ridge: float = 1e-8,
     max_iter: int = 50,
     tol: float = 1e-10,
+    jacobian: Callable[..., tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, LMStatus, Tensor, Tensor]:
     """Batched LM for ``min_c 1/2 |r(c)|^2 + ridge/2 |c|^2``, each sample independent.
 
     Step: ``(J^T J + ridge I + mu s I) d = -(J^T r + ridge c)`` with ``s`` the mean
     diagonal of ``J^T J`` (damping relative to the problem's scale); accepted when the
-    objective does not rise (then ``mu /= 10``), else ``mu *= 10`` and retry. Stops per
+    objective does not rise, with Nielsen's update of ``mu`` from the gain ratio (actual
+    over predicted decrease), else ``mu`` grows (x2, x4, ...) and the step is retried. Stops per
     sample when ``|J^T r + ridge c|_inf <= tol * max(1, |J|_max |r| + ridge |c|_max)``.
+
+    ``jacobian(c, *data) -> (r, J)``, where given, replaces the forward-mode Jacobian
+    (``N`` vectorised forward-mode products of ``residual``).
 
     Returns ``(c, status, iterations (B,), gradient inf-norm (B,))``.
     """
     c = c0.clone()
     B, n = c.shape
-    mu = torch.full((B,), 1e-6, dtype=c.dtype, device=c.device)  # relative to mean diag
+    mu = torch.full((B,), 1e-3, dtype=c.dtype, device=c.device)  # relative to mean diag
+    nu = torch.full((B,), 2.0, dtype=c.dtype, device=c.device)
     iters = torch.zeros(B, dtype=torch.long, device=c.device)
     eye = torch.eye(n, dtype=c.dtype, device=c.device)
     done = torch.zeros(B, dtype=torch.bool, device=c.device)
     stalled = torch.zeros_like(done)
     gnorm = torch.full((B,), float("inf"), dtype=c.dtype, device=c.device)
     for _ in range(max_iter + 1):
-        r, J = _jacobian(residual, c, data)
+        r, J = jacobian(c, *data) if jacobian is not None else _jacobian(residual, c, data)
         f = 0.5 * (r**2).sum(-1) + 0.5 * ridge * (c**2).sum(-1)
         g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) + ridge * c
         gnorm = g.abs().amax(-1)
@@ -122,10 +158,16 @@ def levenberg_marquardt(
             cn = c + d
             rn = residual(cn, *data)
             fn = 0.5 * (rn**2).sum(-1) + 0.5 * ridge * (cn**2).sum(-1)
+            # gain ratio: actual over predicted decrease of the local quadratic model
+            pred = -(g * d).sum(-1) - 0.5 * (d * (JtJ @ d.unsqueeze(-1)).squeeze(-1)).sum(-1)
+            rho = (f - fn) / pred.clamp_min(1e-300)
             ok = (fn <= f) & active
             c = torch.where(ok[:, None], cn, c)
-            mu = torch.where(ok, (mu / 10).clamp_min(1e-15),
-                             torch.where(active, mu * 10, mu))
+            # Nielsen's damping update (Madsen, Nielsen, Tingleff 2004, sec. 3.2)
+            shrink = torch.clamp(1 - (2 * rho - 1) ** 3, min=1 / 3)
+            mu = torch.where(ok, (mu * shrink).clamp_min(1e-15),
+                             torch.where(active, mu * nu, mu))
+            nu = torch.where(ok, torch.full_like(nu, 2.0), torch.where(active, nu * 2, nu))
             active = active & ~ok
             if not bool(active.any()):
                 break
@@ -181,6 +223,10 @@ class HardConstraint:
             well posed when basis functions are nearly dependent).
         max_iter: Levenberg-Marquardt iterations at most.
         tol: stop when ``|grad f|_inf <= tol * max(1, |J|_max |r| + ridge |c|_max)``.
+        jacobian: optional ``jacobian(c, *data) -> (r (B, R), J (B, R, N))``, the residual
+            and its Jacobian in closed form (faster than the default: ``N`` forward-mode
+            products of ``residual``, vectorised with ``vmap`` where the residual allows).
+            Only the forward solve uses it; the backward differentiates ``residual``.
 
     Call ``layer(*data, c0=None)``: ``data`` tensors batched on dim 0 (any dtype; the
     solve runs in float64 and the coefficients come back in float64). Returns a
@@ -194,7 +240,8 @@ class HardConstraint:
     """
 
     def __init__(self, residual: Residual, *, ridge: float = 1e-8, max_iter: int = 50,
-                 tol: float = 1e-10) -> None:
+                 tol: float = 1e-10,
+                 jacobian: Callable[..., tuple[Tensor, Tensor]] | None = None) -> None:
         if not callable(residual):
             raise TypeError(f"residual must be callable as residual(c, *data), got {residual!r}")
         if not (isinstance(ridge, (int, float)) and ridge >= 0):
@@ -203,7 +250,11 @@ class HardConstraint:
             raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
         if not (isinstance(tol, (int, float)) and tol > 0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
+        if jacobian is not None and not callable(jacobian):
+            raise TypeError(f"jacobian must be callable as jacobian(c, *data) -> (r, J), got "
+                            f"{jacobian!r}")
         self.residual, self.ridge, self.max_iter, self.tol = residual, float(ridge), max_iter, tol
+        self.jacobian = jacobian
 
     def __call__(self, *data: Tensor, c0: Tensor) -> HardConstraintResult:
         c0 = check_tensor("c0", c0, ndim=2, real=True).to(torch.float64)
@@ -217,7 +268,7 @@ class HardConstraint:
             data64.append(d.to(torch.float64) if d.is_floating_point() else d)
         c, status, iters, gnorm = levenberg_marquardt(
             self.residual, c0, [d.detach() for d in data64], ridge=self.ridge,
-            max_iter=self.max_iter, tol=self.tol)
+            max_iter=self.max_iter, tol=self.tol, jacobian=self.jacobian)
         coeffs = _Solve.apply(self.residual, self.ridge, c, *data64)
         with torch.no_grad():
             rnorm = self.residual(c, *[d.detach() for d in data64]).norm(dim=-1)
