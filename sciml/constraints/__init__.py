@@ -8,21 +8,31 @@
   projection onto nonnegative, monotone or bounded profiles that keeps ``G u = b``.
 * :class:`HardConstraint`: basis coefficients that make a (nonlinear) residual vanish in
   least squares, by batched Levenberg-Marquardt with an implicit-function backward
-  (Chalapathi et al. 2024).
+  (Chalapathi et al. 2024); :class:`MoEHardConstraint` solves one such problem per piece
+  of a :class:`Partition` in one batched call (or across ``torch.distributed`` ranks);
+  :class:`ConvexHardConstraint` is the cvxpylayers version for linear residuals with
+  inequality constraints.
 """
 
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
+from .convex_hard import ConvexHardConstraint
 from .hard import HardConstraint, HardConstraintResult, LMStatus, levenberg_marquardt
+from .moe import MoEHardConstraint, MoEResult, Partition, assemble
 from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_mean
 
 __all__ = [
     "ConservedGaussian",
+    "ConvexHardConstraint",
     "ConvexProjection",
     "HardConstraint",
     "HardConstraintResult",
     "LMStatus",
+    "MoEHardConstraint",
+    "MoEResult",
+    "Partition",
     "ProbConserv",
+    "assemble",
     "box_weights",
     "levenberg_marquardt",
     "mass_from_fluxes",

@@ -1,0 +1,235 @@
+"""Mixture-of-experts hard constraint: K independent least-squares problems, one batched solve.
+
+A single hard constraint (:class:`~sciml.constraints.HardConstraint`) makes one set of
+``N`` coefficients satisfy the PDE on the whole domain. The mixture of experts
+(Chalapathi, Du, Krishnapriyan, ICLR 2024) splits the domain into ``K`` non-overlapping
+pieces; expert ``k`` has its own coefficients ``c_k``, fitted only to the collocation
+points (and initial/boundary points) in piece ``k``; the prediction at a point is the
+basis expansion with the coefficients of the piece that holds it. The experts are
+independent, so their ``K`` problems are stacked on the batch dimension and solved by
+*one* batched Levenberg-Marquardt call (each sample stops on its own), or, where
+``torch.distributed`` is initialised, spread over the ranks.
+
+* :class:`Partition`: axis-aligned boxes on a rectangular domain (``splits`` per axis),
+  with the piece of each point, uniform samples per piece and the pieces' bounds.
+* :class:`MoEHardConstraint`: the layer. ``data`` tensors are batched ``(B, K, ...)``.
+* :func:`assemble`: the prediction from the basis values and the pieces' coefficients.
+
+Cost: with ``m`` points in all, a single constraint costs ``O(m N^2)`` per LM iteration
+(``N`` forward-mode products of the residual, ``J^T J``); the experts together cost the
+same, so the mixture gains where its smaller problems need fewer iterations, are better
+conditioned, or run in parallel (ranks, or a GPU's batched kernels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .._validation import check_int, check_tensor
+from .hard import HardConstraint, HardConstraintResult, LMStatus, Residual
+
+__all__ = ["MoEHardConstraint", "MoEResult", "Partition", "assemble"]
+
+
+class Partition:
+    """Axis-aligned pieces of the box ``[lower, upper]``: ``splits[a]`` equal cells on axis a.
+
+    Pieces are numbered in C order over the axes (the last axis fastest). A point on an
+    interior face belongs to the upper piece; points on the box's upper face to the last.
+
+    Example: ``Partition([0, 0], [1, 1], splits=(4, 1))`` cuts ``(x, t)`` into four
+    slabs in ``x``.
+    """
+
+    def __init__(self, lower: Sequence[float], upper: Sequence[float],
+                 splits: Sequence[int]) -> None:
+        lo = [float(v) for v in lower]
+        hi = [float(v) for v in upper]
+        if not (len(lo) == len(hi) == len(splits) >= 1):
+            raise ValueError(f"lower, upper and splits must have one entry per axis, got "
+                             f"{len(lo)}, {len(hi)} and {len(splits)}")
+        for a, (l_, h_) in enumerate(zip(lo, hi)):
+            if not (math.isfinite(l_) and math.isfinite(h_) and h_ > l_):
+                raise ValueError(f"axis {a}: need finite lower < upper, got {l_} and {h_}")
+        self.splits = tuple(check_int(f"splits[{a}]", s, minimum=1)
+                            for a, s in enumerate(splits))
+        self.lower, self.upper = tuple(lo), tuple(hi)
+
+    @property
+    def n_pieces(self) -> int:
+        return math.prod(self.splits)
+
+    @property
+    def dim(self) -> int:
+        return len(self.splits)
+
+    def _cells(self, k: int) -> list[int]:
+        if not 0 <= k < self.n_pieces:
+            raise ValueError(f"piece must be in [0, {self.n_pieces}), got {k}")
+        cells = []
+        for s in reversed(self.splits):
+            cells.append(k % s)
+            k //= s
+        return cells[::-1]
+
+    def bounds(self, k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(lower, upper)`` corners of piece ``k``."""
+        cells = self._cells(k)
+        lo, hi = [], []
+        for a, c in enumerate(cells):
+            w = (self.upper[a] - self.lower[a]) / self.splits[a]
+            lo.append(self.lower[a] + c * w)
+            hi.append(self.lower[a] + (c + 1) * w)
+        return tuple(lo), tuple(hi)
+
+    def index(self, points: Tensor) -> Tensor:
+        """The piece ``(M,)`` (long) of each point ``(M, dim)``; points outside raise."""
+        points = check_tensor("points", points, ndim=2, real=True)
+        if points.shape[1] != self.dim:
+            raise ValueError(f"points must be (M, {self.dim}), got {tuple(points.shape)}")
+        lo = torch.tensor(self.lower, dtype=points.dtype, device=points.device)
+        hi = torch.tensor(self.upper, dtype=points.dtype, device=points.device)
+        if bool(((points < lo) | (points > hi)).any()):
+            raise ValueError(f"points lie outside the domain [{self.lower}, {self.upper}]")
+        s = torch.tensor(self.splits, device=points.device)
+        cell = ((points - lo) / (hi - lo) * s).floor().long()
+        cell = torch.minimum(cell, s - 1)
+        k = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+        for a in range(self.dim):
+            k = k * self.splits[a] + cell[:, a]
+        return k
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+        """``n`` uniform points in each piece: ``(K, n, dim)``."""
+        n = check_int("n", n, minimum=1)
+        u = torch.rand(self.n_pieces, n, self.dim, generator=generator, dtype=dtype)
+        lo = torch.tensor([self.bounds(k)[0] for k in range(self.n_pieces)], dtype=dtype)
+        hi = torch.tensor([self.bounds(k)[1] for k in range(self.n_pieces)], dtype=dtype)
+        return lo[:, None] + u * (hi - lo)[:, None]
+
+
+@dataclass(frozen=True)
+class MoEResult:
+    """Coefficients ``(B, K, N)`` and the per-expert solve records ``(B, K)``."""
+
+    coeffs: Tensor
+    status: LMStatus
+    iterations: Tensor
+    grad_norm: Tensor
+    residual_norm: Tensor
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+_WORST = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED]
+
+
+class MoEHardConstraint:
+    """``K`` hard constraints on the pieces of a domain, solved together.
+
+    Args:
+        residual: as for :class:`HardConstraint`: ``residual(c, *data) -> (B', R)`` for
+            ``c`` ``(B', N)``, samples independent. It is called with the experts
+            folded into the batch (``B' = B K``, or this rank's share), so one residual
+            function serves every expert; rows an expert should ignore (a boundary it
+            does not touch) are best passed as zero weights in ``data``.
+        n_experts: ``K``.
+        ridge, max_iter, tol, jacobian: the Levenberg-Marquardt settings (see
+            :class:`HardConstraint`).
+        distributed: where ``torch.distributed`` is initialised with several ranks,
+            rank ``r`` solves experts ``r*ceil(K/W) ...`` and the coefficients are
+            gathered with a differentiable all-gather (every rank must call the layer
+            with the same data, as in data-parallel training of the basis network).
+            ``False`` solves every expert on every rank.
+
+    Call ``layer(*data, c0=c0)`` with each data tensor ``(B, K, ...)`` and ``c0``
+    ``(B, K, N)``; returns :class:`MoEResult` with coefficients ``(B, K, N)`` (float64,
+    differentiable by the implicit function theorem), the worst status over experts, and
+    per-expert iterations, gradient and residual norms ``(B, K)``.
+    """
+
+    def __init__(self, residual: Residual, n_experts: int, *, ridge: float = 1e-8,
+                 max_iter: int = 50, tol: float = 1e-10, distributed: bool = True,
+                 jacobian=None) -> None:
+        self.n_experts = check_int("n_experts", n_experts, minimum=1)
+        self._layer = HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol,
+                                     jacobian=jacobian)
+        self.distributed = bool(distributed)
+
+    def _solve(self, data: Sequence[Tensor], c0: Tensor) -> HardConstraintResult:
+        B, K = c0.shape[:2]
+        flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
+        return self._layer(*flat, c0=c0.reshape(B * K, -1))
+
+    def __call__(self, *data: Tensor, c0: Tensor) -> MoEResult:
+        c0 = check_tensor("c0", c0, ndim=3, real=True)
+        B, K, N = c0.shape
+        if K != self.n_experts:
+            raise ValueError(f"c0 has {K} experts on dim 1 but the layer has n_experts="
+                             f"{self.n_experts}")
+        for i, d in enumerate(data):
+            d = check_tensor(f"data[{i}]", d, min_ndim=2)
+            if tuple(d.shape[:2]) != (B, K):
+                raise ValueError(f"data[{i}] has leading shape {tuple(d.shape[:2])} but c0 "
+                                 f"has (B, K) = {(B, K)}; stack the experts on dim 1")
+        rank, world = _world()
+        if not self.distributed or world == 1:
+            res = self._solve(data, c0)
+            return MoEResult(res.coeffs.reshape(B, K, N), res.status,
+                             res.iterations.reshape(B, K), res.grad_norm.reshape(B, K),
+                             res.residual_norm.reshape(B, K))
+        return self._distributed(data, c0, rank, world)
+
+    def _distributed(self, data, c0, rank, world) -> MoEResult:
+        from torch.distributed.nn.functional import all_gather
+
+        B, K, N = c0.shape
+        share = -(-K // world)
+        idx = torch.arange(rank * share, (rank + 1) * share).clamp_max(K - 1)  # pad: repeat
+        res = self._solve([d[:, idx.to(d.device)] for d in data], c0[:, idx.to(c0.device)])
+        parts = all_gather(res.coeffs.reshape(B, share, N).contiguous())
+        coeffs = torch.cat(parts, 1)[:, :K]
+        stats = torch.stack([res.iterations.to(torch.float64), res.grad_norm,
+                             res.residual_norm,
+                             torch.full_like(res.grad_norm,
+                                             float(_WORST.index(res.status)))], -1)
+        gathered = [torch.empty_like(stats) for _ in range(world)]
+        dist.all_gather(gathered, stats.detach())
+        st = torch.cat([g.reshape(B, share, 4) for g in gathered], 1)[:, :K]
+        status = _WORST[int(st[..., 3].max())]
+        return MoEResult(coeffs, status, st[..., 0].long(), st[..., 1], st[..., 2])
+
+
+def assemble(values: Tensor, coeffs: Tensor, piece: Tensor) -> Tensor:
+    """The mixture's prediction ``u[b, m] = sum_n values[b, m, n] coeffs[b, piece[m], n]``.
+
+    Args:
+        values: basis values ``(B, M, N)`` (or ``(M, N)``, shared by the batch).
+        coeffs: ``(B, K, N)``.
+        piece: ``(M,)`` the piece of each point (see :meth:`Partition.index`).
+    """
+    coeffs = check_tensor("coeffs", coeffs, ndim=3, real=True)
+    values = check_tensor("values", values, real=True)
+    piece = check_tensor("piece", piece, ndim=1)
+    if values.ndim == 2:
+        values = values.unsqueeze(0)
+    if values.ndim != 3 or values.shape[-1] != coeffs.shape[-1] or \
+            values.shape[-2] != piece.shape[0]:
+        raise ValueError(f"values must be (B, M, N) with N = {coeffs.shape[-1]} and "
+                         f"M = {piece.shape[0]}, got {tuple(values.shape)}")
+    if piece.dtype != torch.long or bool((piece < 0).any()) or \
+            bool((piece >= coeffs.shape[1]).any()):
+        raise ValueError(f"piece must be long indices in [0, {coeffs.shape[1]})")
+    c = coeffs[:, piece]  # (B, M, N)
+    return (values.to(c.dtype) * c).sum(-1)
