@@ -259,8 +259,34 @@ class DiffSorpModel(nn.Module):
         ic_r = u[:, M:M + nb] - u0.to(u.dtype)[:, None]
         l_r = u[:, M + nb:M + 2 * nb] - 1.0
         r_r = self.phys.right(u[:, M + 2 * nb:], ux[:, M + 2 * nb:])
-        return (pde.pow(2).mean() + c.ic_weight * ic_r.pow(2).mean()
+        loss = (pde.pow(2).mean() + c.ic_weight * ic_r.pow(2).mean()
                 + c.bc_weight * (l_r.pow(2).mean() + r_r.pow(2).mean()))
+        if coeffs is not None and self.part.n_pieces > 1:
+            loss = loss + c.bc_weight * self._interface(u0, coeffs, nb, gen)
+        return loss
+
+    def _interface(self, u0: Tensor, coeffs: Tensor, n: int,
+                   gen: torch.Generator | None) -> Tensor:
+        """Mean squared jump of ``u`` (and ``u_x`` across faces normal to x) between
+        neighbouring pieces: the experts solve independently, so only the training loss,
+        acting on the assembled field, can make their pieces meet."""
+        terms = []
+        for axis in (0, 1):
+            s = self.part.splits[axis]
+            for j in range(1, s):
+                face = j / s
+                other = torch.rand(n, generator=gen)
+                pts = torch.stack([torch.full((n,), face), other], -1)
+                if axis == 1:
+                    pts = pts.flip(-1)
+                shift = torch.zeros(2)
+                shift[axis] = 1e-4
+                lo = self.field(u0, pts - shift, coeffs)
+                hi = self.field(u0, pts + shift, coeffs)
+                terms.append((hi[0] - lo[0]).pow(2).mean())
+                if axis == 0:
+                    terms.append((hi[2] - lo[2]).pow(2).mean())
+        return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 def reference(u0: Tensor, n: int = 256, nt: int = 26, t_final: float = 500.0,
