@@ -20,7 +20,9 @@ gradient is that of the true solution map and no LM iteration is unrolled.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -91,18 +93,23 @@ def _jacobian_vmap(residual: Residual, c: Tensor, data: Sequence[Tensor]
     return r, cols.movedim(0, -1)
 
 
-_VMAP_FAILED: set[int] = set()
+# residuals found not to support vmap (held weakly: an id() could be reused by a new one)
+_VMAP_FAILED: weakref.WeakSet = weakref.WeakSet()
 
 
 def _jacobian(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """``(r (B, R), J (B, R, N))``: vectorised forward mode, or a loop where the residual
     does not support ``vmap`` (data-dependent control flow, ``.item()``)."""
-    key = id(residual)
-    if key not in _VMAP_FAILED:
+    try:
+        known_bad = residual in _VMAP_FAILED
+    except TypeError:  # not weakly referenceable: always try vmap first
+        known_bad = False
+    if not known_bad:
         try:
             return _jacobian_vmap(residual, c, data)
         except RuntimeError:
-            _VMAP_FAILED.add(key)
+            with contextlib.suppress(TypeError):
+                _VMAP_FAILED.add(residual)
     return _jacobian_loop(residual, c, data)
 
 
