@@ -60,6 +60,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--seed", type=int, default=0)
     pc.add_argument("--no-progress", action="store_true")
 
+    hc = models.add_parser(
+        "hardc", help="soft / hard / MoE hard constraints on 1D diffusion-sorption",
+        description="Train basis networks on the diffusion-sorption physics loss alone with "
+        "the coefficients from a trained head (soft), one hard-constraint solve (single) or "
+        "K experts (moe), score them against the finite-volume reference and write "
+        "OUT/hard_constraints.json and OUT/hard_constraints.png. A rerun reuses finished "
+        "runs and resumes unfinished ones.")
+    hc.add_argument("--out", required=True, help="folder for the runs, JSON and figure")
+    hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe"],
+                    choices=["soft", "single", "moe"])
+    hc.add_argument("--steps", type=int, default=400, help="optimiser steps per method")
+    hc.add_argument("--lr", type=float, default=2e-3)
+    hc.add_argument("--points", type=int, default=512,
+                    help="collocation points of the constraint (total over experts)")
+    hc.add_argument("--experts", type=int, default=4)
+    hc.add_argument("--split", default="t", choices=["x", "t", "xt"],
+                    help="how the MoE cuts the (x, t) domain")
+    hc.add_argument("--n-basis", type=int, default=16)
+    hc.add_argument("--results", default=None,
+                    help="JSON path (default OUT/hard_constraints.json)")
+    hc.add_argument("--seed", type=int, default=0)
+    hc.add_argument("--no-progress", action="store_true")
+
     r = sub.add_parser(
         "refine", help="Spectral-Refiner: fine-tune a trained SFNO per trajectory on the residual",
         description="Freeze a trained SFNO, rebuild its last spectral layer with all modes and "
@@ -123,6 +146,15 @@ def _train(args: argparse.Namespace) -> int:
                         steps=args.steps, soft=args.soft, tasks=args.tasks, n_eval=args.n_eval,
                         seed=args.seed, results_json=args.results,
                         progress=not args.no_progress)
+        return 0
+    if args.model == "hardc":
+        from .train.hardc import HardCConfig
+        from .train.hardc_run import run_hardc
+
+        cfg = HardCConfig(points=args.points, experts=args.experts, split=args.split,
+                          n_basis=args.n_basis)
+        run_hardc(args.out, methods=args.methods, config=cfg, steps=args.steps, lr=args.lr,
+                  seed=args.seed, results_json=args.results, progress=not args.no_progress)
         return 0
     from .operators import SFNO
     from .train import TrainConfig

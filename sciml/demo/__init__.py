@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..benchtools import format_table, write_results
 from ._common import DemoResult
+from .hardc import run as _hardc
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
 from .probconserv import run as _probconserv
@@ -25,6 +26,7 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
     "ot": _ot,
     "sfno": _sfno,
     "probconserv": _probconserv,
+    "hardc": _hardc,
 }
 
 

@@ -62,6 +62,7 @@ class HardCConfig:
     u0_max: float = 0.2
     bc_weight: float = 1.0
     ic_weight: float = 1.0
+    interface_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("n_basis", "width", "depth", "experts", "points", "ic_points",
@@ -71,7 +72,7 @@ class HardCConfig:
         if self.split == "xt" and math.isqrt(self.experts) ** 2 != self.experts:
             raise ValueError(f"split='xt' needs a square number of experts, got "
                              f"{self.experts}")
-        for name in ("t_final", "u0_max", "bc_weight", "ic_weight"):
+        for name in ("t_final", "u0_max", "bc_weight", "ic_weight", "interface_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"HardCConfig.{name} must be a number > 0, got {v!r}")
@@ -285,7 +286,7 @@ class DiffSorpModel(nn.Module):
         loss = (pde.pow(2).mean() + c.ic_weight * ic_r.pow(2).mean()
                 + c.bc_weight * (l_r.pow(2).mean() + r_r.pow(2).mean()))
         if coeffs is not None and self.part.n_pieces > 1:
-            loss = loss + c.bc_weight * self._interface(u0, coeffs, nb, gen)
+            loss = loss + c.interface_weight * self._interface(u0, coeffs, nb, gen)
         return loss
 
     def _interface(self, u0: Tensor, coeffs: Tensor, n: int,
