@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -110,7 +110,7 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     import matplotlib.pyplot as plt
 
     u, ref, grid = test
-    B, nt, n = ref.shape
+    nt, n = ref.shape[1:]
     preds = {}
     for name, m in models.items():
         m.eval()
@@ -183,10 +183,9 @@ def run_hardc(
         if "lm_iterations" in s:
             rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
                          "metric": "lm_iterations", "value": s["lm_iterations"]})
-    cfg = replace(config)
     path = write_results(results_json or out / "hard_constraints.json", "hard_constraints",
                          rows, extra={"settings": {"steps": steps, "lr": lr, "seed": seed,
-                                                   **cfg.__dict__},
+                                                   **asdict(config)},
                                       "test_u0": list(TEST_U0),
                                       "train_or_load_seconds": seconds})
     fig = plot_hardc(models, test, out / "hard_constraints.png")
