@@ -96,3 +96,39 @@ def test_diffusion_sorption_model_trains_one_step(method) -> None:
     grads = [p.grad for p in model.net.parameters()]
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
     assert sum(float(gr.abs().sum()) for gr in grads) > 0
+
+
+@pytest.mark.parametrize("experts", [3, 4])
+def test_moe_across_two_processes_equals_one_process(tmp_path, experts) -> None:
+    """torchrun, 2 CPU processes (gloo): each rank solves its share of the experts (3
+    experts: the second rank pads with a repeat); values and gradients as in one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    sys.path.insert(0, str(here))
+    try:
+        import _moe_dist_script as script
+    finally:
+        sys.path.remove(str(here))
+    out = tmp_path / "dist.pt"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--standalone", str(here / "_moe_dist_script.py"), "--out", str(out),
+         "--experts", str(experts)],
+        capture_output=True, text=True, timeout=300, cwd=here.parent,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = torch.load(out, weights_only=True)
+    assert got["world"] == 2
+    share = -(-experts // 2)  # rank r owns experts r*share ... (r+1)*share - 1
+    owned = torch.zeros(2, experts, dtype=torch.bool)
+    owned[0, :share] = True
+    owned[1, share:] = True
+    assert torch.equal(got["owned"], owned)
+    one, grad = script.solve(experts, distributed=False)
+    torch.testing.assert_close(got["coeffs"], one.coeffs.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(got["grad"], grad, rtol=1e-10, atol=1e-12)
+    assert got["status"] == one.status.name
+    assert torch.equal(got["iterations"], one.iterations)
