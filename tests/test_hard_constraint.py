@@ -93,6 +93,30 @@ def test_batch_samples_are_independent() -> None:
         torch.testing.assert_close(both[b:b + 1], one, rtol=1e-9, atol=1e-11)
 
 
+def test_stopped_samples_leave_the_batch() -> None:
+    # sample 0 sits at its solution from the start, sample 1 needs many iterations: once
+    # sample 0 stops, the residual is evaluated on sample 1 alone, with the same result
+    Phi, y = _data(B=2, seed=3)
+    y = 3 * y
+    sizes: list[int] = []
+
+    def counted(c, Phi, y):
+        sizes.append(c.shape[0])
+        return _cubic(c, Phi, y)
+
+    layer = HardConstraint(counted, ridge=0.0, tol=1e-12)
+    c_exact = torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=torch.float64)
+    u = (Phi[0] @ c_exact)
+    y[0] = u + 0.3 * u**3  # sample 0: zero residual at c_exact
+    c0 = torch.stack([c_exact, torch.zeros(4, dtype=torch.float64)])
+    res = layer(Phi, y, c0=c0)
+    assert res.iterations[0] == 0 and res.iterations[1] >= 4
+    assert 1 in sizes and sizes[0] == 2
+    one = layer(Phi[1:], y[1:], c0=c0[1:]).coeffs
+    torch.testing.assert_close(res.coeffs[1:], one, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.coeffs[0], c_exact, rtol=0, atol=1e-12)
+
+
 def test_max_iter_is_reported_not_hidden() -> None:
     Phi, y = _data(seed=3)
     res = HardConstraint(_cubic, max_iter=1, tol=1e-14)(Phi, 5 * y, c0=torch.zeros(3, 4))

@@ -146,40 +146,56 @@ def levenberg_marquardt(
     done = torch.zeros(B, dtype=torch.bool, device=c.device)
     stalled = torch.zeros_like(done)
     gnorm = torch.full((B,), float("inf"), dtype=c.dtype, device=c.device)
+    # Samples that have stopped leave the batch: the work of an iteration follows the
+    # samples still running, not the slowest one (the data are gathered anew only when
+    # that set changes, at most B times).
+    sub, sub_idx = list(data), None
     for _ in range(max_iter + 1):
-        r, J = jacobian(c, *data) if jacobian is not None else _jacobian(residual, c, data)
-        f = 0.5 * (r**2).sum(-1) + 0.5 * ridge * (c**2).sum(-1)
-        g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) + ridge * c
-        gnorm = g.abs().amax(-1)
-        scale = J.abs().amax((-1, -2)) * r.norm(dim=-1) + ridge * c.abs().amax(-1)
-        done = done | (gnorm <= tol * torch.clamp(scale, min=1.0)) | stalled
+        idx = (~done).nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        if idx.numel() == B:
+            sub, sub_idx = list(data), None
+        elif sub_idx is None or sub_idx.numel() != idx.numel() or not torch.equal(sub_idx, idx):
+            sub, sub_idx = [d.index_select(0, idx) for d in data], idx
+        cs, mus, nus = c[idx], mu[idx], nu[idx]
+        r, J = jacobian(cs, *sub) if jacobian is not None else _jacobian(residual, cs, sub)
+        f = 0.5 * (r**2).sum(-1) + 0.5 * ridge * (cs**2).sum(-1)
+        g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) + ridge * cs
+        gn = g.abs().amax(-1)
+        gnorm[idx] = gn
+        scale = J.abs().amax((-1, -2)) * r.norm(dim=-1) + ridge * cs.abs().amax(-1)
+        dones = (gn <= tol * torch.clamp(scale, min=1.0)) | stalled[idx]
+        done[idx] = dones
         if bool(done.all()) or int(iters.max()) >= max_iter:
             break
         JtJ = J.transpose(-1, -2) @ J + ridge * eye
         diag = JtJ.diagonal(dim1=-2, dim2=-1).mean(-1)
         # Try steps with growing damping until the objective falls (a few at most).
-        active = ~done
+        active = ~dones
         for _try in range(30):
-            A = JtJ + (mu * diag)[:, None, None] * eye
+            A = JtJ + (mus * diag)[:, None, None] * eye
             d = -torch.linalg.solve(A, g.unsqueeze(-1)).squeeze(-1)
-            cn = c + d
-            rn = residual(cn, *data)
+            cn = cs + d
+            rn = residual(cn, *sub)
             fn = 0.5 * (rn**2).sum(-1) + 0.5 * ridge * (cn**2).sum(-1)
             # gain ratio: actual over predicted decrease of the local quadratic model
             pred = -(g * d).sum(-1) - 0.5 * (d * (JtJ @ d.unsqueeze(-1)).squeeze(-1)).sum(-1)
             rho = (f - fn) / pred.clamp_min(1e-300)
             ok = (fn <= f) & active
-            c = torch.where(ok[:, None], cn, c)
+            cs = torch.where(ok[:, None], cn, cs)
             # Nielsen's damping update (Madsen, Nielsen, Tingleff 2004, sec. 3.2)
             shrink = torch.clamp(1 - (2 * rho - 1) ** 3, min=1 / 3)
-            mu = torch.where(ok, (mu * shrink).clamp_min(1e-15),
-                             torch.where(active, mu * nu, mu))
-            nu = torch.where(ok, torch.full_like(nu, 2.0), torch.where(active, nu * 2, nu))
+            mus = torch.where(ok, (mus * shrink).clamp_min(1e-15),
+                              torch.where(active, mus * nus, mus))
+            nus = torch.where(ok, torch.full_like(nus, 2.0),
+                              torch.where(active, nus * 2, nus))
             active = active & ~ok
             if not bool(active.any()):
                 break
-        stalled = stalled | (active & (mu > 1e15))
-        iters = iters + (~done).long()
+        c[idx], mu[idx], nu[idx] = cs, mus, nus
+        stalled[idx] = stalled[idx] | (active & (mus > 1e15))
+        iters[idx] = iters[idx] + (~dones).long()
     if bool(stalled.any()):
         status = LMStatus.STALLED
     elif bool(done.all()):
