@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sciml.benchtools import format_table, machine_info, time_alternating, write_results
+from sciml.benchtools import format_table, time_alternating, write_results
 from sciml.constraints import HardConstraint, MoEHardConstraint
 from sciml.train.hardc import DiffSorpModel, HardCConfig, _jacobian, _residual
 from sciml.train.hardc_run import run_hardc
@@ -209,12 +210,13 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"case": "scaling", "impl": "sciml", "method": method,
                          "metric": name, "value": e})
     fig = plot(points, timings, out.parent / out.name.replace(".json", "_scaling.png"))
+    shutil.copyfile(runs / "hard_constraints.png",
+                    out.parent / out.name.replace(".json", ".png"))
     write_results(out, "hard_constraints", rows,
                   extra={"settings": {"steps": steps, **cfg.__dict__,
                                       "timing_samples": 4, "train_max_iter": cfg.max_iter,
                                       "inference_max_iter": 50, "repeats": args.repeats,
-                                      "fit_points": fit_pts},
-                         "machine": machine_info()})
+                                      "fit_points": fit_pts}})
     table = [(f"{m:.0e}", meth, f"{v['step_s']:.4f}", f"{v['inference_s']:.4f}",
               f"{v['step_s'] / timings[m]['single']['step_s']:.2f}",
               f"{v['lm_iterations']:.1f}", f"{v['lm_iterations_inference']:.1f}")
