@@ -102,23 +102,21 @@ def test_diffusion_sorption_model_trains_one_step(method) -> None:
 def test_moe_across_two_processes_equals_one_process(tmp_path, experts) -> None:
     """torchrun, 2 CPU processes (gloo): each rank solves its share of the experts (3
     experts: the second rank pads with a repeat); values and gradients as in one process."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    import _moe_dist_script as script  # tests/ is on sys.path (pytest rootdir insertion)
+
     here = Path(__file__).parent
-    sys.path.insert(0, str(here))
-    try:
-        import _moe_dist_script as script
-    finally:
-        sys.path.remove(str(here))
     out = tmp_path / "dist.pt"
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--standalone", str(here / "_moe_dist_script.py"), "--out", str(out),
          "--experts", str(experts)],
         capture_output=True, text=True, timeout=300, cwd=here.parent,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     got = torch.load(out, weights_only=True)
     assert got["world"] == 2
