@@ -37,7 +37,7 @@ import torch
 from sciml.benchtools import format_table, time_alternating, write_results
 from sciml.constraints import HardConstraint, MoEHardConstraint
 from sciml.train.hardc import DiffSorpModel, HardCConfig, _jacobian, _residual
-from sciml.train.hardc_run import run_hardc
+from sciml.train.hardc_run import error_rows, run_hardc, train_hardc
 
 RESULTS = Path(__file__).parent / "results"
 _BASIS = (0, 1, 2, 4, 7, 9, 10)  # the basis-value tensors among the constraint's data
@@ -178,15 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = Path(args.runs + ("_quick" if args.quick else ""))
     scores = run_hardc(runs, config=cfg, steps=steps, results_json=runs / "errors.json",
                        progress=not args.quick)
-    rows = []
-    for m, s in scores.items():
-        rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
-                     "metric": "rel_l2", "value": s["rel_l2"]})
-        if "lm_iterations" in s:
-            rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
-                         "metric": "lm_iterations", "value": s["lm_iterations"]})
-    from sciml.train.hardc_run import train_hardc
-
+    rows = error_rows(scores)
     trained = train_hardc("single", cfg, steps=steps, out_dir=runs / "single", progress=False)
     points = [100, 1000] if args.quick else [100, 1000, 10_000, 100_000]
     timings = {}

@@ -21,7 +21,7 @@ from ._checkpoint import load_model_state
 from .hardc import METHODS, DiffSorpModel, HardCConfig, reference, relative_l2
 from .trainer import TrainConfig, Trainer
 
-__all__ = ["TEST_U0", "evaluate_hardc", "plot_hardc", "run_hardc", "train_hardc"]
+__all__ = ["TEST_U0", "error_rows", "evaluate_hardc", "plot_hardc", "run_hardc", "train_hardc"]
 
 #: The initial states of the test set (PDEBench's range is [0, 0.2]).
 TEST_U0 = (0.02, 0.06, 0.1, 0.14, 0.18)
@@ -148,6 +148,17 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     return path
 
 
+def error_rows(scores: dict[str, dict]) -> list[dict]:
+    """Result rows (case ``diffusion-sorption``) of :func:`evaluate_hardc`'s scores."""
+    rows = []
+    for m, sc in scores.items():
+        for metric in ("rel_l2", "lm_iterations"):
+            if metric in sc:
+                rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
+                             "metric": metric, "value": sc[metric]})
+    return rows
+
+
 def run_hardc(
     out_dir: str | os.PathLike,
     *,
@@ -176,13 +187,7 @@ def run_hardc(
                                 progress=progress)
         seconds[m] = time.perf_counter() - t0
     scores, test = evaluate_hardc(models)
-    rows = []
-    for m, s in scores.items():
-        rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
-                     "metric": "rel_l2", "value": s["rel_l2"]})
-        if "lm_iterations" in s:
-            rows.append({"case": "diffusion-sorption", "impl": "sciml", "method": m,
-                         "metric": "lm_iterations", "value": s["lm_iterations"]})
+    rows = error_rows(scores)
     path = write_results(results_json or out / "hard_constraints.json", "hard_constraints",
                          rows, extra={"settings": {"steps": steps, "lr": lr, "seed": seed,
                                                    **asdict(config)},
