@@ -1,6 +1,7 @@
 """Neural operators as ``nn.Module``s and their losses."""
 
 from ._layers import ChannelMLP, FourierBlock, Pointwise, fourier_resample
+from .dcdm import DCDMNet
 from .fno import FNO, SFNO
 from .losses import (
     NSResidualLoss,
@@ -16,6 +17,7 @@ __all__ = [
     "SFNO",
     "ChannelMLP",
     "ConditionalNP",
+    "DCDMNet",
     "DeepEnsemble",
     "FourierBlock",
     "NSResidualLoss",
