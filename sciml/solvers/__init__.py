@@ -1,1 +1,1 @@
-"""Solvers: optimal transport (``sciml.solvers.ot``); linear systems arrive with their issue."""
+"""Solvers: linear systems (``sciml.solvers.linear``), optimal transport (``sciml.solvers.ot``)."""

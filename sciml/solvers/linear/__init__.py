@@ -1,0 +1,37 @@
+"""Linear systems: CG, preconditioned and flexible CG, a differentiable solve, and the
+``LinearOperator`` protocol shared by operators and preconditioners (Jacobi, IC(0), AMG)."""
+
+from ._common import LinearSolveError, LinearStatus, Solution
+from .adjoint import solve
+from .cg import CG, cg
+from .flexible import FlexibleCG, flexible_cg
+from .ichol import IncompleteCholesky
+from .operators import (
+    CallableOperator,
+    DenseOperator,
+    IdentityOperator,
+    LinearOperator,
+    SparseOperator,
+    aslinearoperator,
+)
+from .preconditioners import Jacobi, PyAMGPreconditioner
+
+__all__ = [
+    "CG",
+    "CallableOperator",
+    "DenseOperator",
+    "FlexibleCG",
+    "IdentityOperator",
+    "IncompleteCholesky",
+    "Jacobi",
+    "LinearOperator",
+    "LinearSolveError",
+    "LinearStatus",
+    "PyAMGPreconditioner",
+    "Solution",
+    "SparseOperator",
+    "aslinearoperator",
+    "cg",
+    "flexible_cg",
+    "solve",
+]
