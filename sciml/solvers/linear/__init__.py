@@ -4,6 +4,7 @@
 from ._common import LinearSolveError, LinearStatus, Solution
 from .adjoint import solve
 from .cg import CG, cg
+from .dcdm import DCDM, NetworkPreconditioner, dcdm
 from .flexible import FlexibleCG, flexible_cg
 from .ichol import IncompleteCholesky
 from .operators import (
@@ -18,6 +19,7 @@ from .preconditioners import Jacobi, PyAMGPreconditioner
 
 __all__ = [
     "CG",
+    "DCDM",
     "CallableOperator",
     "DenseOperator",
     "FlexibleCG",
@@ -27,11 +29,13 @@ __all__ = [
     "LinearOperator",
     "LinearSolveError",
     "LinearStatus",
+    "NetworkPreconditioner",
     "PyAMGPreconditioner",
     "Solution",
     "SparseOperator",
     "aslinearoperator",
     "cg",
+    "dcdm",
     "flexible_cg",
     "solve",
 ]

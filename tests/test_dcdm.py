@@ -1,0 +1,112 @@
+"""DCDM: the solver loop with a network, its safeguard, and the training losses.
+
+References: the exact inverse as the "network" (one iteration, loss 0), a float64 sparse
+LU solve, and the defining criterion of a solve (the residual bound).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.sparse.linalg import spsolve
+
+from sciml.operators import DCDMNet
+from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
+from sciml.solvers.linear import LinearStatus, cg, dcdm
+from sciml.train.dcdm import DCDMData, dcdm_energy_loss, dcdm_loss, train_dcdm
+
+
+class _Exact(torch.nn.Module):
+    """q = A^-1 r by a sparse LU solve: what a perfect DCDM network would return."""
+
+    def __init__(self, system) -> None:
+        super().__init__()
+        self.s, self.A = system, system.csr()
+        self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))  # runs in float64
+
+    def forward(self, r, mask):
+        out = []
+        for x in r.reshape(r.shape[0], -1):
+            xf = self.s.to_fluid(x.double()).numpy()
+            out.append(self.s.from_fluid(torch.from_numpy(spsolve(self.A, xf))))
+        return torch.stack(out).reshape(r.shape).to(r.dtype)
+
+
+class _Orthogonal(torch.nn.Module):
+    """A useless network: a direction orthogonal to r (no progress at all)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, r, mask):
+        flat = r.reshape(r.shape[0], -1)
+        z = torch.roll(flat, 1, -1) * mask.reshape(-1).to(r.dtype)
+        z = z - (z * flat).sum(-1, keepdim=True) / (flat * flat).sum(-1, keepdim=True) * flat
+        return z.reshape(r.shape)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    s = fluid_proxy(24, d=2)
+    return s, s.operator(), divergence_rhs(s, 2, seed=0)
+
+
+def test_exact_network_solves_in_one_iteration_and_losses_vanish(scene) -> None:
+    s, op, b = scene
+    sol = dcdm(op, b[0], net=_Exact(s), system=s, rtol=1e-8, safeguard=False)
+    assert sol.status is LinearStatus.CONVERGED and sol.stats["iterations"] == 1
+    x_ref = s.from_fluid(torch.from_numpy(spsolve(s.csr(), s.to_fluid(b[0]).numpy())))
+    torch.testing.assert_close(sol.x, x_ref, rtol=1e-8, atol=1e-10)
+    r = (b / b.norm(dim=-1, keepdim=True)).reshape(2, *s.shape)
+    energy = torch.stack([v @ s.to_fluid(x) for v, x in zip(
+        s.to_fluid(r.reshape(2, -1)), [s.from_fluid(torch.from_numpy(spsolve(
+            s.csr(), s.to_fluid(v).numpy()))) for v in r.reshape(2, -1)])])
+    mask = s.fluid_mask.double()
+    assert float(dcdm_energy_loss(_Exact(s), op, r, mask, energy)) < 1e-12
+    assert float(dcdm_loss(_Exact(s), op, r, mask)) < 1e-20
+
+
+def test_safeguard_turns_a_useless_network_into_a_converging_solve(scene) -> None:
+    s, op, b = scene
+    bad = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=200, safeguard=False)
+    assert bad.status is not LinearStatus.CONVERGED  # the paper's loop stalls
+    good = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
+    assert good.status is LinearStatus.CONVERGED
+    res = (b - op.matvec(good.x)).norm(dim=-1)
+    assert bool((res <= 1e-6 * b.norm(dim=-1) * (1 + 1e-9)).all())
+    # no worse than plain CG by much: the residual direction is always in the span
+    assert good.stats["iterations"] <= 2 * cg(op, b, rtol=1e-6).stats["iterations"]
+    assert good.stats["network_applications"] >= good.stats["iterations"]
+
+
+def test_training_lowers_the_energy_loss_and_the_iterations() -> None:
+    torch.manual_seed(0)
+    systems = [fluid_proxy(16, d=2), random_obstacles(16, d=2, seed=1)]
+    data = DCDMData(systems, 16, k=12, seed=0)
+    r = torch.stack([x for x, i, e in data.items if i == 0])
+    e = torch.tensor([e for x, i, e in data.items if i == 0])
+    assert bool((e > 0).all())
+    op = systems[0].operator(dtype=torch.float32)
+    mask = systems[0].fluid_mask.float()
+    torch.manual_seed(0)
+    net0 = DCDMNet(2, channels=4)
+    before = float(dcdm_energy_loss(net0, op, r, mask, e).detach())
+    assert 0 <= before <= 1
+    torch.manual_seed(0)
+    net = train_dcdm(systems, net=DCDMNet(2, channels=4), per_system=16, k=12, steps=60,
+                     lr=3e-3, batch_size=8, progress=False)
+    after = float(dcdm_energy_loss(net, op, r, mask, e).detach())
+    assert after < 0.8 * before
+    with pytest.raises(ValueError, match="loss"):
+        train_dcdm(systems, loss="l2", steps=1)
+    with pytest.raises(ValueError, match="mix"):
+        train_dcdm([systems[0], fluid_proxy(8, d=3)], steps=1)
+
+
+def test_bad_input(scene) -> None:
+    s, op, b = scene
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        dcdm(op, b[0], net=lambda r: r, system=s)
+    with pytest.raises(TypeError, match="PoissonSystem"):
+        dcdm(op, b[0], net=_Orthogonal(), system=None)
