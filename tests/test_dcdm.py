@@ -110,3 +110,31 @@ def test_bad_input(scene) -> None:
         dcdm(op, b[0], net=lambda r: r, system=s)
     with pytest.raises(TypeError, match="PoissonSystem"):
         dcdm(op, b[0], net=_Orthogonal(), system=None)
+
+
+def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
+    from sciml.cli import main
+    from sciml.train.dcdm import WEIGHTS, load_pretrained
+
+    for dim in (2, 3):
+        if (WEIGHTS / f"dcdm_{dim}d.pt").exists():
+            net = load_pretrained(dim)
+            assert net.dim == dim and not net.training
+    out = tmp_path / "run"
+    assert main(["train", "dcdm", "--dim", "2", "--size", "16", "--scenes", "2",
+                 "--per-scene", "8", "--ritz", "8", "--channels", "2", "--steps", "3",
+                 "--out", str(out), "--no-progress"]) == 0
+    blob = torch.load(out / "dcdm_2d.pt", weights_only=True)
+    assert blob["config"]["channels"] == 2 and blob["settings"]["steps"] == 3
+    with pytest.raises(ValueError, match="dim"):
+        load_pretrained(4)
+
+
+def test_demo_dcdm_quick(tmp_path) -> None:
+    from sciml.cli import main
+    from sciml.train.dcdm import WEIGHTS
+
+    if not (WEIGHTS / "dcdm_2d.pt").exists():
+        pytest.fail("the shipped 2D DCDM weights are missing from the package")
+    assert main(["demo", "dcdm", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "dcdm_poisson_2d.png").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..benchtools import format_table, write_results
 from ._common import DemoResult
+from .dcdm import run as _dcdm
 from .hardc import run as _hardc
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
@@ -27,6 +28,7 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
     "sfno": _sfno,
     "probconserv": _probconserv,
     "hardc": _hardc,
+    "dcdm": _dcdm,
 }
 
 

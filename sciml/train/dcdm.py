@@ -40,7 +40,17 @@ from torch.utils.data import Dataset
 from .._validation import check_choice, check_int
 from ..operators.dcdm import DCDMNet
 
-__all__ = ["DCDMData", "dcdm_energy_loss", "dcdm_loss", "ritz_rhs", "train_dcdm"]
+__all__ = [
+    "DCDMData",
+    "dcdm_energy_loss",
+    "dcdm_loss",
+    "load_pretrained",
+    "ritz_rhs",
+    "train_dcdm",
+    "training_scenes",
+]
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "solvers" / "linear" / "weights"
 
 
 def dcdm_loss(net: DCDMNet, op, r: Tensor, mask: Tensor) -> Tensor:
@@ -205,3 +215,41 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
                       model_config={"kind": "DCDMNet", **net.config()})
     trainer.fit(data, resume=run is not None and (run / "checkpoint.pt").exists())
     return net.eval()
+
+
+def training_scenes(dim: int, size: int, n: int, *, seed: int = 0) -> list:
+    """The training geometries: the fluid proxy and ``n - 1`` random obstacle scenes
+    (seeds ``seed ... seed + n - 2``; evaluate on other seeds for unseen geometries)."""
+    from ..pdes.poisson import fluid_proxy, random_obstacles
+
+    check_int("n", n, minimum=1)
+    return [fluid_proxy(size, d=dim)] + [random_obstacles(size, d=dim, seed=seed + i)
+                                         for i in range(n - 1)]
+
+
+def load_pretrained(dim: int) -> DCDMNet:
+    """The shipped network for ``dim``-dimensional grids (eval mode, float32).
+
+    Produced by ``sciml train dcdm`` with the settings stored beside the weights
+    (printed by ``sciml train dcdm --help``; see the README)."""
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    path = WEIGHTS / f"dcdm_{dim}d.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; train one "
+                                f"with `sciml train dcdm --dim {dim} --out DIR`")
+    blob = torch.load(path, weights_only=True)
+    net = DCDMNet(**blob["config"])
+    net.load_state_dict(blob["state"])
+    return net.eval()
+
+
+def save_pretrained(net: DCDMNet, path: str | os.PathLike, settings: dict) -> Path:
+    """Write ``{config, state, settings}`` (weights only, loadable without pickle)."""
+    from ._checkpoint import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"config": net.config(), "state": net.state_dict(), "settings": settings}
+    atomic_write(path, lambda f: torch.save(blob, f))
+    return path

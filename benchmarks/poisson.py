@@ -1,0 +1,193 @@
+"""Pressure Poisson systems: our CG, scipy CG, our IC(0)-PCG, PyAMG SA-PCG and DCDM.
+
+Cases (3D, relative residual 1e-6, float64 for the classical solvers): the fluid proxy
+(Neumann walls, a solid sphere, Dirichlet top) at 64^3 and 128^3 (``fluid-64``,
+``fluid-128``) and a random obstacle set the network never saw (``unseen-64``,
+``unseen-128``), each with a divergence right-hand side. Solvers, each on the form it
+is built for:
+
+* sciml ``cg``: matrix-free 7-point stencil on the full grid (torch);
+* scipy ``cg``: ``scipy.sparse.linalg.cg`` on the reduced CSR matrix (fluid cells);
+* sciml ``icpcg``: our CG with IC(0) on the reduced CSR (``setup_s``: the factorisation);
+* pyamg ``sa-pcg``: ``smoothed_aggregation_solver`` + its own ``solve(accel="cg")``
+  (``setup_s``: the hierarchy);
+* sciml ``dcdm``: the shipped 3D network (trained at 32^3) in our flexible
+  conjugate-direction loop with the safeguard, k = 16.
+
+``time_s`` is the solve alone (setup excluded and reported as ``setup_s``); runs
+alternate between solvers, ``--repeats`` rounds, medians. The break-even line: how many
+DCDM iterations would match CG's and PyAMG's (setup + solve) time at DCDM's measured cost
+per iteration. Writes benchmarks/results/poisson.json and poisson_convergence.png
+(relative residual against iteration and against time; time per iteration taken as the
+solve's mean).
+
+    python benchmarks/poisson.py                 # 64^3 and 128^3 (about 15 minutes)
+    python benchmarks/poisson.py --sizes 64      # 64^3 only
+    python benchmarks/poisson.py --quick         # 16^3 and 24^3 smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sciml.benchtools import format_table, import_peer, write_results
+from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
+from sciml.solvers.linear import IncompleteCholesky, cg, dcdm
+from sciml.train.dcdm import load_pretrained
+
+RESULTS = Path(__file__).parent / "results"
+RTOL = 1e-6
+
+
+def solvers(system, b, net):
+    """name -> (impl, method, setup() -> state, solve(state) -> (iterations, history))."""
+    from scipy.sparse.linalg import cg as scipy_cg
+
+    op = system.operator()
+    A = system.csr(reduced=True)
+    bf = system.to_fluid(b)
+    bn = bf.numpy()
+    nb = float(np.linalg.norm(bn))
+
+    def ours_cg(_):
+        s = cg(op, b, rtol=RTOL, maxiter=20000)
+        return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
+
+    def scipy_solve(_):
+        hist = []
+
+        def cb(xk):
+            hist.append(float(np.linalg.norm(bn - A @ xk)) / nb)
+
+        scipy_cg(A, bn, rtol=RTOL, maxiter=20000, callback=cb)
+        return len(hist), [1.0, *hist]
+
+    def ic_setup():
+        return IncompleteCholesky(A)
+
+    def ic_solve(ic):
+        s = cg(A, bf, rtol=RTOL, M=ic, maxiter=20000)
+        return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
+
+    def amg_setup():
+        pyamg = import_peer("pyamg")
+        return pyamg.smoothed_aggregation_solver(A)
+
+    def amg_solve(ml):
+        res: list[float] = []
+        ml.solve(bn, tol=RTOL, accel="cg", maxiter=500, residuals=res)
+        return len(res) - 1, [r / nb for r in res]
+
+    def dcdm_solve(_):
+        s = dcdm(op, b, net=net, system=system, rtol=RTOL, maxiter=2000)
+        return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
+
+    out = {"cg": ("sciml", "cg", None, ours_cg),
+           "scipy-cg": ("scipy", "cg", None, scipy_solve),
+           "icpcg": ("sciml", "icpcg", ic_setup, ic_solve),
+           "sa-pcg": ("pyamg", "sa-pcg", amg_setup, amg_solve),
+           "dcdm": ("sciml", "dcdm", None, dcdm_solve)}
+    return out
+
+
+def run_case(system, net, repeats: int) -> dict[str, dict]:
+    b = divergence_rhs(system, 1, seed=0)[0]
+    table = solvers(system, b, net)
+    state, setup = {}, {}
+    for name, (_, _, mk, _) in table.items():
+        t0 = time.perf_counter()
+        state[name] = mk() if mk is not None else None
+        setup[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {k: [] for k in table}
+    result: dict[str, tuple] = {}
+    for _ in range(repeats):
+        for name, (_, _, _, solve) in table.items():
+            t0 = time.perf_counter()
+            its, hist = solve(state[name])
+            times[name].append(time.perf_counter() - t0)
+            result[name] = (its, hist)
+    return {name: {"impl": table[name][0], "method": table[name][1],
+                   "iterations": result[name][0], "history": result[name][1],
+                   "time_s": statistics.median(times[name]), "setup_s": setup[name]}
+            for name in table}
+
+
+def plot(all_results: dict[str, dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(all_results)
+    fig, axes = plt.subplots(2, len(cases), figsize=(4.2 * len(cases), 6.4), squeeze=False)
+    for j, case in enumerate(cases):
+        for name, r in all_results[case].items():
+            h = np.asarray(r["history"])
+            its = np.arange(len(h))
+            per = r["time_s"] / max(r["iterations"], 1)
+            axes[0, j].semilogy(its, h, label=f"{name} ({r['iterations']})")
+            axes[1, j].semilogy(r["setup_s"] + its * per, h, label=name)
+        axes[0, j].set_title(case, fontsize=10)
+        axes[0, j].set_xlabel("iteration")
+        axes[1, j].set_xlabel("seconds (setup + solve)")
+        for ax in axes[:, j]:
+            ax.axhline(RTOL, color="k", lw=0.8, ls=":")
+            ax.set_ylabel("relative residual")
+        axes[0, j].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    sizes = [16, 24] if args.quick else args.sizes
+    out = Path(args.out) if args.out else RESULTS / (
+        "poisson_quick.json" if args.quick else "poisson.json")
+    net = load_pretrained(3)
+    rows, all_results = [], {}
+    for n in sizes:
+        for kind, system in (("fluid", fluid_proxy(n, d=3)),
+                             ("unseen", random_obstacles(n, d=3, seed=10_000 + n))):
+            case = f"{kind}-{n}"
+            print(f"{case}: {system.n_fluid} unknowns", flush=True)
+            res = run_case(system, net, 1 if args.quick else args.repeats)
+            all_results[case] = res
+            for r in res.values():
+                for metric in ("iterations", "time_s", "setup_s"):
+                    rows.append({"case": case, "impl": r["impl"], "method": r["method"],
+                                 "metric": metric, "value": float(r[metric])})
+            d = res["dcdm"]
+            per = d["time_s"] / max(d["iterations"], 1)
+            even_cg = res["cg"]["time_s"] / per
+            even_amg = (res["sa-pcg"]["time_s"] + res["sa-pcg"]["setup_s"]) / per
+            rows.append({"case": case, "impl": "sciml", "method": "dcdm",
+                         "metric": "break_even_iterations_vs_cg", "value": even_cg})
+            rows.append({"case": case, "impl": "sciml", "method": "dcdm",
+                         "metric": "break_even_iterations_vs_pyamg", "value": even_amg})
+            print(format_table([(k, r["iterations"], f"{r['setup_s']:.3f}",
+                                 f"{r['time_s']:.3f}") for k, r in res.items()],
+                               ["solver", "iterations", "setup s", "solve s"]))
+            print(f"DCDM: {per * 1e3:.1f} ms per iteration; it would match CG with "
+                  f"{even_cg:.1f} iterations and PyAMG (setup + solve) with {even_amg:.1f}",
+                  flush=True)
+    fig = plot(all_results, out.parent / out.name.replace(".json", "_convergence.png"))
+    write_results(out, "poisson", rows, extra={"rtol": RTOL, "repeats": args.repeats,
+                                                "threads": torch.get_num_threads()})
+    print(f"results: {out}\nfigure: {fig}")
+
+
+if __name__ == "__main__":
+    main()
