@@ -126,6 +126,26 @@ class MoEResult:
     residual_norm: Tensor
 
 
+class _AllGather(torch.autograd.Function):
+    """Differentiable all-gather along dim 1: every rank's ``(B, share, N)`` block, in rank
+    order. Backward sums the incoming gradients over ranks (each rank may have its own
+    loss) and hands each rank the slice of its own block."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.share = dist.get_rank(), x.shape[1]
+        return torch.cat(parts, 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[:, ctx.rank * ctx.share:(ctx.rank + 1) * ctx.share]
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -192,14 +212,11 @@ class MoEHardConstraint:
         return self._distributed(data, c0, rank, world)
 
     def _distributed(self, data, c0, rank, world) -> MoEResult:
-        from torch.distributed.nn.functional import all_gather
-
         B, K, N = c0.shape
         share = -(-K // world)
         idx = torch.arange(rank * share, (rank + 1) * share).clamp_max(K - 1)  # pad: repeat
         res = self._solve([d[:, idx.to(d.device)] for d in data], c0[:, idx.to(c0.device)])
-        parts = all_gather(res.coeffs.reshape(B, share, N).contiguous())
-        coeffs = torch.cat(parts, 1)[:, :K]
+        coeffs = _AllGather.apply(res.coeffs.reshape(B, share, N))[:, :K]
         stats = torch.stack([res.iterations.to(torch.float64), res.grad_norm,
                              res.residual_norm,
                              torch.full_like(res.grad_norm,
