@@ -104,6 +104,30 @@ def test_training_lowers_the_energy_loss_and_the_iterations() -> None:
         train_dcdm([systems[0], fluid_proxy(8, d=3)], steps=1)
 
 
+def test_training_on_two_grid_sizes_lowers_the_loss_on_both() -> None:
+    """Mixed sizes train from batches of one shape each; both sizes improve."""
+    from sciml.train.dcdm import _ShapeBatches
+
+    systems = [fluid_proxy(16, d=2), random_obstacles(24, d=2, seed=1)]
+    data = DCDMData(systems, 12, k=8, seed=3)
+    batches = _ShapeBatches(data, 5)
+    assert sum(b[0].shape[0] for b in batches.batches) == len(data)
+    assert {tuple(b[0].shape[1:]) for b in batches.batches} == {(16, 16), (24, 24)}
+    torch.manual_seed(0)
+    net = train_dcdm(systems, net=DCDMNet(2, channels=4), per_system=12, k=8, steps=60,
+                     lr=3e-3, batch_size=6, progress=False, seed=3)
+    for i, s in enumerate(systems):
+        op = s.operator(dtype=torch.float32)
+        sel = [j for j, it in enumerate(data.items) if it[1] == i]
+        r = torch.stack([data.items[j][0] for j in sel])
+        e = torch.tensor([data.items[j][2] for j in sel], dtype=torch.float64)
+        torch.manual_seed(0)
+        net0 = DCDMNet(2, channels=4)
+        before = float(dcdm_energy_loss(net0, op, r, s.fluid_mask.float(), e).detach())
+        after = float(dcdm_energy_loss(net, op, r, s.fluid_mask.float(), e).detach())
+        assert after < 0.9 * before, (s.shape, before, after)
+
+
 def test_bad_input(scene) -> None:
     s, op, b = scene
     with pytest.raises(TypeError, match=r"nn\.Module"):

@@ -149,6 +149,31 @@ class DCDMData(Dataset):
         return self.items[i]
 
 
+class _ShapeBatches(Dataset):
+    """The items of a :class:`DCDMData` grouped into batches of one grid shape: item ``j``
+    is a whole batch ``(rhs (b, *shape), system index (b,), energy (b,))``."""
+
+    def __init__(self, data: DCDMData, batch_size: int, *, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        groups: dict[tuple, list[int]] = {}
+        for j, (r, _, _) in enumerate(data.items):
+            groups.setdefault(tuple(r.shape), []).append(j)
+        self.batches = []
+        for idx in groups.values():
+            idx = [idx[k] for k in torch.randperm(len(idx), generator=g).tolist()]
+            for start in range(0, len(idx), batch_size):
+                part = [data.items[k] for k in idx[start:start + batch_size]]
+                self.batches.append((torch.stack([p[0] for p in part]),
+                                     torch.tensor([p[1] for p in part]),
+                                     torch.tensor([p[2] for p in part], dtype=torch.float64)))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, j: int):
+        return self.batches[j]
+
+
 @dataclass
 class _Objective:
     systems: list
@@ -160,6 +185,8 @@ class _Objective:
 
     def forward(self, net, batch):
         r, idx, energy = batch
+        if idx.ndim == 2:  # a ready-made batch of one shape (_ShapeBatches), collated to 1
+            r, idx, energy = r[0], idx[0], energy[0]
         # a batch may mix systems: one loss term per system present, weighted by count
         total, count = 0.0, 0
         for i in torch.unique(idx).tolist():
@@ -183,7 +210,7 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
                batch_size: int = 8, seed: int = 0, time_budget: float | None = None,
                out_dir: str | os.PathLike | None = None, progress: bool = True) -> DCDMNet:
     """Train a :class:`DCDMNet` with the DCDM loss on right-hand sides of ``systems``
-    (all of one grid shape per batch; systems of different shapes are fine).
+    (systems of several grid sizes are fine: each batch holds one size).
 
     Through :class:`~sciml.train.Trainer` (Adam, cosine schedule; resumable with
     ``out_dir``). Returns the trained network in eval mode.
@@ -201,13 +228,14 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
     torch.manual_seed(seed)
     net = net if net is not None else DCDMNet(dims.pop())
     data = DCDMData(systems, per_system, k=k, power=power, seed=seed)
-    shapes = {s.shape for s in systems}
-    if len(shapes) > 1:
-        raise ValueError(f"systems have grid shapes {sorted(shapes)}; train on one shape "
-                         f"(the network runs on any shape afterwards)")
     obj = _Objective(systems, loss)
-    epochs = math.ceil(steps / math.ceil(len(data) / batch_size))
-    cfg = TrainConfig(epochs=epochs, max_steps=steps, lr=lr, batch_size=batch_size,
+    loader_batch = batch_size
+    if len({s.shape for s in systems}) > 1:
+        # grids of several sizes cannot share a tensor: train on ready-made batches of
+        # one shape each (shuffled as wholes every epoch)
+        data, loader_batch = _ShapeBatches(data, batch_size, seed=seed), 1
+    epochs = math.ceil(steps / math.ceil(len(data) / loader_batch))
+    cfg = TrainConfig(epochs=epochs, max_steps=steps, lr=lr, batch_size=loader_batch,
                       time_budget=time_budget, seed=seed, progress=progress,
                       schedule="cosine")
     run = None if out_dir is None else Path(out_dir)
