@@ -91,7 +91,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(config, weights, settings). Rerun to resume from OUT/checkpoint.pt.")
     dc.add_argument("--out", required=True, help="folder for the checkpoint and weights")
     dc.add_argument("--dim", type=int, default=2, choices=[2, 3])
-    dc.add_argument("--size", type=int, default=64, help="grid side of the training scenes")
+    dc.add_argument("--size", type=int, nargs="+", default=[64],
+                    help="grid side(s) of the training scenes: several sizes train one "
+                    "network on all of them (--scenes scenes at each)")
     dc.add_argument("--scenes", type=int, default=8,
                     help="training geometries: the fluid proxy and random obstacle sets")
     dc.add_argument("--per-scene", type=int, default=128, help="right-hand sides per scene")
@@ -176,7 +178,9 @@ def _train(args: argparse.Namespace) -> int:
         settings = {k: getattr(args, k) for k in ("dim", "size", "scenes", "per_scene", "ritz",
                                                   "power", "channels", "steps", "lr",
                                                   "batch_size", "seed")}
-        scenes = training_scenes(args.dim, args.size, args.scenes, seed=args.seed)
+        scenes = [sc for j, size in enumerate(args.size)
+                  for sc in training_scenes(args.dim, size, args.scenes,
+                                            seed=args.seed + 1000 * j)]
         import torch
 
         torch.manual_seed(args.seed)

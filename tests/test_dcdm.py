@@ -145,11 +145,12 @@ def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
             net = load_pretrained(dim)
             assert net.dim == dim and not net.training
     out = tmp_path / "run"
-    assert main(["train", "dcdm", "--dim", "2", "--size", "16", "--scenes", "2",
+    assert main(["train", "dcdm", "--dim", "2", "--size", "16", "12", "--scenes", "2",
                  "--per-scene", "8", "--ritz", "8", "--channels", "2", "--steps", "3",
                  "--out", str(out), "--no-progress"]) == 0
     blob = torch.load(out / "dcdm_2d.pt", weights_only=True)
     assert blob["config"]["channels"] == 2 and blob["settings"]["steps"] == 3
+    assert blob["settings"]["size"] == [16, 12]
     with pytest.raises(ValueError, match="dim"):
         load_pretrained(4)
 
