@@ -1,6 +1,7 @@
 """Neural operators as ``nn.Module``s and their losses."""
 
 from ._layers import ChannelMLP, FourierBlock, Pointwise, fourier_resample
+from .bundled_fno import BundledFNO
 from .dcdm import DCDMNet
 from .fno import FNO, SFNO
 from .losses import (
@@ -10,22 +11,27 @@ from .losses import (
     relative_lp,
     relative_sobolev,
 )
+from .mppde import MPPDE, MPPDELayer, periodic_graph
 from .neural_process import ConditionalNP, DeepEnsemble, gaussian_nll
 
 __all__ = [
     "FNO",
+    "MPPDE",
     "SFNO",
+    "BundledFNO",
     "ChannelMLP",
     "ConditionalNP",
     "DCDMNet",
     "DeepEnsemble",
     "FourierBlock",
+    "MPPDELayer",
     "NSResidualLoss",
     "Pointwise",
     "RelativeLpLoss",
     "SobolevLoss",
     "fourier_resample",
     "gaussian_nll",
+    "periodic_graph",
     "relative_lp",
     "relative_sobolev",
 ]

@@ -1,5 +1,18 @@
 """Classical PDE solvers and data generators for the benchmark problems."""
 
+from .burgers import (
+    FAMILIES,
+    CombinedFamily,
+    CombinedParameters,
+    coarsen,
+    forcing,
+    forcing_cell_average,
+    generate_trajectories,
+    grid,
+    initial_condition,
+    sample_parameters,
+    solve_combined,
+)
 from .diffusion_sorption import DiffusionSorption, solve_diffusion_sorption
 from .gpme import (
     T_FINAL,
@@ -41,10 +54,13 @@ from .poisson import (
 )
 
 __all__ = [
+    "FAMILIES",
     "TEST_VALUES",
     "TRAIN_RANGES",
     "T_FINAL",
     "CellType",
+    "CombinedFamily",
+    "CombinedParameters",
     "Diffusion",
     "DiffusionSorption",
     "GPMEProblem",
@@ -55,20 +71,28 @@ __all__ = [
     "PorousMedium",
     "Stefan",
     "box_scene",
+    "coarsen",
     "divergence",
     "divergence_rhs",
     "fluid_proxy",
     "fno_forcing",
+    "forcing",
+    "forcing_cell_average",
     "gaussian_random_field",
+    "generate_trajectories",
     "gradient",
+    "grid",
     "grid_coordinates",
+    "initial_condition",
     "kolmogorov_forcing",
     "make_problem",
     "mcwilliams_vorticity",
     "random_face_velocity",
     "random_obstacles",
     "random_rhs",
+    "sample_parameters",
     "sample_points",
+    "solve_combined",
     "solve_diffusion_sorption",
     "solve_navier_stokes",
     "taylor_green_vorticity",

@@ -1,0 +1,411 @@
+"""Combined Burgers/KdV data sets (MP-PDE's E1, E2, E3): a resumable writer, a Dataset.
+
+:func:`generate_burgers` solves each batch once at the finest resolution with
+:func:`sciml.pdes.generate_trajectories` and stores every resolution.
+
+File schema (format ``"sciml.burgers"``, ``format_version`` 1)
+---------------------------------------------------------------
+
+* group ``nx{n}`` per resolution ``n``: dataset ``u`` ``(sample, time, n)`` float32
+  (one sample per chunk), ``u[s, k, i]`` the value of sample ``s`` at ``t[k]`` in cell /
+  point ``i``; dataset ``x`` ``(n,)`` float64, the cell centres ``(i + 1/2) L / n``
+  (conservative) or ``linspace(0, L, n)`` (paper); attributes ``mean``, ``std`` of ``u``;
+* ``t`` ``(time,)`` float64: ``linspace(0, T, nt)``;
+* ``theta`` ``(sample, 3)`` float64: ``[alpha, beta, gamma]``;
+* ``amplitude``, ``omega``, ``phase`` ``(sample, 5)`` float64 and ``l`` ``(sample, 5)``
+  int64: the forcing ``sum_j A_j sin(omega_j t + 2 pi l_j x / L + phi_j)``; sample ``i``'s
+  parameters are :func:`sciml.pdes.sample_parameters` ``(family, 1, generator=g)`` with
+  ``g = torch.Generator().manual_seed(sample_seed(seed, i))``, all written when the file is
+  created;
+* ``done`` ``(sample,)`` uint8: 1 once a sample's data are written and flushed;
+* attributes: ``format``, ``format_version``, ``family``, ``convention``, ``length``,
+  ``T``, ``nt``, ``resolutions`` (e.g. ``"200,100,50,40"``), ``solver_resolution``,
+  ``samples``, ``seed``, ``cfl``, ``scheme``, ``sample_seeding``; ``alpha_range``,
+  ``beta_range``, ``gamma_range``; ``complete`` (True once every sample is done, the
+  last write).
+
+A run killed at any point is resumed by running it again with the same arguments:
+finished samples are kept and the others recomputed. Each sample's step sizes depend on
+that sample alone, so the file equals an uninterrupted run's bit for bit, whatever the
+batch sizes. See :mod:`sciml.data._store` for why a killed writer leaves a sound file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .._validation import check_choice, check_int
+from ..pdes.burgers import (
+    CONVENTIONS,
+    LENGTH,
+    CombinedParameters,
+    _check_resolutions,
+    generate_trajectories,
+    get_family,
+    grid,
+    sample_parameters,
+)
+from ._ns2d_writer import sample_seed
+from ._store import _early_dcpl, check_format, first_mismatch, moments, open_h5
+
+__all__ = ["BurgersDataset", "generate_burgers"]
+
+FORMAT = "sciml.burgers"
+FORMAT_VERSION = 1
+CFL = 0.4
+#: Test-only hook: ``"data:K"`` or ``"done:K"`` makes the writer SIGKILL itself after the
+#: K-th batch of the run is written and flushed (``data``) or flagged done (``done``).
+_KILL_ENV = "SCIML_BURGERS_TEST_KILL"
+_FIX = "use another output path (--out) or delete the file to start over"
+_READ_FIX = "regenerate it with `sciml generate burgers`"
+_PARAM_KEYS = ("amplitude", "omega", "phase", "l")
+
+
+def sample_params(family: str, seed: int, index: int) -> CombinedParameters:
+    """The parameters of sample ``index`` of a data set generated with ``seed``."""
+    g = torch.Generator()
+    g.manual_seed(sample_seed(seed, index))
+    return sample_parameters(family, 1, generator=g)
+
+
+def generate_burgers(
+    out: str | os.PathLike,
+    *,
+    family: str,
+    convention: str = "conservative",
+    samples: int,
+    seed: int = 0,
+    batch_size: int = 64,
+    resolutions: Sequence[int] = (200, 100, 50, 40),
+    nt: int = 250,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+) -> Path:
+    """Generate (or finish) a combined Burgers/KdV data set in the HDF5 file ``out``.
+
+    Every batch is solved in float64 at ``max(resolutions)`` and coarsened to the other
+    resolutions by the ``convention``'s rule (:func:`sciml.pdes.generate_trajectories`);
+    the schema is in the module docstring. Running the same call again resumes an
+    interrupted run or returns at once if the file is complete.
+
+    Args:
+        out: the HDF5 file to write.
+        family: ``"E1"``, ``"E2"`` or ``"E3"``.
+        convention: ``"conservative"`` or ``"paper"`` (see :mod:`sciml.pdes.burgers`).
+        samples: number of trajectories (>= 1).
+        seed: base seed (>= 0); sample ``i`` uses :func:`sample_seed` ``(seed, i)``.
+        batch_size: samples solved together (does not change the results).
+        resolutions: stored grid sizes; each must divide the largest (the solve).
+        nt: stored times ``linspace(0, T, nt)``.
+        progress: show a tqdm progress bar.
+        device: where to solve (default: CUDA if available, else CPU).
+
+    Returns:
+        ``Path(out)``, once the file is complete.
+
+    Raises:
+        ValueError: a bad argument, or ``out`` exists and is not this data set (other
+            settings, another format, unreadable): the message names the difference.
+    """
+    fam = get_family(family)
+    convention = check_choice("convention", convention, CONVENTIONS)
+    samples = check_int("samples", samples, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    res = _check_resolutions(resolutions)
+    nt = check_int("nt", nt, minimum=2)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(out)
+    settings: dict[str, object] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "family": fam.name,
+        "convention": convention, "length": LENGTH, "T": float(fam.T), "nt": nt,
+        "resolutions": ",".join(map(str, res)), "solver_resolution": max(res),
+        "samples": samples, "seed": seed, "cfl": CFL,
+        "scheme": "finite volumes, WENO5-JS + Godunov flux, 5-point u_xx and u_xxx, "
+                  "SSP-RK3, float64",
+        "sample_seeding": "sciml.pdes.sample_parameters(family, 1, generator=torch."
+                          "Generator().manual_seed(sciml.data.sample_seed(seed, i)))",
+    }
+    if not _existing(out, settings):
+        _create(out, settings, fam.name, res, nt, fam.T, convention)
+    elif _is_complete(out):
+        return out  # untouched
+    f = open_h5(out, "r+", what="the data file", fix=_FIX)
+    try:
+        todo = [int(i) for i in np.flatnonzero(f["done"][:] == 0)]
+        if todo:
+            _solve_into(f, todo, fam.name, convention, res, nt, batch_size,
+                        torch.device(device), progress)
+        _finalize(f, res)
+    finally:
+        f.close()
+    return out
+
+
+def _existing(path: Path, settings: dict[str, object]) -> bool:
+    """Whether ``path`` holds this data set (complete or not); raise if it holds another."""
+    if not path.exists():
+        return False
+    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
+        check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX,
+                     datasets=("t", "done", "theta"))
+        bad = first_mismatch(f, settings)
+        if bad is not None:
+            k, have, want = bad
+            raise ValueError(
+                f"{path} exists with other settings: {k} = {have!r} in the file but {want!r} "
+                f"now; rerun with the file's settings to resume it, or {_FIX}"
+            )
+    return True
+
+
+def _is_complete(path: Path) -> bool:
+    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
+        return bool(f.attrs["complete"])
+
+
+def _create(path: Path, settings: dict[str, object], family: str, res: tuple[int, ...],
+            nt: int, T: float, convention: str) -> None:
+    """Create the store atomically: metadata, all parameters, allocated (empty) data."""
+    samples, seed = int(settings["samples"]), int(settings["seed"])
+    p = CombinedParameters.cat([sample_params(family, seed, i) for i in range(samples)])
+    fam = get_family(family)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k, v in settings.items():
+                f.attrs[k] = v
+            for k in ("alpha", "beta", "gamma"):
+                f.attrs[f"{k}_range"] = np.asarray(getattr(fam, k), dtype=np.float64)
+            f.attrs["complete"] = False
+            f.create_dataset("t", data=np.linspace(0.0, T, nt))
+            f.create_dataset("done", data=np.zeros(samples, np.uint8))
+            f.create_dataset("theta", data=p.theta().numpy())
+            for k in _PARAM_KEYS:
+                f.create_dataset(k, data=getattr(p, k).numpy())
+            for n in res:
+                g = f.create_group(f"nx{n}")
+                g.create_dataset("u", shape=(samples, nt, n), dtype=np.float32,
+                                 dcpl=_early_dcpl((1, nt, n)))
+                g.create_dataset("x", data=grid(n, convention=convention).numpy())
+                g.attrs["mean"] = np.nan
+                g.attrs["std"] = np.nan
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_params(f: h5py.File, index: Sequence[int] | slice) -> CombinedParameters:
+    theta = torch.from_numpy(np.asarray(f["theta"][index], dtype=np.float64))
+    kw = {k: torch.from_numpy(np.asarray(f[k][index])) for k in _PARAM_KEYS}
+    return CombinedParameters(alpha=theta[:, 0], beta=theta[:, 1], gamma=theta[:, 2], **kw)
+
+
+def _solve_into(f: h5py.File, todo: list[int], family: str, convention: str,
+                res: tuple[int, ...], nt: int, batch_size: int, device: torch.device,
+                progress: bool) -> None:
+    done = f["done"]
+    total = done.shape[0]
+    bar = _bar(progress, total=total, initial=total - len(todo),
+               desc=f"burgers {family} ({convention})")
+    try:
+        for b, batch in enumerate(_chunks(todo, batch_size), start=1):
+            p = _read_params(f, batch)
+            u = generate_trajectories(p, family=family, convention=convention,
+                                      resolutions=res, nt=nt, dtype=torch.float64,
+                                      device=device)
+            for n in res:
+                data = u[n].to(torch.float32).cpu().numpy()
+                dset = f[f"nx{n}/u"]
+                for k, j in enumerate(batch):
+                    dset[j] = data[k]
+            f.flush()  # the data reach the file before their flags do
+            _test_kill("data", b)
+            for j in batch:
+                done[j] = 1
+            f.flush()
+            _test_kill("done", b)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _finalize(f: h5py.File, res: tuple[int, ...]) -> None:
+    """Statistics per resolution, flush, then ``complete`` (the last write)."""
+    for n in res:
+        g = f[f"nx{n}"]
+        mean, std = moments(g["u"])
+        g.attrs.modify("mean", mean)
+        g.attrs.modify("std", std)
+    f.flush()
+    f.attrs.modify("complete", True)
+    f.flush()
+
+
+def _chunks(xs: Sequence[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(xs), size):
+        yield list(xs[i:i + size])
+
+
+def _bar(on: bool, *, total: int, initial: int, desc: str):
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", smoothing=0.1)
+
+
+def _test_kill(phase: str, batch: int) -> None:
+    """Test-only crash hook (see ``_KILL_ENV``); does nothing unless the variable is set."""
+    if os.environ.get(_KILL_ENV) == f"{phase}:{batch}":
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+class BurgersDataset(Dataset):
+    """Whole trajectories at one resolution of a file written by :func:`generate_burgers`.
+
+    Item ``k`` is ``(u, theta)``: ``u`` the trajectory ``(nt, nx)`` float32 of sample
+    ``samples[k]``, ``theta`` its ``[alpha, beta, gamma]`` ``(3,)`` float32. The file is
+    opened lazily, once per process, so the data set can go to a ``DataLoader`` with
+    worker processes.
+
+    Args:
+        path: the HDF5 file.
+        nx: the resolution to read (one of the file's ``resolutions``).
+        samples: indices of the trajectories to use (e.g. a split), or None for all.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: unreadable, another format or version, incomplete (rerun the
+            generation), no such resolution, samples out of range.
+    """
+
+    def __init__(self, path: str | os.PathLike, nx: int, *,
+                 samples: Sequence[int] | None = None) -> None:
+        self.path = Path(path)
+        self.nx = check_int("nx", nx, minimum=1)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no data file at {self.path}; {_READ_FIX}")
+        with open_h5(self.path, "r", what="the data file", fix=_READ_FIX) as f:
+            check_format(f, self.path, fmt=FORMAT, version=FORMAT_VERSION, fix=_READ_FIX,
+                         datasets=("t", "done", "theta"))
+            if not bool(f.attrs["complete"]):
+                done = int(np.count_nonzero(f["done"][:]))
+                raise ValueError(
+                    f"{self.path} is incomplete ({done} of {f['done'].shape[0]} samples "
+                    "done): its generation was interrupted; rerun the same `sciml generate "
+                    "burgers` command to finish it")
+            self.resolutions = tuple(int(r) for r in str(f.attrs["resolutions"]).split(","))
+            if f"nx{self.nx}" not in f:
+                raise ValueError(f"{self.path} has no resolution nx = {self.nx}; it holds "
+                                 f"{list(self.resolutions)}")
+            self._x = np.asarray(f[f"nx{self.nx}/x"][:])
+            self._t = np.asarray(f["t"][:])
+            self.attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
+                          for k, v in f.attrs.items()}
+            n = int(f["done"].shape[0])
+        self.samples = _samples(samples, n)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    @property
+    def x(self) -> np.ndarray:
+        """Coordinates of the ``nx`` values (cell centres or linspace points)."""
+        return self._x
+
+    @property
+    def t(self) -> np.ndarray:
+        """The ``nt`` stored times."""
+        return self._t
+
+    @property
+    def dt(self) -> float:
+        """Time between consecutive stored frames."""
+        return float(self._t[1] - self._t[0])
+
+    @property
+    def length(self) -> float:
+        return float(self.attrs["length"])
+
+    @property
+    def family(self) -> str:
+        return str(self.attrs["family"])
+
+    @property
+    def convention(self) -> str:
+        return str(self.attrs["convention"])
+
+    def parameters(self, items: Sequence[int] | None = None) -> CombinedParameters:
+        """The full parameters (forcing included) of items ``items`` (default all), e.g.
+        for :func:`sciml.pdes.solve_combined`."""
+        n = len(self)
+        idx = list(range(n)) if items is None else [int(k) for k in items]
+        bad = [k for k in idx if not -n <= k < n]
+        if bad or not idx:
+            raise ValueError(f"items {bad or idx} are not indices of the {n} trajectories")
+        rows = [self.samples[k] for k in idx]
+        unique = sorted(set(rows))  # h5py reads increasing, unique indices
+        with open_h5(self.path, "r", what="the data file", fix=_READ_FIX) as f:
+            p = _read_params(f, unique)
+        pos = {r: i for i, r in enumerate(unique)}
+        return p[torch.tensor([pos[r] for r in rows], dtype=torch.long)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = open_h5(self.path, "r", what="the data file", fix=_READ_FIX)
+            self._pid = os.getpid()
+        return self._file
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"index must be an int, got {type(k).__name__}")
+        if not -n <= k < n:
+            raise IndexError(f"index {k} is out of range for {n} trajectories")
+        s = self.samples[int(k) % n]
+        f = self._h5()
+        u = torch.from_numpy(np.ascontiguousarray(f[f"nx{self.nx}/u"][s], dtype=np.float32))
+        theta = torch.from_numpy(np.asarray(f["theta"][s], dtype=np.float32))
+        return u, theta
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_file"] = None  # an h5py handle cannot be pickled (spawned workers)
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        """Close this process's file handle (reopened on the next item)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+
+def _samples(samples: Sequence[int] | None, n: int) -> tuple[int, ...]:
+    if samples is None:
+        return tuple(range(n))
+    out = tuple(check_int(f"samples[{i}]", s, minimum=0) for i, s in enumerate(samples))
+    if not out:
+        raise ValueError("samples is empty; pass None for all or at least one index")
+    bad = [s for s in out if s >= n]
+    if bad:
+        raise ValueError(f"samples {bad} are out of range: the file holds {n} samples")
+    return out
