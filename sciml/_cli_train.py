@@ -107,6 +107,35 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--no-progress", action="store_true")
 
+    mp = models.add_parser(
+        "mppde", help="MP-PDE and the FNO baseline on the 1D Burgers family, against WENO5",
+        description="Generate the E1/E2/E3 data (both grid conventions), train an MP-PDE "
+        "and a temporally bundled FNO per case with the pushforward trick, score them and "
+        "WENO5 at the same nx by the paper's accumulated MSE, and write OUT/mppde.json and "
+        "OUT/mppde_rollout.png. A rerun reuses finished runs and resumes unfinished ones; "
+        "--train-only trains without scoring (for background training).")
+    mp.add_argument("--out", required=True, help="folder for data, runs, JSON and figure")
+    mp.add_argument("--families", nargs="+", default=["E1", "E2", "E3"],
+                    choices=["E1", "E2", "E3"])
+    mp.add_argument("--conventions", nargs="+", default=["paper", "conservative"],
+                    choices=["paper", "conservative"])
+    mp.add_argument("--nx", type=int, nargs="+", default=[50, 40])
+    mp.add_argument("--models", nargs="+", default=["mppde", "fno"], choices=["mppde", "fno"])
+    mp.add_argument("--train-samples", type=int, default=512)
+    mp.add_argument("--test-samples", type=int, default=128)
+    mp.add_argument("--steps", type=int, default=100_000, help="most optimiser steps per model")
+    mp.add_argument("--time-budget", type=float, default=600.0,
+                    help="seconds of training per model")
+    mp.add_argument("--batch-size", type=int, default=16)
+    mp.add_argument("--lr", type=float, default=1e-3)
+    mp.add_argument("--max-unroll", type=int, default=2, help="most pushforward unrolls")
+    mp.add_argument("--hidden", type=int, default=128, help="MP-PDE width")
+    mp.add_argument("--fno-width", type=int, default=64)
+    mp.add_argument("--train-only", action="store_true", help="train, do not score")
+    mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
+    mp.add_argument("--seed", type=int, default=0)
+    mp.add_argument("--no-progress", action="store_true")
+
     r = sub.add_parser(
         "refine", help="Spectral-Refiner: fine-tune a trained SFNO per trajectory on the residual",
         description="Freeze a trained SFNO, rebuild its last spectral layer with all modes and "
@@ -191,6 +220,17 @@ def _train(args: argparse.Namespace) -> int:
         path = save_pretrained(net, Path(args.out) / f"dcdm_{args.dim}d.pt", settings)
         print(f"trained DCDMNet ({sum(p.numel() for p in net.parameters())} parameters); "
               f"wrote {path}")
+        return 0
+    if args.model == "mppde":
+        from .train.mppde_run import run_mppde
+
+        run_mppde(args.out, families=args.families, conventions=args.conventions,
+                  nxs=args.nx, models=args.models, train_samples=args.train_samples,
+                  test_samples=args.test_samples, steps=args.steps,
+                  time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                  max_unroll=args.max_unroll, hidden=args.hidden, fno_width=args.fno_width,
+                  seed=args.seed, train_only=args.train_only, results_json=args.results,
+                  progress=not args.no_progress)
         return 0
     if args.model == "hardc":
         from .train.hardc import HardCConfig

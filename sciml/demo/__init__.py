@@ -15,6 +15,7 @@ from ..benchtools import format_table, write_results
 from ._common import DemoResult
 from .dcdm import run as _dcdm
 from .hardc import run as _hardc
+from .mppde import run as _mppde
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
 from .probconserv import run as _probconserv
@@ -29,6 +30,7 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
     "probconserv": _probconserv,
     "hardc": _hardc,
     "dcdm": _dcdm,
+    "mppde": _mppde,
 }
 
 
