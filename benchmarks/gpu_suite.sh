@@ -14,6 +14,8 @@ python3 benchmarks/spectral_conv.py --device cuda || status=1
 python3 benchmarks/navier_stokes.py --device cuda || status=1
 # the OT peers run on the CPU (POT takes minutes at reg 1e-3), so the quick cases here
 python3 benchmarks/ot.py --device cuda --quick || status=1
+python3 benchmarks/message_passing.py --device cuda || status=1
+python3 benchmarks/poisson.py --device cuda --sizes 64 128 --repeats 3 || status=1
 # full SFNO run: generate the 256^2-solved file on the GPU (minutes), then train both models
 python3 -m sciml.cli generate ns2d --preset fno --samples 64 --resolution 128 \
   --solver-resolution 256 --dtype float32 --batch-size 16 --device cuda \

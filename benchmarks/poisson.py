@@ -24,6 +24,7 @@ solve's mean).
     python benchmarks/poisson.py                 # 64^3 and 128^3 (about 15 minutes)
     python benchmarks/poisson.py --sizes 64      # 64^3 only
     python benchmarks/poisson.py --quick         # 16^3 and 24^3 smoke test
+    python benchmarks/poisson.py --device cuda   # our CG and DCDM on the GPU
 """
 
 from __future__ import annotations
@@ -43,21 +44,32 @@ from sciml.train.dcdm import load_pretrained
 
 RESULTS = Path(__file__).parent / "results"
 RTOL = 1e-6
+CPU = torch.device("cpu")
 
 
-def solvers(system, b, net):
-    """name -> (impl, method, setup() -> state, solve(state) -> (iterations, history))."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def solvers(system, b, net, device: torch.device = CPU):
+    """name -> (impl, method, setup() -> state, solve(state) -> (iterations, history)).
+
+    Our matrix-free CG and DCDM run on ``device`` (float64 CG, the network in float32);
+    scipy, IC(0) and PyAMG are CPU solvers and stay there."""
     from scipy.sparse.linalg import cg as scipy_cg
 
-    op = system.operator()
+    op = system.operator(device=device)
+    bd = b.to(device)
     A = system.csr(reduced=True)
     bf = system.to_fluid(b)
     bn = bf.numpy()
     nb = float(np.linalg.norm(bn))
 
     def ours_cg(_):
-        s = cg(op, b, rtol=RTOL, maxiter=20000)
-        return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
+        s = cg(op, bd, rtol=RTOL, maxiter=20000)
+        _sync(device)
+        return s.stats["iterations"], (s.stats["history"].reshape(-1).cpu() / nb).tolist()
 
     def scipy_solve(_):
         hist = []
@@ -85,8 +97,9 @@ def solvers(system, b, net):
         return len(res) - 1, [r / nb for r in res]
 
     def dcdm_solve(_):
-        s = dcdm(op, b, net=net, system=system, rtol=RTOL, maxiter=2000)
-        return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
+        s = dcdm(op, bd, net=net, system=system, rtol=RTOL, maxiter=2000)
+        _sync(device)
+        return s.stats["iterations"], (s.stats["history"].reshape(-1).cpu() / nb).tolist()
 
     out = {"cg": ("sciml", "cg", None, ours_cg),
            "scipy-cg": ("scipy", "cg", None, scipy_solve),
@@ -96,9 +109,10 @@ def solvers(system, b, net):
     return out
 
 
-def run_case(system, net, repeats: int) -> dict[str, dict]:
+def run_case(system, net, repeats: int, device: torch.device = CPU
+             ) -> dict[str, dict]:
     b = divergence_rhs(system, 1, seed=0)[0]
-    table = solvers(system, b, net)
+    table = solvers(system, b, net, device)
     state, setup = {}, {}
     for name, (_, _, mk, _) in table.items():
         t0 = time.perf_counter()
@@ -152,18 +166,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    p.add_argument("--device", default="cpu",
+                   help="where our CG and DCDM run (cuda: results under results/gpu/)")
     args = p.parse_args(argv)
+    device = torch.device(args.device)
     sizes = [16, 24] if args.quick else args.sizes
-    out = Path(args.out) if args.out else RESULTS / (
-        "poisson_quick.json" if args.quick else "poisson.json")
-    net = load_pretrained(3)
+    name = "poisson_quick.json" if args.quick else "poisson.json"
+    out = Path(args.out) if args.out else (
+        RESULTS / "gpu" / name if device.type == "cuda" else RESULTS / name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net = load_pretrained(3).to(device)
     rows, all_results = [], {}
     for n in sizes:
         for kind, system in (("fluid", fluid_proxy(n, d=3)),
                              ("unseen", random_obstacles(n, d=3, seed=10_000 + n))):
             case = f"{kind}-{n}"
             print(f"{case}: {system.n_fluid} unknowns", flush=True)
-            res = run_case(system, net, 1 if args.quick else args.repeats)
+            res = run_case(system, net, 1 if args.quick else args.repeats, device)
             all_results[case] = res
             for r in res.values():
                 for metric in ("iterations", "time_s", "setup_s"):
@@ -184,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{even_cg:.1f} iterations and PyAMG (setup + solve) with {even_amg:.1f}",
                   flush=True)
     fig = plot(all_results, out.parent / out.name.replace(".json", "_convergence.png"))
-    write_results(out, "poisson", rows, extra={"rtol": RTOL, "repeats": args.repeats,
+    write_results(out, "poisson", rows, device=device, extra={"rtol": RTOL, "repeats": args.repeats,
                                                 "threads": torch.get_num_threads()})
     print(f"results: {out}\nfigure: {fig}")
 
