@@ -155,8 +155,11 @@ class _PeriodicEdgeSum(torch.autograd.Function):
 
 def _instance_norm(h: Tensor) -> Tensor:
     """Normalise ``(B, nx, H)`` over the nodes of each graph, per feature (no affine)."""
-    var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)
-    return (h - mean) * torch.rsqrt(var + _NORM_EPS)
+    # two passes (mean, then the mean square of the deviation) instead of var_mean: the
+    # same value, and elementwise passes over the contiguous inner axis are several times
+    # faster on CPU than var_mean's reduction over the middle axis
+    d = h - h.mean(1, keepdim=True)
+    return d * torch.rsqrt(d.square().mean(1, keepdim=True) + _NORM_EPS)
 
 
 class MPPDELayer(nn.Module):
