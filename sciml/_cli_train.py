@@ -125,7 +125,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--test-samples", type=int, default=128)
     mp.add_argument("--steps", type=int, default=100_000, help="most optimiser steps per model")
     mp.add_argument("--time-budget", type=float, default=600.0,
-                    help="seconds of training per model")
+                    help="seconds of training per model (0: none, --steps alone decides)")
     mp.add_argument("--batch-size", type=int, default=16)
     mp.add_argument("--lr", type=float, default=1e-3)
     mp.add_argument("--max-unroll", type=int, default=2, help="most pushforward unrolls")
@@ -227,7 +227,8 @@ def _train(args: argparse.Namespace) -> int:
         run_mppde(args.out, families=args.families, conventions=args.conventions,
                   nxs=args.nx, models=args.models, train_samples=args.train_samples,
                   test_samples=args.test_samples, steps=args.steps,
-                  time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                  time_budget=args.time_budget or None, batch_size=args.batch_size,
+                  lr=args.lr,
                   max_unroll=args.max_unroll, hidden=args.hidden, fno_width=args.fno_width,
                   seed=args.seed, train_only=args.train_only, results_json=args.results,
                   progress=not args.no_progress)
