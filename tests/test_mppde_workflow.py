@@ -123,3 +123,21 @@ def test_run_mppde_end_to_end_and_cli_errors(tmp_path, capsys) -> None:
     assert (out / "runs" / "E1-nx40-paper-mppde" / "model.pt").stat().st_mtime_ns == stamp
     assert main(["train", "mppde", "--out", str(out), "--nx", "30"]) == 2
     assert "divide" in capsys.readouterr().err
+
+
+def test_demo_mppde_quick(tmp_path) -> None:
+    from sciml.demo import run_demo
+
+    res = run_demo(["mppde"], tmp_path, quick=True, echo=lambda s: None)[0]
+    values = {(r["case"], r["metric"]): r["value"] for r in res.rows}
+    weno = values[("E1 nx=50 conservative weno5", "accumulated_mse")]
+    assert 0 < weno < 0.5
+    assert all(math.isfinite(float(v)) for v in values.values())
+    assert res.figures[0].stat().st_size > 0
+
+
+def test_pretrained_lookup_errors() -> None:
+    from sciml.train.mppde import load_pretrained
+
+    with pytest.raises(ValueError, match="shipped"):
+        load_pretrained("E3", 40, "paper")
