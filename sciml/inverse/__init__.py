@@ -1,0 +1,47 @@
+"""Inverse problems: recover unknowns from sparse noisy observations through any
+differentiable forward map.
+
+* observations: :class:`PointObservation` (and :func:`random_points`),
+  :class:`FullObservation`;
+* misfits: :class:`L2Misfit`, :class:`SobolevMisfit`, :class:`W2Misfit` (Sinkhorn);
+* priors: :class:`SobolevPrior`, :class:`TotalVariation`, :class:`ScalarPrior`;
+* the problem: :class:`InverseProblem` (with an optional :class:`LinearConstraint`);
+* the MAP estimate: :class:`MAP` / :func:`solve_map` -> :class:`InverseResult`;
+* uncertainty: :class:`Laplace` / :func:`laplace` -> :class:`Posterior` (low-rank
+  prior-preconditioned Lanczos, dense, or CG), :func:`gauss_newton_hvp`.
+"""
+
+from .laplace import Laplace, Posterior, gauss_newton_hvp, laplace
+from .map import MAP, InverseError, InverseResult, InverseStatus, solve_map
+from .misfit import L2Misfit, Misfit, QuadraticMisfit, SobolevMisfit, W2Misfit
+from .observe import FullObservation, Observation, PointObservation, random_points
+from .prior import GaussianPrior, Prior, ScalarPrior, SobolevPrior, TotalVariation
+from .problem import InverseProblem, LinearConstraint
+
+__all__ = [
+    "MAP",
+    "FullObservation",
+    "GaussianPrior",
+    "InverseError",
+    "InverseProblem",
+    "InverseResult",
+    "InverseStatus",
+    "L2Misfit",
+    "Laplace",
+    "LinearConstraint",
+    "Misfit",
+    "Observation",
+    "PointObservation",
+    "Posterior",
+    "Prior",
+    "QuadraticMisfit",
+    "ScalarPrior",
+    "SobolevMisfit",
+    "SobolevPrior",
+    "TotalVariation",
+    "W2Misfit",
+    "gauss_newton_hvp",
+    "laplace",
+    "random_points",
+    "solve_map",
+]
