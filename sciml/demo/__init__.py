@@ -15,6 +15,7 @@ from ..benchtools import format_table, write_results
 from ._common import DemoResult
 from .dcdm import run as _dcdm
 from .hardc import run as _hardc
+from .inverse import run as _inverse
 from .mppde import run as _mppde
 from .navier_stokes import run as _navier_stokes
 from .ot import run as _ot
@@ -31,6 +32,7 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
     "hardc": _hardc,
     "dcdm": _dcdm,
     "mppde": _mppde,
+    "inverse": _inverse,
 }
 
 

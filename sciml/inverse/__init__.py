@@ -8,9 +8,18 @@ differentiable forward map.
 * the problem: :class:`InverseProblem` (with an optional :class:`LinearConstraint`);
 * the MAP estimate: :class:`MAP` / :func:`solve_map` -> :class:`InverseResult`;
 * uncertainty: :class:`Laplace` / :func:`laplace` -> :class:`Posterior` (low-rank
-  prior-preconditioned Lanczos, dense, or CG), :func:`gauss_newton_hvp`.
+  prior-preconditioned Lanczos, dense, or CG), :func:`gauss_newton_hvp`;
+* the cycle-skipping experiment (L2 against W2 on an advected oscillatory pulse):
+  :class:`ShiftedPulse`, :func:`cycle_skipping`, :func:`plot_cycle_skipping`.
 """
 
+from .cycle_skipping import (
+    ShiftedPulse,
+    cycle_skipping,
+    cycle_skipping_problems,
+    plot_cycle_skipping,
+    recover_positions,
+)
 from .laplace import Laplace, Posterior, gauss_newton_hvp, laplace
 from .map import MAP, InverseError, InverseResult, InverseStatus, solve_map
 from .misfit import L2Misfit, Misfit, QuadraticMisfit, SobolevMisfit, W2Misfit
@@ -36,12 +45,17 @@ __all__ = [
     "Prior",
     "QuadraticMisfit",
     "ScalarPrior",
+    "ShiftedPulse",
     "SobolevMisfit",
     "SobolevPrior",
     "TotalVariation",
     "W2Misfit",
+    "cycle_skipping",
+    "cycle_skipping_problems",
     "gauss_newton_hvp",
     "laplace",
+    "plot_cycle_skipping",
     "random_points",
+    "recover_positions",
     "solve_map",
 ]
