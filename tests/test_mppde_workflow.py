@@ -134,10 +134,3 @@ def test_demo_mppde_quick(tmp_path) -> None:
     assert 0 < weno < 0.5
     assert all(math.isfinite(float(v)) for v in values.values())
     assert res.figures[0].stat().st_size > 0
-
-
-def test_pretrained_lookup_errors() -> None:
-    from sciml.train.mppde import load_pretrained
-
-    with pytest.raises(ValueError, match="shipped"):
-        load_pretrained("E3", 40, "paper")

@@ -24,13 +24,9 @@ from torch import Tensor, nn
 
 from .._validation import check_choice, check_int
 
-__all__ = ["PRETRAINED", "build_stepper", "load_pretrained", "load_stepper", "rollout_error",
-           "train_stepper", "weno5_error"]
+__all__ = ["build_stepper", "load_stepper", "rollout_error", "train_stepper", "weno5_error"]
 
 MODEL_FILE = "model.pt"
-WEIGHTS = Path(__file__).resolve().parent.parent / "operators" / "weights"
-#: The shipped models: (family, nx, convention) -> file under ``sciml/operators/weights``.
-PRETRAINED = {("E1", 50, "conservative"): "mppde_E1_nx50_conservative.pt"}
 
 
 def build_stepper(kind: str, data, *, time_window: int = 25, **options) -> nn.Module:
@@ -105,21 +101,6 @@ def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module
     model = cls(**blob["config"])
     model.load_state_dict(blob["state"])
     return model.eval()
-
-
-def load_pretrained(family: str = "E1", nx: int = 50, convention: str = "conservative"
-                    ) -> nn.Module:
-    """A shipped MP-PDE (eval mode), trained by ``sciml train mppde`` (the settings are
-    stored beside the weights under ``"settings"``; see the README)."""
-    key = (family, nx, convention)
-    if key not in PRETRAINED:
-        raise ValueError(f"no shipped MP-PDE for {key}; shipped: {sorted(PRETRAINED)}. "
-                         f"Train one with `sciml train mppde --out DIR`")
-    path = WEIGHTS / PRETRAINED[key]
-    if not path.exists():
-        raise FileNotFoundError(f"the shipped weights {path} are missing from this install; "
-                                f"train with `sciml train mppde --out DIR`")
-    return load_stepper(path.parent, file=path.name)
 
 
 def _stack(data, samples: int | None) -> tuple[Tensor, Tensor]:
