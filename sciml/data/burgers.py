@@ -33,7 +33,7 @@ batch sizes. See :mod:`sciml.data._store` for why a killed writer leaves a sound
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -52,7 +52,7 @@ from ..pdes.burgers import (
     grid,
     sample_parameters,
 )
-from ._ns2d_writer import sample_seed
+from ._ns2d_writer import _bar, _chunks, sample_seed
 from ._store import _early_dcpl, check_format, first_mismatch, moments, open_h5
 
 __all__ = ["BurgersDataset", "generate_burgers"]
@@ -253,19 +253,6 @@ def _finalize(f: h5py.File, res: tuple[int, ...]) -> None:
     f.flush()
     f.attrs.modify("complete", True)
     f.flush()
-
-
-def _chunks(xs: Sequence[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(xs), size):
-        yield list(xs[i:i + size])
-
-
-def _bar(on: bool, *, total: int, initial: int, desc: str):
-    if not on:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="sample", smoothing=0.1)
 
 
 def _test_kill(phase: str, batch: int) -> None:
