@@ -19,7 +19,7 @@ import torch
 
 from .._validation import check_int
 from ..pdes import NavierStokes2D
-from ._store import check_format, create_store, finalize, first_mismatch, open_h5
+from ._store import check_format, create_store, finalize, first_mismatch, open_h5, require_settings
 
 if TYPE_CHECKING:
     from .ns2d import NS2DPreset
@@ -184,13 +184,7 @@ def _existing(path: Path, settings: dict[str, object]) -> bool:
         return False
     with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
         check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX)
-        bad = first_mismatch(f, settings)
-        if bad is not None:
-            k, have, want = bad
-            raise ValueError(
-                f"{path} exists with other settings: {k} = {have!r} in the file but {want!r} "
-                f"now; rerun with the file's settings to resume it, or {_FIX}"
-            )
+        require_settings(f, path, settings, _FIX)
     return True
 
 

@@ -136,6 +136,19 @@ def first_mismatch(
     return None
 
 
+def require_settings(f: h5py.File, path: Path, settings: Mapping[str, object], fix: str
+                     ) -> None:
+    """Raise a ``ValueError`` naming the first setting the file at ``path`` stores
+    differently (resuming it with other settings would mix two data sets)."""
+    bad = first_mismatch(f, settings)
+    if bad is not None:
+        k, have, want = bad
+        raise ValueError(
+            f"{path} exists with other settings: {k} = {have!r} in the file but {want!r} "
+            f"now; rerun with the file's settings to resume it, or {fix}"
+        )
+
+
 def moments(dset: h5py.Dataset) -> tuple[float, float]:
     """Mean and (population) standard deviation of a dataset, one sample at a time.
 

@@ -53,7 +53,7 @@ from ..pdes.burgers import (
     sample_parameters,
 )
 from ._ns2d_writer import _bar, _chunks, sample_seed
-from ._store import _early_dcpl, check_format, first_mismatch, moments, open_h5
+from ._store import _early_dcpl, check_format, moments, open_h5, require_settings
 
 __all__ = ["BurgersDataset", "generate_burgers"]
 
@@ -157,13 +157,7 @@ def _existing(path: Path, settings: dict[str, object]) -> bool:
     with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
         check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX,
                      datasets=("t", "done", "theta"))
-        bad = first_mismatch(f, settings)
-        if bad is not None:
-            k, have, want = bad
-            raise ValueError(
-                f"{path} exists with other settings: {k} = {have!r} in the file but {want!r} "
-                f"now; rerun with the file's settings to resume it, or {_FIX}"
-            )
+        require_settings(f, path, settings, _FIX)
     return True
 
 
