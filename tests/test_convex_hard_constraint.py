@@ -24,8 +24,9 @@ KAPPA = 0.1
 N_BASIS = 10
 RIDGE = 1e-5
 # polished answers are exact to rounding (times the conditioning); the interior-point
-# answer and diffcp's derivative are ~1e-7 accurate
-RTOL = {True: 1e-8, False: 1e-5}
+# answer and diffcp's derivative alone are only as accurate as Clarabel stops: 2.4e-6 with
+# the versions of 2026-11-23, 1.9e-5 with clarabel 0.11.1 / cvxpy 1.9.3 / diffcp 1.1.9
+RTOL = {True: 1e-8, False: 1e-4}
 
 
 def _linear(c, A, b):
