@@ -9,6 +9,11 @@ differentiable forward map.
 * the MAP estimate: :class:`MAP` / :func:`solve_map` -> :class:`InverseResult`;
 * uncertainty: :class:`Laplace` / :func:`laplace` -> :class:`Posterior` (low-rank
   prior-preconditioned Lanczos, dense, or CG), :func:`gauss_newton_hvp`;
+* 2D Navier-Stokes: the forward maps :class:`SolverForward` (initial vorticity through
+  the solver), :class:`SurrogateForward` (through a trained SFNO) and
+  :class:`ParameterForward` (viscosity and forcing amplitude), the data's prior
+  :func:`grf_prior` and :func:`calibration`; the experiments in
+  :mod:`sciml.inverse.ns_experiments`;
 * the cycle-skipping experiment (L2 against W2 on an advected oscillatory pulse):
   :class:`ShiftedPulse`, :func:`cycle_skipping`, :func:`plot_cycle_skipping`.
 """
@@ -23,6 +28,13 @@ from .cycle_skipping import (
 from .laplace import Laplace, Posterior, gauss_newton_hvp, laplace
 from .map import MAP, InverseError, InverseResult, InverseStatus, solve_map
 from .misfit import L2Misfit, Misfit, QuadraticMisfit, SobolevMisfit, W2Misfit
+from .navier_stokes import (
+    ParameterForward,
+    SolverForward,
+    SurrogateForward,
+    calibration,
+    grf_prior,
+)
 from .observe import FullObservation, Observation, PointObservation, random_points
 from .prior import GaussianPrior, Prior, ScalarPrior, SobolevPrior, TotalVariation
 from .problem import InverseProblem, LinearConstraint
@@ -40,6 +52,7 @@ __all__ = [
     "LinearConstraint",
     "Misfit",
     "Observation",
+    "ParameterForward",
     "PointObservation",
     "Posterior",
     "Prior",
@@ -48,11 +61,15 @@ __all__ = [
     "ShiftedPulse",
     "SobolevMisfit",
     "SobolevPrior",
+    "SolverForward",
+    "SurrogateForward",
     "TotalVariation",
     "W2Misfit",
+    "calibration",
     "cycle_skipping",
     "cycle_skipping_problems",
     "gauss_newton_hvp",
+    "grf_prior",
     "laplace",
     "plot_cycle_skipping",
     "random_points",
