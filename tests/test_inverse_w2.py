@@ -149,3 +149,8 @@ def test_demo_part_inverse_quick(tmp_path):
             if row["metric"] == "converged_fraction"}
     assert set(frac) == {"l2", "w2"}
     assert frac["w2"] == 1.0 and frac["w2"] > frac["l2"]
+    # the Navier-Stokes part: better than the prior mean (rel L2 1) and calibrated
+    ns = {row["metric"]: row["value"] for row in res.rows if row["case"].startswith("ns ")}
+    assert ns["rel_l2"] < 0.8
+    assert 0.8 <= ns["calibration_2sd"] <= 1.0
+    assert len(res.figures) == 2
