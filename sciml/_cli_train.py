@@ -101,6 +101,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--power", type=float, default=0.0,
                     help="weight (lambda_1/lambda_i)^power on Ritz vector i")
     dc.add_argument("--channels", type=int, default=16)
+    dc.add_argument("--max-levels", type=int, default=None,
+                    help="cap the network's depth (levels, finest included) at run time; "
+                    "the shipped 3D network uses 4, its training depth at 32^3")
     dc.add_argument("--steps", type=int, default=2000)
     dc.add_argument("--lr", type=float, default=1e-3)
     dc.add_argument("--batch-size", type=int, default=8)
@@ -205,15 +208,16 @@ def _train(args: argparse.Namespace) -> int:
         from .train.dcdm import save_pretrained, train_dcdm, training_scenes
 
         settings = {k: getattr(args, k) for k in ("dim", "size", "scenes", "per_scene", "ritz",
-                                                  "power", "channels", "steps", "lr",
-                                                  "batch_size", "seed")}
+                                                  "power", "channels", "max_levels", "steps",
+                                                  "lr", "batch_size", "seed")}
         scenes = [sc for j, size in enumerate(args.size)
                   for sc in training_scenes(args.dim, size, args.scenes,
                                             seed=args.seed + 1000 * j)]
         import torch
 
         torch.manual_seed(args.seed)
-        net = train_dcdm(scenes, net=DCDMNet(args.dim, channels=args.channels),
+        net = train_dcdm(scenes, net=DCDMNet(args.dim, channels=args.channels,
+                                             max_levels=args.max_levels),
                          per_system=args.per_scene, k=args.ritz, power=args.power,
                          steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                          seed=args.seed, out_dir=args.out, progress=not args.no_progress)

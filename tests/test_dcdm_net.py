@@ -51,3 +51,27 @@ def test_bad_input() -> None:
         net(torch.randn(2, 3, 16, 16))
     with pytest.raises(ValueError, match="mask"):
         net(torch.randn(2, 16, 16), torch.ones(8, 8))
+
+
+def test_max_levels_caps_the_depth_and_equals_a_coarser_stop() -> None:
+    torch.manual_seed(0)
+    capped = DCDMNet(2, channels=4, max_levels=3)
+    assert capped.levels((64, 64)) == 3 and capped.levels((8, 8)) == 2
+    assert DCDMNet(2, channels=4).levels((64, 64)) == 5
+    # the same weights with the coarsening stopped at 16 cells run the same three levels
+    stopped = DCDMNet(2, channels=4, coarsest=16)
+    stopped.load_state_dict(capped.state_dict())
+    r = torch.randn(2, 64, 64)
+    mask = (torch.rand(64, 64) > 0.2).double()
+    assert torch.allclose(capped(r, mask.to(r)), stopped(r, mask.to(r)), atol=1e-6)
+    assert DCDMNet(**capped.config()).max_levels == 3
+    with pytest.raises(ValueError, match="max_levels"):
+        DCDMNet(2, max_levels=0)
+
+
+def test_shipped_3d_network_keeps_its_training_depth() -> None:
+    from sciml.train.dcdm import load_pretrained
+
+    net = load_pretrained(3)
+    assert net.max_levels == 4 and net.levels((128, 128, 128)) == 4
+    assert load_pretrained(2).max_levels is None

@@ -14,6 +14,15 @@ search direction of a conjugate-direction iteration. Three lessons shape this ve
   ``log2 N``: the same smoothing convolutions (shared weights) act on every level, from
   the full grid down to ``coarsest`` cells, so the network runs on any grid size with
   the same ~10k parameters and always sees the whole domain.
+
+  A cap on the depth (``max_levels``) exists because the shared weights do not always
+  extrapolate to a deeper hierarchy than the one they were trained on. Measured with the
+  shipped 3D network (trained at 32^3, 4 levels) on the fluid proxy at rtol 1e-6:
+  16^3 / 32^3 / 48^3 (3 / 4 / 4 levels) took 17 / 19 / 19 iterations, 64^3 took 46 with
+  its natural 5 levels but 22 with 4; 128^3 took 93 with 5 levels, 35 with 4 and 77 with
+  3. So the shipped 3D network keeps its training depth (``max_levels = 4``). The 2D
+  network (trained at 64^2, 5 levels) does extrapolate (256^2: 42 iterations with 7
+  levels, 32 with 6, 39 with 5) and is left uncapped.
 * **Obstacles.** Features are multiplied by the fluid mask at every level (a solid or
   air cell carries nothing), which keeps the network positively homogeneous.
 
@@ -45,6 +54,8 @@ class DCDMNet(nn.Module):
             all levels).
         coarsest: stop coarsening once a side would drop below this many cells.
         negative_slope: of the leaky ReLU.
+        max_levels: at most this many levels, the finest included (``None``: as many as
+            ``coarsest`` allows); see the module docstring for why a cap can help.
 
     Call ``net(r, mask)`` with ``r`` ``(B, *grid)`` (residuals on the full grid) and
     ``mask`` ``(*grid)`` or ``(B, *grid)`` (1 on fluid cells, 0 elsewhere); returns
@@ -52,7 +63,8 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, dim: int = 3, channels: int = 16, smoothing: int = 1,
-                 coarsest: int = 4, negative_slope: float = 0.1) -> None:
+                 coarsest: int = 4, negative_slope: float = 0.1,
+                 max_levels: int | None = None) -> None:
         super().__init__()
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
@@ -63,6 +75,8 @@ class DCDMNet(nn.Module):
         if not (isinstance(negative_slope, (int, float)) and 0 <= negative_slope < 1):
             raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
+        self.max_levels = None if max_levels is None else check_int("max_levels", max_levels,
+                                                                    minimum=1)
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
 
         def c(cin: int, cout: int) -> nn.Module:
@@ -76,13 +90,15 @@ class DCDMNet(nn.Module):
 
     def config(self) -> dict:
         return {"dim": self.dim, "channels": self.channels, "smoothing": self.smoothing,
-                "coarsest": self.coarsest, "negative_slope": self.negative_slope}
+                "coarsest": self.coarsest, "negative_slope": self.negative_slope,
+                "max_levels": self.max_levels}
 
     def levels(self, shape: tuple[int, ...]) -> int:
         """Number of grid levels for a grid of ``shape`` (the finest included)."""
         n = 1
         s = list(shape)
-        while all(v % 2 == 0 and v // 2 >= self.coarsest for v in s):
+        cap = math.inf if self.max_levels is None else self.max_levels
+        while n < cap and all(v % 2 == 0 and v // 2 >= self.coarsest for v in s):
             s = [v // 2 for v in s]
             n += 1
         return n
