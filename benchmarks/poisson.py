@@ -11,8 +11,8 @@ is built for:
 * sciml ``icpcg``: our CG with IC(0) on the reduced CSR (``setup_s``: the factorisation);
 * pyamg ``sa-pcg``: ``smoothed_aggregation_solver`` + its own ``solve(accel="cg")``
   (``setup_s``: the hierarchy);
-* sciml ``dcdm``: the shipped 3D network (trained at 32^3, run at its 4 training levels) in our flexible
-  conjugate-direction loop with the safeguard, k = 16.
+* sciml ``dcdm``: the shipped 3D network (trained at 32^3, run at its 4 training
+  levels) in our flexible conjugate-direction loop with the safeguard, k = 16.
 
 ``time_s`` is the solve alone (setup excluded and reported as ``setup_s``); runs
 alternate between solvers, ``--repeats`` rounds, medians. The break-even line: how many
