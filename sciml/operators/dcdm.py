@@ -19,10 +19,10 @@ search direction of a conjugate-direction iteration. Three lessons shape this ve
   extrapolate to a deeper hierarchy than the one they were trained on. Measured with the
   shipped 3D network (trained at 32^3, 4 levels) on the fluid proxy at rtol 1e-6:
   16^3 / 32^3 / 48^3 (3 / 4 / 4 levels) took 17 / 19 / 19 iterations, 64^3 took 46 with
-  its natural 5 levels but 22 with 4; 128^3 took 93 with 5 levels, 35 with 4 and 77 with
-  3. So the shipped 3D network keeps its training depth (``max_levels = 4``). The 2D
-  network (trained at 64^2, 5 levels) does extrapolate (256^2: 42 iterations with 7
-  levels, 32 with 6, 39 with 5) and is left uncapped.
+  its natural 5 levels but 22 with 4; 128^3 took 332 with its natural 6 levels, 93 with
+  5, 35 with 4 and 77 with 3. So the shipped 3D network keeps its training depth
+  (``max_levels = 4``). The 2D network (trained at 64^2, 5 levels) does extrapolate
+  (256^2: 42 iterations with 7 levels, 32 with 6, 39 with 5) and is left uncapped.
 * **Obstacles.** Features are multiplied by the fluid mask at every level (a solid or
   air cell carries nothing), which keeps the network positively homogeneous.
 
