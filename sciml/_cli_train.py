@@ -68,8 +68,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "OUT/hard_constraints.json and OUT/hard_constraints.png. A rerun reuses finished "
         "runs and resumes unfinished ones.")
     hc.add_argument("--out", required=True, help="folder for the runs, JSON and figure")
-    hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe"],
-                    choices=["soft", "single", "moe"])
+    hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe", "moe-chain"],
+                    choices=["soft", "single", "moe", "moe-chain"])
     hc.add_argument("--steps", type=int, default=400, help="optimiser steps per method")
     hc.add_argument("--lr", type=float, default=2e-3)
     hc.add_argument("--points", type=int, default=512,

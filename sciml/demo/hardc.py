@@ -23,7 +23,7 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
     steps = 10 if quick else 40
     cfg = HardCConfig(points=256, loss_points=256, ic_points=64, bc_points=32)
     models = {m: train_hardc(m, cfg, steps=steps, seed=seed, progress=True)
-              for m in ("soft", "single", "moe")}
+              for m in ("soft", "single", "moe", "moe-chain")}
     scores, test = evaluate_hardc(models, n=128, nt=21)
     rows = []
     for m, s in scores.items():

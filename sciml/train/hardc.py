@@ -8,6 +8,11 @@ sample's constant initial state, PDEBench's family). The prediction is
   residual penalty;
 * ``"single"``: one :class:`~sciml.constraints.HardConstraint` per sample makes the PDE,
   initial and boundary residuals vanish in least squares at ``m`` collocation points;
+* ``"moe-chain"``: the same four slabs in time, each with its own
+  :class:`~sciml.constraints.HardConstraint`, solved one after the other: slab ``k``
+  has initial rows at its start time whose target is slab ``k - 1``'s state there. Every
+  slab then has an initial condition (a parabolic problem needs one), at the price of
+  sequential solves: the experts no longer run in parallel.
 * ``"moe"``: :class:`~sciml.constraints.MoEHardConstraint` with the domain cut into
   ``K`` pieces (four slabs in time by default), ``m / K`` points each; expert ``k``
   sees the initial/boundary rows that lie in its piece. The experts solve independently,
@@ -40,7 +45,7 @@ from ..pdes.diffusion_sorption import DiffusionSorption, solve_diffusion_sorptio
 
 __all__ = ["METHODS", "DiffSorpModel", "HardCConfig", "reference", "relative_l2"]
 
-METHODS = ("soft", "single", "moe")
+METHODS = ("soft", "single", "moe", "moe-chain")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class HardCConfig:
             raise ValueError(f"HardCConfig.ridge must be >= 0, got {self.ridge!r}")
 
     def partition(self, method: str) -> Partition:
-        k = self.experts if method == "moe" else 1
+        k = self.experts if method.startswith("moe") else 1
         splits = {"x": (k, 1), "t": (1, k), "xt": (math.isqrt(k), math.isqrt(k))}[self.split]
         return Partition([0.0, 0.0], [1.0, 1.0], splits)
 
@@ -108,13 +113,19 @@ class _Physics:
         return u + self.eq.D * ux  # PDEBench's outflow ghost: u = -D u_x at x = 1
 
 
+def _target(u0: Tensor, I: Tensor) -> Tensor:
+    """The initial rows' target: a constant state per sample ``(B,)``, or per point
+    ``(B, n_ic)`` (a chained slab starts from its predecessor's end state)."""
+    return u0[:, None] if u0.ndim == I.ndim - 2 else u0
+
+
 def _residual(phys: _Physics):
     """``residual(c, *data)`` of the hard constraint, rows scaled as a mean square."""
 
     def residual(c, P, Pt, Pxx, wp, I, u0, wi, L, wl, Rv, Rx, wr):
         cc = c.unsqueeze(-1)
         u, ut, uxx = (P @ cc)[..., 0], (Pt @ cc)[..., 0], (Pxx @ cc)[..., 0]
-        rows = [wp * phys.pde(u, ut, uxx), wi * ((I @ cc)[..., 0] - u0[:, None]),
+        rows = [wp * phys.pde(u, ut, uxx), wi * ((I @ cc)[..., 0] - _target(u0, I)),
                 wl * ((L @ cc)[..., 0] - 1.0), wr * phys.right((Rv @ cc)[..., 0],
                                                               (Rx @ cc)[..., 0])]
         return torch.cat(rows, -1)
@@ -134,7 +145,7 @@ def _jacobian(phys: _Physics):
         u, ut, uxx = (P @ cc)[..., 0], (Pt @ cc)[..., 0], (Pxx @ cc)[..., 0]
         R, dR = jvp(phys.retardation, (u,), (torch.ones_like(u),))
         Ri = Rv + D * Rx
-        r = torch.cat([wp * (R * ut - phys.kappa * uxx), wi * ((I @ cc)[..., 0] - u0[:, None]),
+        r = torch.cat([wp * (R * ut - phys.kappa * uxx), wi * ((I @ cc)[..., 0] - _target(u0, I)),
                        wl * ((L @ cc)[..., 0] - 1.0), wr * (Ri @ cc)[..., 0]], -1)
         # written into one buffer, block by block: at 1e5 points the PDE block is tens of
         # MB, and building it from temporaries and a concatenation took 10x the residual
@@ -150,6 +161,16 @@ def _jacobian(phys: _Physics):
         return r, J
 
     return jacobian
+
+
+@dataclass
+class _ChainSolve:
+    """What the chained slabs' solves report: per slab iterations and residual norms
+    ``(B, K)``, and the first status that is not CONVERGED (else CONVERGED)."""
+
+    iterations: Tensor
+    status: object
+    residual_norm: Tensor
 
 
 class DiffSorpModel(nn.Module):
@@ -170,9 +191,12 @@ class DiffSorpModel(nn.Module):
         self.net = nn.Sequential(*layers)
         self.head = nn.Linear(c.n_basis, 1) if method == "soft" else None
         self.part = c.partition(method)
+        if method == "moe-chain" and self.cfg.split != "t":
+            raise ValueError(f"method 'moe-chain' chains slabs in time; it needs split='t', "
+                             f"got split={self.cfg.split!r}")
         if method == "soft":
             self.layer = None
-        elif method == "single":
+        elif method in ("single", "moe-chain"):
             self.layer = HardConstraint(_residual(self.phys), ridge=c.ridge,
                                         max_iter=c.max_iter, jacobian=_jacobian(self.phys))
         else:
@@ -214,14 +238,18 @@ class DiffSorpModel(nn.Module):
         ic, left, right, wi, wl, wr = [], [], [], [], [], []
         n_ic = max(c.ic_points // (part.splits[0]), 1)
         n_bc = max(c.bc_points // part.splits[1], 1)
+        chain = self.method == "moe-chain"
         for k in range(K):
             lo, hi = part.bounds(k)
             xi = lo[0] + (hi[0] - lo[0]) * torch.rand(n_ic, generator=gen)
-            ic.append(torch.stack([xi, torch.zeros(n_ic)], -1))
+            # a chained slab has initial rows at its own start time (its target is the
+            # previous slab's end state); otherwise only pieces at t = 0 have them
+            t_ic = lo[1] if chain else 0.0
+            ic.append(torch.stack([xi, torch.full((n_ic,), float(t_ic))], -1))
             tb = lo[1] + (hi[1] - lo[1]) * torch.rand(n_bc, generator=gen)
             left.append(torch.stack([torch.zeros(n_bc), tb], -1))
             right.append(torch.stack([torch.ones(n_bc), tb], -1))
-            wi.append(float(lo[1] == 0.0) * math.sqrt(c.ic_weight / n_ic))
+            wi.append(float(chain or lo[1] == 0.0) * math.sqrt(c.ic_weight / n_ic))
             wl.append(float(lo[0] == 0.0) * math.sqrt(c.bc_weight / n_bc))
             wr.append(float(hi[0] == 1.0) * math.sqrt(c.bc_weight / n_bc))
         allpts = torch.cat([pts, torch.stack(ic), torch.stack(left), torch.stack(right)], 1)
@@ -254,6 +282,8 @@ class DiffSorpModel(nn.Module):
         c0 = torch.zeros(B, K, N, dtype=torch.float64)
         inner = self.layer._layer if self.method == "moe" else self.layer
         inner.max_iter = self.cfg.max_iter if self.training else 50
+        if self.method == "moe-chain":
+            return self._chain(data, c0)
         if self.method == "single":
             flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
             res = self.layer(*flat, c0=c0.reshape(B, N))
@@ -262,6 +292,29 @@ class DiffSorpModel(nn.Module):
         res = self.layer(*data, c0=c0)
         self.last_solve = res
         return res.coeffs
+
+    def _chain(self, data: tuple, c0: Tensor) -> Tensor:
+        """Slabs in time solved one after the other: slab ``k``'s initial rows ask for
+        slab ``k - 1``'s state at the shared time (``I_k c_{k-1}``: the same basis
+        values), so every slab has an initial condition and the gradient flows back
+        through the chain (each solve's implicit backward includes its target)."""
+        K = c0.shape[1]
+        coeffs, its, norms, statuses = [], [], [], []
+        prev = None
+        for k in range(K):
+            dk = [d[:, k] for d in data]
+            if prev is not None:
+                dk[5] = (dk[4] @ prev.unsqueeze(-1))[..., 0]  # (B, n_ic) targets
+            res = self.layer(*dk, c0=c0[:, k])
+            prev = res.coeffs
+            coeffs.append(prev)
+            its.append(res.iterations)
+            norms.append(res.residual_norm)
+            statuses.append(res.status)
+        bad = [st for st in statuses if st.name != "CONVERGED"]
+        self.last_solve = _ChainSolve(torch.stack(its, 1), bad[0] if bad else statuses[0],
+                                      torch.stack(norms, 1))
+        return torch.stack(coeffs, 1)
 
     def field(self, u0: Tensor, xt: Tensor, coeffs: Tensor | None):
         """``u, u_tau, u_x, u_xx`` at ``xt (M, 2)``: ``(B, M)`` each."""

@@ -135,7 +135,8 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     x = (torch.arange(n) + 0.5) / n
     for j, ls in zip((nt // 10, nt // 2, nt - 1), ("-", "--", ":")):
         ax.plot(x, r[j], "k", ls=ls, lw=1.5, label=f"ref t/T={j / (nt - 1):.2f}")
-        for (name, f), col in zip(preds.items(), ("tab:blue", "tab:orange", "tab:green")):
+        colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+        for (name, f), col in zip(preds.items(), colours):
             ax.plot(x, f[j], color=col, ls=ls, lw=1, label=name if j == nt - 1 else None)
     ax.set_xlabel("x")
     ax.set_title(f"profiles, u0 = {float(u[sample]):.2f}", fontsize=9)
