@@ -1,10 +1,11 @@
 """Hard constraints with a mixture of experts on 1D diffusion-sorption (Chalapathi et al. 2024).
 
-Trains three basis networks on the physics loss alone (no solution data): ``soft`` (a
+Trains four basis networks on the physics loss alone (no solution data): ``soft`` (a
 trained linear head on the basis, the residual as a penalty), ``single`` (one
-Levenberg-Marquardt hard-constraint solve per sample) and ``moe`` (K = 4 experts on
-pieces of the (x, t) domain), then compares them with the finite-volume reference at five
-initial states. Writes hard_constraints.json (the shared benchmark shape) and
+Levenberg-Marquardt hard-constraint solve per sample), ``moe`` (K = 4 independent
+experts on time slabs) and ``moe-chain`` (the same slabs solved in sequence, each
+starting from the previous slab's end state), then compares them with the finite-volume
+reference at five initial states. Writes hard_constraints.json (the shared benchmark shape) and
 hard_constraints.png. About 10 minutes on 2 CPU cores at the defaults.
 
     python examples/hard_constraints_diffusion_sorption.py --out runs/hardc \\
