@@ -77,11 +77,6 @@ def calibration(error: torch.Tensor, std: torch.Tensor, k: float = 2.0) -> float
     return float((error.abs() <= k * std).double().mean())
 
 
-def _steps(time: float, dt: float) -> tuple[int, float]:
-    k = max(1, math.ceil(time / dt - 1e-9))
-    return k, time / k
-
-
 @dataclass(frozen=True, eq=False)
 class SolverForward:
     """``w0 (B, n, n) -> w(T) (B, n, n)`` through :class:`~sciml.pdes.NavierStokes2D`.
@@ -201,7 +196,9 @@ class ParameterForward:
         amp = theta[:, 1][:, None, None]
         forcing = amp * fc  # (B, M, M) complex
         linear = nu * ops.linear  # ops.linear = -|k|^2 (unit viscosity)
-        k, h = _steps(self.time, self.dt)
+        # the fewest equal steps no longer than dt, as NavierStokes2D.solve splits them
+        k = max(1, math.ceil(self.time / self.dt - 1e-9))
+        h = self.time / k
         stepper = STEPPERS["ifrk4"]
         fac = stepper.factors(linear, h)
 
