@@ -62,15 +62,15 @@ def ref_file(tmp_path_factory) -> Path:
 
 def _content(path: Path) -> dict[str, object]:
     with h5py.File(path, "r") as f:
-        d: dict[str, object] = {k: f[k][:] for k in ("vorticity", "times", "x", "y", "done",
-                                                     "sample_index")}
+        d: dict[str, object] = {k: f[k][:] for k in ("vorticity", "vorticity_crc32", "times",
+                                                     "x", "y", "done", "sample_index")}
         d["attrs"] = {k: f.attrs[k] for k in f.attrs}
     return d
 
 
 def _assert_identical(path: Path, ref: Path) -> None:
     a, b = _content(path), _content(ref)
-    for k in ("vorticity", "times", "x", "y", "done", "sample_index"):
+    for k in ("vorticity", "vorticity_crc32", "times", "x", "y", "done", "sample_index"):
         assert a[k].dtype == b[k].dtype, k
         assert np.array_equal(a[k], b[k]), f"{k} differs from the reference run"
     assert a["attrs"].keys() == b["attrs"].keys()

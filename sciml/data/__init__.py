@@ -1,5 +1,6 @@
 """HDF5 data sets: writing them (resumable, sharded over processes), reading, normalising."""
 
+from ._store import fingerprint
 from .burgers import BurgersDataset, generate_burgers
 from .ns2d import PRESETS, NS2DPreset, generate_ns2d, sample_seed, shard_path
 from .ns2d_dataset import NS2DDataset
@@ -9,6 +10,7 @@ __all__ = [
     "BurgersDataset",
     "NS2DDataset",
     "NS2DPreset",
+    "fingerprint",
     "generate_burgers",
     "generate_ns2d",
     "sample_seed",

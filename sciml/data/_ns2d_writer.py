@@ -17,9 +17,20 @@ import h5py
 import numpy as np
 import torch
 
+from .._files import writer_lock
 from .._validation import check_int
 from ..pdes import NavierStokes2D
-from ._store import check_format, create_store, finalize, first_mismatch, open_h5, require_settings
+from ._store import (
+    check_format,
+    create_store,
+    finalize,
+    first_mismatch,
+    open_h5,
+    read_checked,
+    require_settings,
+    stored_checksums,
+    write_sample,
+)
 
 if TYPE_CHECKING:
     from .ns2d import NS2DPreset
@@ -76,10 +87,12 @@ class Writer:
             device: torch.device | str | None, progress: bool) -> Path:
         """Write (or finish) ``out``, alone or as rank ``rank`` of ``world_size``."""
         dev = _device(device)
-        if _existing(out, self.settings) and _is_complete(out):
-            return out
         if world_size == 1:
-            self.write(out, np.arange(self.samples), batch_size, dev, progress)
+            with writer_lock(out):
+                if not (_existing(out, self.settings) and _is_complete(out)):
+                    self.write(out, np.arange(self.samples), batch_size, dev, progress)
+            return out
+        if _existing(out, self.settings) and _is_complete(out):
             return out
         return _generate_distributed(self, out, rank, world_size, batch_size, dev, progress)
 
@@ -92,7 +105,8 @@ class Writer:
               progress: bool, shard: tuple[int, int] | None = None) -> None:
         """Solve the samples ``index`` not yet done into the store at ``path``.
 
-        ``shard = (rank, world_size)`` marks the file as that rank's shard.
+        ``shard = (rank, world_size)`` marks the file as that rank's shard. The caller
+        holds the lock of ``path``.
         """
         settings, desc = dict(self.settings), f"ns2d {self.preset.name}"
         if shard is not None:
@@ -130,8 +144,8 @@ class Writer:
                 w = ns.solve(w0, self.times.tolist(), t0=0.0, dt=self.dt)
                 w = w[..., ::stride, ::stride].to(torch.float32).cpu().numpy()
                 for k, j in enumerate(batch):
-                    vort[j] = w[k]
-                f.flush()  # the data reaches the file before its flags do
+                    write_sample(vort, j, w[k])
+                f.flush()  # the data and checksums reach the file before their flags do
                 _test_kill("data", b)
                 for j in batch:
                     done[j] = 1
@@ -200,11 +214,14 @@ def _generate_distributed(job: Writer, out: Path, rank: int, world_size: int, ba
     created = _init_distributed(rank, world_size, device)
     try:
         index = np.arange(rank, job.samples, world_size)
-        job.write(shard_path(out, rank, world_size), index, batch_size, device,
-                  progress and rank == 0, shard=(rank, world_size))
+        shard = shard_path(out, rank, world_size)
+        with writer_lock(shard):
+            job.write(shard, index, batch_size, device, progress and rank == 0,
+                      shard=(rank, world_size))
         _barrier(device)
         if rank == 0:
-            _merge(job, out, world_size)
+            with writer_lock(out):
+                _merge(job, out, world_size)
         _barrier(device)  # every rank returns once the merged file is complete
     finally:
         if created:
@@ -250,7 +267,8 @@ def _barrier(device: torch.device) -> None:
 
 
 def _merge(job: Writer, out: Path, world_size: int) -> None:
-    """Copy the complete shards into ``out`` in sample order; delete them afterwards."""
+    """Copy the complete shards into ``out`` in sample order (each sample checked against
+    its checksum on the way); delete them afterwards."""
     shards = [shard_path(out, r, world_size) for r in range(world_size)]
     samples = job.samples
     tmp = out.with_name(out.name + ".merging")
@@ -268,13 +286,16 @@ def _merge(job: Writer, out: Path, world_size: int) -> None:
                                  "same torchrun command to finish it")
         with open_h5(tmp, "r+", what="the merged file", fix=_FIX) as g:
             vort = g["vorticity"]
+            crcs = [stored_checksums(src["vorticity"]) for src in sources]
             for i in range(samples):
-                src = sources[i % world_size]
-                j = i // world_size
+                r, j = i % world_size, i // world_size
+                src = sources[r]
                 if int(src["sample_index"][j]) != i:  # pragma: no cover - defensive
-                    raise ValueError(f"{shards[i % world_size]} holds sample "
+                    raise ValueError(f"{shards[r]} holds sample "
                                      f"{int(src['sample_index'][j])} where {i} belongs")
-                vort[i] = src["vorticity"][j]
+                write_sample(vort, i, read_checked(src["vorticity"], j, crcs[r], shards[r],
+                                                   "delete it and rerun the same torchrun "
+                                                   "command"))
             g.flush()
             g["done"][:] = 1
             g.flush()

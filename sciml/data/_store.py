@@ -14,21 +14,34 @@ file that opens and whose completed samples can be trusted:
   open the file without the ``h5clear`` tool;
 * a sample's flag in ``done`` is set only after its data has been written and flushed,
   so a flag on disk implies its data is on disk. Data without a flag is never read: it
-  is recomputed.
+  is recomputed;
+* every sample gets a crc32 of its stored bytes in ``NAME_crc32`` (allocated with the data,
+  written with the sample, before its flag), checked when a reader first reads the sample,
+  so a byte changed on disk or in transfer is an error naming the file and the sample
+  rather than silently wrong data; files from before the checksums read unchecked;
+* a new file is built under a unique temporary name and renamed into place, and a writer
+  holds ``OUT.lock`` (:func:`sciml._files.writer_lock`) while it writes, so two writers of
+  one file never interleave.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .._files import temp_path
+
 #: Attributes that every complete store carries beside its settings.
 STATE_ATTRS = ("complete", "mean", "std")
+#: Suffix of the dataset holding the per-sample crc32s of a dataset of samples.
+CRC_SUFFIX = "_crc32"
 
 
 def _early_dcpl(chunks: tuple[int, ...] | None) -> h5py.h5p.PropDCID:
@@ -52,26 +65,83 @@ def create_store(
     """Create an empty store at ``path`` (atomically, replacing any file there).
 
     ``vorticity`` gets shape ``(len(sample_index),) + sample_shape``, float32, one sample
-    per chunk; ``done`` is all zeros; ``arrays`` (times, coordinates) are stored as given.
+    per chunk, and ``vorticity_crc32`` one checksum per sample; ``done`` is all zeros;
+    ``arrays`` (times, coordinates) are stored as given.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
     count = len(sample_index)
+
+    def build(f: h5py.File) -> None:
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.attrs["complete"] = False
+        f.attrs["mean"] = math.nan
+        f.attrs["std"] = math.nan
+        create_samples(f, "vorticity", (count, *sample_shape))
+        f.create_dataset("done", data=np.zeros(count, np.uint8))
+        f.create_dataset("sample_index", data=np.asarray(sample_index, np.int64))
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+
+    create_h5(path, build)
+
+
+def create_samples(group: h5py.Group, name: str, shape: tuple[int, ...]) -> h5py.Dataset:
+    """A float32 dataset of ``shape[0]`` samples, one per chunk, allocated in full, and
+    beside it ``NAME_crc32``, the crc32 of each sample's stored bytes (see :func:`write_sample`)."""
+    dset = group.create_dataset(name, shape=shape, dtype=np.float32,
+                                dcpl=_early_dcpl((1, *shape[1:])))
+    group.create_dataset(name + CRC_SUFFIX, data=np.zeros(shape[0], np.uint32))
+    return dset
+
+
+def _crc_dataset(dset: h5py.Dataset) -> h5py.Dataset | None:
+    """The checksums stored beside ``dset`` (None in files from before them)."""
+    name = dset.name + CRC_SUFFIX
+    return dset.file[name] if name in dset.file else None
+
+
+def write_sample(dset: h5py.Dataset, j: int, values: np.ndarray) -> None:
+    """``dset[j] = values``, and its checksum where the file keeps them."""
+    values = np.ascontiguousarray(values, dtype=dset.dtype)
+    dset[j] = values
+    crcs = _crc_dataset(dset)
+    if crcs is not None:
+        crcs[j] = zlib.crc32(values)
+
+
+def stored_checksums(dset: h5py.Dataset) -> np.ndarray | None:
+    """All the per-sample checksums of ``dset`` (None in files from before them)."""
+    crcs = _crc_dataset(dset)
+    return None if crcs is None else crcs[:]
+
+
+def read_checked(dset: h5py.Dataset, s: int, crcs: np.ndarray | None, path: Path,
+                 fix: str) -> np.ndarray:
+    """Sample ``s`` of ``dset``, whole, checked against ``crcs[s]`` (None: not checked).
+
+    Raises:
+        ValueError: the sample's bytes do not match their checksum; names the file, the
+            dataset and the sample.
+    """
+    values = dset[s]
+    if crcs is not None:
+        got, want = zlib.crc32(np.ascontiguousarray(values)), int(crcs[s])
+        if got != want:
+            raise ValueError(
+                f"{path} is corrupt: sample {s} of {dset.name} (its HDF5 chunk) has crc32 "
+                f"{got:08x} but the file records {want:08x}: bytes changed on disk or in "
+                f"transfer; {fix}"
+            )
+    return values
+
+
+def create_h5(path: Path, build: Callable[[h5py.File], None]) -> None:
+    """Create the HDF5 file ``path`` atomically: ``build(f)`` fills a new file under a
+    unique temporary name in the same directory, which is then renamed over ``path``."""
+    tmp = temp_path(path)
     try:
         with h5py.File(tmp, "w") as f:
-            for k, v in attrs.items():
-                f.attrs[k] = v
-            f.attrs["complete"] = False
-            f.attrs["mean"] = math.nan
-            f.attrs["std"] = math.nan
-            shape = (count, *sample_shape)
-            f.create_dataset("vorticity", shape=shape, dtype=np.float32,
-                             dcpl=_early_dcpl((1, *sample_shape)))
-            f.create_dataset("done", data=np.zeros(count, np.uint8))
-            f.create_dataset("sample_index", data=np.asarray(sample_index, np.int64))
-            for k, v in arrays.items():
-                f.create_dataset(k, data=v)
+            build(f)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -82,10 +152,16 @@ def open_h5(path: Path, mode: str, *, what: str, fix: str) -> h5py.File:
     """Open ``path`` with h5py; an unreadable file becomes a ValueError naming it."""
     try:
         return h5py.File(path, mode)
+    except BlockingIOError:
+        # HDF5 locks a file while it is open for writing (the lock goes with its process)
+        raise ValueError(
+            f"cannot open {what} {path}: another process has it open for writing (HDF5 file "
+            "lock); wait for that process to finish"
+        ) from None
     except OSError as e:
         raise ValueError(
-            f"cannot open {what} {path} as HDF5 ({e}): the file is corrupt, is not an HDF5 "
-            f"file or is open for writing elsewhere; {fix}"
+            f"cannot open {what} {path} as HDF5 ({e}): the file is corrupt or is not an HDF5 "
+            f"file; {fix}"
         ) from None
 
 
@@ -174,3 +250,68 @@ def finalize(f: h5py.File) -> None:
     f.flush()
     f.attrs.modify("complete", True)
     f.flush()
+
+
+# ------------------------------------------------------------------------- fingerprints
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A short digest (16 hex digits) of a data file's content: the same for the same content
+    under any name, different when any stored value differs.
+
+    For an HDF5 file, blake2b over every attribute and dataset in name order, where a
+    dataset stored with per-sample checksums (``NAME_crc32``, every file sciml writes)
+    counts by its checksums instead of its bytes, so the fingerprint of a sciml file reads
+    a few kilobytes. Datasets without checksums (older files) are read in full, in blocks.
+    Any other file is hashed whole.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the HDF5 file cannot be opened.
+    """
+    path = Path(path)
+    h = hashlib.blake2b(digest_size=8)
+    if not h5py.is_hdf5(path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    with open_h5(path, "r", what="the data file", fix="check the path") as f:
+        _hash_attrs(h, f)
+        names: list[str] = []
+        f.visit(names.append)
+        for name in sorted(names):
+            obj = f[name]
+            h.update(name.encode() + b"\0")
+            _hash_attrs(h, obj)
+            if isinstance(obj, h5py.Dataset):
+                h.update(f"{obj.dtype.str}{obj.shape}".encode())
+                if _crc_dataset(obj) is None:
+                    _hash_dataset(h, obj)
+    return h.hexdigest()
+
+
+def _canonical(v: object) -> bytes:
+    """Bytes of a stored value that do not depend on the numpy or h5py version."""
+    v = _plain(v)
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "OSU":
+            return repr(v.tolist()).encode()
+        return f"{v.dtype.str}{v.shape}".encode() + np.ascontiguousarray(v).tobytes()
+    return repr(v).encode()
+
+
+def _hash_attrs(h: hashlib.blake2b, obj: h5py.HLObject) -> None:
+    for k in sorted(obj.attrs):
+        h.update(k.encode() + b"=" + _canonical(obj.attrs[k]) + b"\0")
+
+
+def _hash_dataset(h: hashlib.blake2b, d: h5py.Dataset) -> None:
+    """The values of ``d``, read in blocks of about 16 MB along the first axis."""
+    if d.ndim == 0 or d.size == 0:
+        h.update(_canonical(d[()]))
+        return
+    row = d.dtype.itemsize * (d.size // d.shape[0])
+    step = max(1, (1 << 24) // max(1, row))
+    for i in range(0, d.shape[0], step):
+        h.update(_canonical(d[i:i + step]))

@@ -8,8 +8,10 @@ File schema (format ``"sciml.burgers"``, ``format_version`` 1)
 
 * group ``nx{n}`` per resolution ``n``: dataset ``u`` ``(sample, time, n)`` float32
   (one sample per chunk), ``u[s, k, i]`` the value of sample ``s`` at ``t[k]`` in cell /
-  point ``i``; dataset ``x`` ``(n,)`` float64, the cell centres ``(i + 1/2) L / n``
-  (conservative) or ``linspace(0, L, n)`` (paper); attributes ``mean``, ``std`` of ``u``;
+  point ``i``; ``u_crc32`` ``(sample,)`` uint32, the crc32 of each sample's stored bytes
+  (checked when a sample is read); dataset ``x`` ``(n,)`` float64, the cell centres
+  ``(i + 1/2) L / n`` (conservative) or ``linspace(0, L, n)`` (paper); attributes
+  ``mean``, ``std`` of ``u``;
 * ``t`` ``(time,)`` float64: ``linspace(0, T, nt)``;
 * ``theta`` ``(sample, 3)`` float64: ``[alpha, beta, gamma]``;
 * ``amplitude``, ``omega``, ``phase`` ``(sample, 5)`` float64 and ``l`` ``(sample, 5)``
@@ -41,6 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._files import writer_lock
 from .._validation import check_choice, check_int
 from ..pdes.burgers import (
     CONVENTIONS,
@@ -53,7 +56,17 @@ from ..pdes.burgers import (
     sample_parameters,
 )
 from ._ns2d_writer import _bar, _chunks, sample_seed
-from ._store import _early_dcpl, check_format, moments, open_h5, require_settings
+from ._store import (
+    check_format,
+    create_h5,
+    create_samples,
+    moments,
+    open_h5,
+    read_checked,
+    require_settings,
+    stored_checksums,
+    write_sample,
+)
 
 __all__ = ["BurgersDataset", "generate_burgers"]
 
@@ -65,6 +78,7 @@ CFL = 0.4
 _KILL_ENV = "SCIML_BURGERS_TEST_KILL"
 _FIX = "use another output path (--out) or delete the file to start over"
 _READ_FIX = "regenerate it with `sciml generate burgers`"
+_CORRUPT_FIX = "restore the file from a copy, or delete it and rerun `sciml generate burgers`"
 _PARAM_KEYS = ("amplitude", "omega", "phase", "l")
 
 
@@ -134,20 +148,26 @@ def generate_burgers(
         "sample_seeding": "sciml.pdes.sample_parameters(family, 1, generator=torch."
                           "Generator().manual_seed(sciml.data.sample_seed(seed, i)))",
     }
-    if not _existing(out, settings):
-        _create(out, settings, fam.name, res, nt, fam.T, convention)
-    elif _is_complete(out):
-        return out  # untouched
+    with writer_lock(out):
+        if not _existing(out, settings):
+            _create(out, settings, fam.name, res, nt, fam.T, convention)
+        elif _is_complete(out):
+            return out  # untouched
+        _write(out, fam.name, convention, res, nt, batch_size, torch.device(device), progress)
+    return out
+
+
+def _write(out: Path, family: str, convention: str, res: tuple[int, ...], nt: int,
+           batch_size: int, device: torch.device, progress: bool) -> None:
+    """Solve the samples not yet done into ``out`` and finalise it (under its lock)."""
     f = open_h5(out, "r+", what="the data file", fix=_FIX)
     try:
         todo = [int(i) for i in np.flatnonzero(f["done"][:] == 0)]
         if todo:
-            _solve_into(f, todo, fam.name, convention, res, nt, batch_size,
-                        torch.device(device), progress)
+            _solve_into(f, todo, family, convention, res, nt, batch_size, device, progress)
         _finalize(f, res)
     finally:
         f.close()
-    return out
 
 
 def _existing(path: Path, settings: dict[str, object]) -> bool:
@@ -172,32 +192,26 @@ def _create(path: Path, settings: dict[str, object], family: str, res: tuple[int
     samples, seed = int(settings["samples"]), int(settings["seed"])
     p = CombinedParameters.cat([sample_params(family, seed, i) for i in range(samples)])
     fam = get_family(family)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in settings.items():
-                f.attrs[k] = v
-            for k in ("alpha", "beta", "gamma"):
-                f.attrs[f"{k}_range"] = np.asarray(getattr(fam, k), dtype=np.float64)
-            f.attrs["complete"] = False
-            f.create_dataset("t", data=np.linspace(0.0, T, nt))
-            f.create_dataset("done", data=np.zeros(samples, np.uint8))
-            f.create_dataset("theta", data=p.theta().numpy())
-            for k in _PARAM_KEYS:
-                f.create_dataset(k, data=getattr(p, k).numpy())
-            for n in res:
-                g = f.create_group(f"nx{n}")
-                g.create_dataset("u", shape=(samples, nt, n), dtype=np.float32,
-                                 dcpl=_early_dcpl((1, nt, n)))
-                g.create_dataset("x", data=grid(n, convention=convention).numpy())
-                g.attrs["mean"] = np.nan
-                g.attrs["std"] = np.nan
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def build(f: h5py.File) -> None:
+        for k, v in settings.items():
+            f.attrs[k] = v
+        for k in ("alpha", "beta", "gamma"):
+            f.attrs[f"{k}_range"] = np.asarray(getattr(fam, k), dtype=np.float64)
+        f.attrs["complete"] = False
+        f.create_dataset("t", data=np.linspace(0.0, T, nt))
+        f.create_dataset("done", data=np.zeros(samples, np.uint8))
+        f.create_dataset("theta", data=p.theta().numpy())
+        for k in _PARAM_KEYS:
+            f.create_dataset(k, data=getattr(p, k).numpy())
+        for n in res:
+            g = f.create_group(f"nx{n}")
+            create_samples(g, "u", (samples, nt, n))
+            g.create_dataset("x", data=grid(n, convention=convention).numpy())
+            g.attrs["mean"] = np.nan
+            g.attrs["std"] = np.nan
+
+    create_h5(path, build)
 
 
 def _read_params(f: h5py.File, index: Sequence[int] | slice) -> CombinedParameters:
@@ -223,8 +237,8 @@ def _solve_into(f: h5py.File, todo: list[int], family: str, convention: str,
                 data = u[n].to(torch.float32).cpu().numpy()
                 dset = f[f"nx{n}/u"]
                 for k, j in enumerate(batch):
-                    dset[j] = data[k]
-            f.flush()  # the data reach the file before their flags do
+                    write_sample(dset, j, data[k])
+            f.flush()  # the data and checksums reach the file before their flags do
             _test_kill("data", b)
             for j in batch:
                 done[j] = 1
@@ -303,6 +317,8 @@ class BurgersDataset(Dataset):
         self.samples = _samples(samples, n)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._crcs: np.ndarray | None = None  # this process's copy of the checksums
+        self._checked: set[int] = set()  # the samples this process has checked
 
     @property
     def x(self) -> np.ndarray:
@@ -353,6 +369,8 @@ class BurgersDataset(Dataset):
         if self._file is None or self._pid != os.getpid():
             self._file = open_h5(self.path, "r", what="the data file", fix=_READ_FIX)
             self._pid = os.getpid()
+            self._crcs = stored_checksums(self._file[f"nx{self.nx}/u"])
+            self._checked = set()
         return self._file
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,7 +381,13 @@ class BurgersDataset(Dataset):
             raise IndexError(f"index {k} is out of range for {n} trajectories")
         s = self.samples[int(k) % n]
         f = self._h5()
-        u = torch.from_numpy(np.ascontiguousarray(f[f"nx{self.nx}/u"][s], dtype=np.float32))
+        dset = f[f"nx{self.nx}/u"]
+        if s in self._checked:
+            u = dset[s]
+        else:  # the first read of a sample checks it against its checksum
+            u = read_checked(dset, s, self._crcs, self.path, _CORRUPT_FIX)
+            self._checked.add(s)
+        u = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32))
         theta = torch.from_numpy(np.asarray(f["theta"][s], dtype=np.float32))
         return u, theta
 

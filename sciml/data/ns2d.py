@@ -15,6 +15,8 @@ Datasets:
 * ``times`` ``(time,)`` float64: ``numpy.linspace(t_start, t_end, snapshots)``; every
   run starts at ``t = 0`` from the initial condition, so ``t_start > 0`` skips a spin-up;
 * ``x``, ``y`` ``(resolution,)`` float64: grid coordinates ``i * length / resolution``;
+* ``vorticity_crc32`` ``(sample,)`` uint32: the crc32 of each sample's stored bytes,
+  written with the sample and checked when :class:`NS2DDataset` first reads it;
 * ``done`` ``(sample,)`` uint8: 1 once a sample is written and flushed (resume state);
 * ``sample_index`` ``(sample,)`` int64: the sample's index in the whole data set (a shard
   holds a subset); sample ``i`` starts from the initial condition drawn with

@@ -14,11 +14,12 @@ from torch.utils.data import Dataset
 from .._validation import check_int
 from ..pdes import NavierStokes2D
 from ._ns2d_writer import FORMAT, FORMAT_VERSION
-from ._store import check_format, open_h5
+from ._store import check_format, open_h5, read_checked, stored_checksums
 
 __all__ = ["NS2DDataset"]
 
 _FIX = "regenerate it with `sciml generate ns2d`"
+_CORRUPT_FIX = "restore the file from a copy, or delete it and rerun `sciml generate ns2d`"
 
 
 class NS2DDataset(Dataset):
@@ -32,7 +33,9 @@ class NS2DDataset(Dataset):
     ``(w - mean) / std`` with the file's statistics; :meth:`denormalize` undoes it.
 
     The file is opened lazily, once per process, so the data set can be handed to a
-    ``DataLoader`` with worker processes.
+    ``DataLoader`` with worker processes. The first read of a trajectory in a process
+    checks it against its stored checksum (files written before checksums are not
+    checked).
 
     Args:
         path: the HDF5 file.
@@ -48,7 +51,8 @@ class NS2DDataset(Dataset):
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is unreadable, of another format or version, incomplete (an
-            interrupted generation: rerun it), or too short for one window.
+            interrupted generation: rerun it), or too short for one window; when an item
+            is read, the trajectory does not match its checksum (the file is corrupt).
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class NS2DDataset(Dataset):
         self.windows_per_sample = (n_times - span) // self.stride + 1
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._crcs: np.ndarray | None = None  # this process's copy of the checksums
+        self._checked: set[int] = set()  # the trajectories this process has checked
 
     @staticmethod
     def _samples(samples: Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -122,6 +128,8 @@ class NS2DDataset(Dataset):
         if self._file is None or self._pid != os.getpid():
             self._file = open_h5(self.path, "r", what="the data file", fix=_FIX)
             self._pid = os.getpid()
+            self._crcs = stored_checksums(self._file["vorticity"])
+            self._checked = set()
         return self._file
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,8 +141,13 @@ class NS2DDataset(Dataset):
         k = int(k) % n
         s = self.samples[k // self.windows_per_sample]
         t = (k % self.windows_per_sample) * self.stride
-        k0 = self.subsample
-        w = self._h5()["vorticity"][s, t:t + self.input_steps + self.output_steps, ::k0, ::k0]
+        k0, span = self.subsample, self.input_steps + self.output_steps
+        dset = self._h5()["vorticity"]
+        if s in self._checked:
+            w = dset[s, t:t + span, ::k0, ::k0]
+        else:  # the first read of a trajectory checks it whole against its checksum
+            w = read_checked(dset, s, self._crcs, self.path, _CORRUPT_FIX)[t:t + span, ::k0, ::k0]
+            self._checked.add(s)
         if self.normalize:
             w = (w.astype(np.float64) - self.mean) / self.std
         x = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))

@@ -1,0 +1,174 @@
+"""Files sciml writes can be trusted (issue 17, items 10-14).
+
+* a resumed run refuses data whose content differs from the data it was trained on
+  (a fingerprint stored in the checkpoint), and a model built with other settings (each
+  differing setting named);
+* a checkpoint whose weights are not finite is refused when loaded;
+* one flipped byte in a checkpoint's tensors or in an HDF5 data chunk is detected when
+  the file is read (checksums stored by the writers); files from before the checksums
+  still load;
+* two writers of one file never interleave: the second stops with a clear message naming
+  the first one's pid, never a raw traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from sciml._files import writer_lock
+from sciml.data import BurgersDataset, NS2DDataset, fingerprint, generate_burgers, generate_ns2d
+
+NS = {"preset": "fno", "samples": 4, "resolution": 16, "solver_resolution": 32,
+      "t_start": 0.0, "t_end": 1.2, "snapshots": 13, "progress": False}
+NS_CLI = ["generate", "ns2d", "--preset", "fno", "--samples", "4", "--resolution", "16",
+          "--solver-resolution", "32", "--t-start", "0", "--t-end", "1.2", "--snapshots", "13",
+          "--no-progress"]
+
+
+# ------------------------------------------------------------------ data files (items 13, 14)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    """Two data sets of the same shape (other seeds): a.h5 and b.h5."""
+    d = tmp_path_factory.mktemp("data")
+    return (generate_ns2d(d / "a.h5", seed=0, **NS), generate_ns2d(d / "b.h5", seed=1, **NS))
+
+
+def _flip(path: Path, offset: int) -> None:
+    """Flip one bit of the byte at ``offset``."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x10]))
+
+
+def _chunk(path: Path, name: str, sample: int) -> tuple[int, int]:
+    with h5py.File(path, "r") as f:
+        d = f[name]
+        info = d.id.get_chunk_info_by_coord((sample,) + (0,) * (d.ndim - 1))
+        return info.byte_offset, info.size
+
+
+def test_stored_checksums_are_the_crc32_of_each_sample(data):
+    for path in data:
+        with h5py.File(path, "r") as f:
+            v = f["vorticity"]
+            assert [zlib.crc32(v[i].tobytes()) for i in range(v.shape[0])] == list(
+                f["vorticity_crc32"][:])
+
+
+def test_a_flipped_byte_in_an_ns2d_chunk_is_detected_when_read(data, tmp_path):
+    a, _ = data
+    bad = Path(shutil.copy(a, tmp_path / "bad.h5"))
+    start, size = _chunk(bad, "vorticity", 2)
+    _flip(bad, start + size // 2)
+    ds = NS2DDataset(bad, input_steps=4, output_steps=5)
+    w = ds.windows_per_sample
+    good = NS2DDataset(a, input_steps=4, output_steps=5)
+    for k in (0, w, 3 * w):  # the other samples read as before
+        assert all(torch.equal(x, y) for x, y in zip(ds[k], good[k]))
+    with pytest.raises(ValueError, match=r"is corrupt: sample 2 of /vorticity") as e:
+        ds[2 * w + 1]
+    assert str(bad) in str(e.value)
+
+
+def test_ns2d_files_from_before_the_checksums_still_load(data, tmp_path):
+    a, _ = data
+    old = Path(shutil.copy(a, tmp_path / "old.h5"))
+    with h5py.File(old, "r+") as f:
+        del f["vorticity_crc32"]
+    ds, ref = NS2DDataset(old, input_steps=4, output_steps=5), NS2DDataset(a, input_steps=4,
+                                                                            output_steps=5)
+    assert all(torch.equal(ds[k][0], ref[k][0]) for k in range(len(ds)))
+
+
+def test_a_flipped_byte_in_a_burgers_chunk_is_detected_when_read(tmp_path):
+    path = generate_burgers(tmp_path / "b.h5", family="E1", samples=3, resolutions=(40, 20),
+                            nt=20, progress=False)
+    with h5py.File(path, "r") as f:
+        u = f["nx40/u"]
+        assert [zlib.crc32(u[i].tobytes()) for i in range(3)] == list(f["nx40/u_crc32"][:])
+    start, size = _chunk(path, "nx40/u", 1)
+    _flip(path, start + size // 2)
+    ds = BurgersDataset(path, 40)
+    ds[0], ds[2], BurgersDataset(path, 20)[1]  # the other chunks read as before
+    with pytest.raises(ValueError, match=r"is corrupt: sample 1 of /nx40/u") as e:
+        ds[1]
+    assert str(path) in str(e.value)
+
+
+def test_fingerprint_follows_the_content_not_the_name(data, tmp_path):
+    a, _ = data
+    copy = Path(shutil.copy(a, tmp_path / "copy.h5"))
+    assert fingerprint(copy) == fingerprint(a)
+    with h5py.File(copy, "r+") as f:  # a rewritten sample, with its checksum updated
+        w = f["vorticity"][1] + 1.0
+        f["vorticity"][1] = w
+        f["vorticity_crc32"][1] = zlib.crc32(w.tobytes())
+    assert fingerprint(copy) != fingerprint(a)
+    # a file from before the checksums is fingerprinted by its whole content
+    old = Path(shutil.copy(a, tmp_path / "old.h5"))
+    with h5py.File(old, "r+") as f:
+        del f["vorticity_crc32"]
+    old_fp = fingerprint(old)
+    with h5py.File(old, "r+") as f:
+        f["vorticity"][3, 0, 0, 0] += 1.0
+    assert fingerprint(old) != old_fp
+
+
+def test_two_writers_started_together_one_writes_the_other_is_told_who(tmp_path):
+    out = tmp_path / "same.h5"
+    start = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def write(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = generate_ns2d(out, seed=0, **NS)
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [r for r in results if isinstance(r, Path)]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(done) == 1 and len(failed) == 1, results
+    assert type(failed[0]) is ValueError
+    msg = str(failed[0])
+    assert f"another process is writing {out} (lock file {out}.lock held by pid " in msg
+    assert "delete" not in msg  # the file is being written: deleting it is wrong advice
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.h5"]  # no temp or lock file
+    assert len(NS2DDataset(out, input_steps=4, output_steps=5)) > 0
+
+
+def test_a_cli_writer_finding_the_file_locked_exits_with_the_holders_pid(tmp_path):
+    out = tmp_path / "x.h5"
+    with writer_lock(out):  # as a running writer holds it
+        r = subprocess.run([sys.executable, "-m", "sciml.cli", *NS_CLI, "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert f"another process is writing {out} (lock file {out}.lock held by pid {os.getpid()})" \
+        in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
+    out = tmp_path / "x.h5"
+    Path(f"{out}.lock").write_text("999999999\n")  # its owner is gone: the lock is not held
+    assert generate_ns2d(out, seed=0, **NS) == out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
