@@ -111,6 +111,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"no checkpoint at {path}: train with Trainer(..., out_dir={str(path.parent)!r}) "
             "first, or check the path"
         )
+    if isinstance(map_location, (str, torch.device)):
+        from .._device import check_device
+
+        # a device this machine lacks is not a damaged file: say so before reading it
+        check_device(map_location, "map_location")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:

@@ -84,6 +84,8 @@ def ritz_rhs(system, n: int, *, k: int = 64, power: float = 1.0, generator=None,
     uniform over the ``k`` vectors)."""
     from scipy.sparse.linalg import eigsh
 
+    _check_power(power)
+    check_int("k", k, minimum=1)
     A = system.csr(reduced=True)
     k = min(k, A.shape[0] - 2)
     rng = np.random.default_rng(seed)
@@ -96,6 +98,12 @@ def ritz_rhs(system, n: int, *, k: int = 64, power: float = 1.0, generator=None,
     B = coeffs @ V.T
     B /= np.linalg.norm(B, axis=1, keepdims=True)
     return system.from_fluid(torch.from_numpy(B))
+
+
+def _check_power(power: object) -> None:
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not math.isfinite(power):
+        raise ValueError(f"power must be a finite number (Ritz vector i gets the weight "
+                         f"(lambda_1 / lambda_i)^power; 0: uniform), got {power!r}")
 
 
 class DCDMData(Dataset):
@@ -116,6 +124,8 @@ class DCDMData(Dataset):
 
         self.systems = list(systems)
         check_int("per_system", per_system, minimum=1)
+        check_int("k", k, minimum=1)
+        _check_power(power)
         for name, v in (("divergence_fraction", divergence_fraction),
                         ("noise_fraction", noise_fraction)):
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
@@ -225,8 +235,20 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
     if len(dims) != 1:
         raise ValueError(f"systems mix {sorted(dims)}-dimensional grids; train 2D and 3D "
                          f"networks separately")
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     torch.manual_seed(seed)
     net = net if net is not None else DCDMNet(dims.pop())
+    for s in systems:
+        if net.levels(tuple(s.shape)) < 2 and net.max_levels != 1:
+            side = 2 * net.coarsest
+            raise ValueError(
+                f"a {'x'.join(map(str, s.shape))} grid is too small for the network: DCDMNet "
+                f"halves a grid while its sides are even and stay >= coarsest = "
+                f"{net.coarsest}, so it would run a single level; use sides that are even and "
+                f">= {side} (sciml train dcdm --size {side} or more), or pass a DCDMNet with "
+                "max_levels=1 for a single-level network"
+            )
     data = DCDMData(systems, per_system, k=k, power=power, seed=seed)
     obj = _Objective(systems, loss)
     loader_batch = batch_size
@@ -255,20 +277,36 @@ def training_scenes(dim: int, size: int, n: int, *, seed: int = 0) -> list:
                                          for i in range(n - 1)]
 
 
-def load_pretrained(dim: int) -> DCDMNet:
-    """The shipped network for ``dim``-dimensional grids (eval mode, float32).
+def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMNet:
+    """The shipped network for ``dim``-dimensional grids (eval mode, float32), or the one
+    at ``path`` (the ``dcdm_<dim>d.pt`` that ``sciml train dcdm --out DIR`` writes).
 
     Produced by ``sciml train dcdm`` with the settings stored beside the weights
-    (printed by ``sciml train dcdm --help``; see the README)."""
+    (printed by ``sciml train dcdm --help``; see the README).
+
+    Raises:
+        FileNotFoundError: no file.
+        ValueError: ``dim`` is not 2 or 3; the file is not a sciml weights file (a foreign
+            pickle is refused without running it) or holds a network of another dimension.
+    """
+    from ._weights import build, load_weights
+
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-    path = WEIGHTS / f"dcdm_{dim}d.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; train one "
-                                f"with `sciml train dcdm --dim {dim} --out DIR`")
-    blob = torch.load(path, weights_only=True)
-    net = DCDMNet(**blob["config"])
-    net.load_state_dict(blob["state"])
+    fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
+    if path is None:
+        path = WEIGHTS / f"dcdm_{dim}d.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; {fix}")
+        fix = f"reinstall sciml, or {fix} and pass path=DIR/dcdm_{dim}d.pt"
+    else:
+        fix = f"pass the dcdm_{dim}d.pt that `sciml train dcdm` wrote, or {fix}"
+    path = Path(path)
+    blob = load_weights(path, keys=("config", "state"), fix=fix)
+    net = build(path, DCDMNet, blob["config"], blob["state"], fix)
+    if net.dim != dim:
+        raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass "
+                         f"dim={net.dim} or the dcdm_{dim}d.pt file")
     return net.eval()
 
 

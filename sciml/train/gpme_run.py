@@ -5,6 +5,7 @@ Shared by ``sciml train probconserv``, ``examples/probconserv_gpme.py`` and the 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -113,6 +114,10 @@ def run_probconserv(
         raise ValueError("problems is empty; choose from " + ", ".join(PROBLEMS))
     check_int("members", members, minimum=1)
     check_int("n_eval", n_eval, minimum=1)
+    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0 <= soft < math.inf:
+        # a negative or NaN weight must not pass for "no soft baseline" (the test soft > 0)
+        raise ValueError(f"soft must be a finite weight >= 0, got {soft!r}; use 0 to skip the "
+                         "soft baseline")
     out = Path(out_dir)
     results: list[CaseResult] = []
     seconds: dict[str, float] = {}

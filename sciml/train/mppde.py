@@ -64,6 +64,7 @@ def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-
 
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    max_unroll = check_int("max_unroll", max_unroll, minimum=0)
     if grow_every is None:
         grow_every = max(1, steps // (2 * (max_unroll + 1)))
     obj = Pushforward(max_unroll=max_unroll, grow_every=grow_every)
@@ -91,16 +92,20 @@ def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-
 def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module:
     """The model a :func:`train_stepper` run with ``out_dir=run`` wrote (eval mode)."""
     from ..operators import MPPDE, BundledFNO
+    from ._weights import build, load_weights
 
     path = Path(run) / file
     if not path.exists():
         raise FileNotFoundError(f"no {file} in {run}: train it first "
                                 f"(sciml train mppde --out {run} ...)")
-    blob = torch.load(path, weights_only=True)
-    cls = {"mppde": MPPDE, "fno": BundledFNO}[blob["kind"]]
-    model = cls(**blob["config"])
-    model.load_state_dict(blob["state"])
-    return model.eval()
+    fix = (f"move {path} away and rerun the training (train_stepper(..., out_dir={str(run)!r}) "
+           "or sciml train mppde), which resumes from its checkpoint")
+    blob = load_weights(path, keys=("kind", "config", "state"), fix=fix)
+    classes = {"mppde": MPPDE, "fno": BundledFNO}
+    if not isinstance(blob["kind"], str) or blob["kind"] not in classes:
+        raise ValueError(f"{path} holds a model of kind {blob['kind']!r}, not one of "
+                         f"{sorted(classes)}; {fix}")
+    return build(path, classes[blob["kind"]], blob["config"], blob["state"], fix).eval()
 
 
 def _stack(data, samples: int | None) -> tuple[Tensor, Tensor]:

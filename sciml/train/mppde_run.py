@@ -12,6 +12,7 @@ training processes can share a machine while the timings are taken on a quiet on
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -102,6 +103,19 @@ def run_mppde(
         check_int("nx", nx, minimum=8)
         if 200 % nx:
             raise ValueError(f"nx must divide the base resolution 200, got {nx}")
+    # checked before any data is generated (train_stepper checks them again, much later)
+    for name, v, low in (("train_samples", train_samples, 1), ("test_samples", test_samples, 1),
+                         ("steps", steps, 1), ("batch_size", batch_size, 1),
+                         ("max_unroll", max_unroll, 0), ("hidden", hidden, 1),
+                         ("fno_width", fno_width, 1)):
+        check_int(name, v, minimum=low)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; a typical value is 1e-3")
+    if time_budget is not None and (isinstance(time_budget, bool)
+                                    or not isinstance(time_budget, (int, float))
+                                    or not 0 < time_budget < math.inf):
+        raise ValueError(f"time_budget must be a finite number of seconds > 0 or None (no "
+                         f"limit), got {time_budget!r}")
     rows: list[dict] = []
     rollouts: dict[str, dict] = {}
     for family in families:

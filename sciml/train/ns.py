@@ -6,6 +6,7 @@ a split, a metric or a file written here means the same everywhere.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import check_device
 from .._validation import check_int
 from ..benchtools import write_json_atomic as write_json
 from ..data import NS2DDataset
@@ -78,11 +80,31 @@ class NSData:
         if part not in ("train", "test"):
             raise ValueError(f"part must be 'train' or 'test', got {part!r}")
         train, test = self.split()
-        return NS2DDataset(
+        ds = NS2DDataset(
             self.path, input_steps=self.input_steps, output_steps=self.output_steps,
             stride=self.stride if part == "train" else self.test_stride,
             samples=train if part == "train" else test,
             subsample=self.subsample if subsample is None else subsample,
+        )
+        _check_normaliser(ds.path, ds.mean, ds.std, "data file",
+                          "regenerate the file with `sciml generate ns2d` (and retrain any "
+                          "model trained on it)")
+        return ds
+
+
+def _check_normaliser(path: object, mean: float, std: float, what: str, fix: str) -> None:
+    """Refuse a normalisation ``(w - mean) / std`` that cannot work, naming the file."""
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise ValueError(
+            f"the normalisation std stored in the {what} {path} is {std} (mean {mean}): the "
+            "vorticity it was computed from holds NaN or Inf, or the statistics were never "
+            f"computed; {fix}"
+        )
+    if std <= 0:
+        raise ValueError(
+            f"the normalisation std stored in the {what} {path} is {std}: the vorticity has "
+            f"zero variance (every value is {mean}), so the normaliser (w - mean) / std is "
+            f"degenerate; {fix}"
         )
 
 
@@ -121,7 +143,14 @@ def train_sfno(
 
 def load_sfno(path: str | os.PathLike, *, device: str | torch.device = "cpu"
               ) -> tuple[SFNO, NSData]:
-    """Rebuild a trained SFNO and its data description from ``model.pt`` or a checkpoint."""
+    """Rebuild a trained SFNO and its data description from ``model.pt`` or a checkpoint.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`~sciml.train.load_checkpoint`; also a
+            ``device`` this machine lacks, a file that holds another model, or a stored
+            normalisation that cannot work (std NaN or 0).
+    """
+    check_device(device, "device")
     ckpt = load_checkpoint(path, map_location=device)
     cfg = ckpt.get("model_config") or {}
     if cfg.get("kind") != "sfno":
@@ -129,6 +158,10 @@ def load_sfno(path: str | os.PathLike, *, device: str | torch.device = "cpu"
             f"{path} does not hold an SFNO (model_config kind = {cfg.get('kind')!r}); pass the "
             "model.pt written by `sciml train sfno`"
         )
+    if "std" in cfg:
+        _check_normaliser(path, float(cfg.get("mean", 0.0)), float(cfg["std"]), "model file",
+                          "retrain the model with `sciml train sfno` on a file whose fields "
+                          "vary")
     kwargs = dict(cfg["model"])
     kwargs["modes"] = tuple(kwargs["modes"])
     model = SFNO(**kwargs)
