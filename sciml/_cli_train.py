@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ._cli_types import (
+    device,
+    finite_float,
+    int_at_least,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -29,16 +38,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--modes-t", type=int, default=5, help="temporal Fourier modes")
     s.add_argument("--width", type=int, default=20)
     s.add_argument("--layers", type=int, default=4)
-    s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--batch-size", type=int, default=4, help="per process")
+    s.add_argument("--epochs", type=positive_int, default=10)
+    s.add_argument("--lr", type=positive_float, default=1e-3)
+    s.add_argument("--batch-size", type=positive_int, default=4, help="per process")
     s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "constant"])
     s.add_argument("--max-steps", type=int, default=None)
     s.add_argument("--time-budget", type=float, default=None, help="seconds of training")
     s.add_argument("--checkpoint-every", type=int, default=None, help="optimiser steps")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    s.add_argument("--device", default=None)
+    s.add_argument("--device", type=device, default=None,
+                   help="cpu, cuda or cuda:N (default: the GPU if any)")
     s.add_argument("--no-progress", action="store_true")
 
     pc = models.add_parser(
@@ -53,7 +63,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--members", type=int, default=4, help="ensemble size")
     pc.add_argument("--steps", type=int, default=2000, help="optimiser steps per member")
     pc.add_argument("--tasks", type=int, default=2048, help="training tasks per problem")
-    pc.add_argument("--soft", type=float, default=1e-3,
+    pc.add_argument("--soft", type=nonnegative_float, default=1e-3,
                     help="weight of the PDE-residual penalty of the soft baseline (0: skip it)")
     pc.add_argument("--n-eval", type=int, default=50, help="context draws per test case")
     pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
@@ -91,22 +101,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(config, weights, settings). Rerun to resume from OUT/checkpoint.pt.")
     dc.add_argument("--out", required=True, help="folder for the checkpoint and weights")
     dc.add_argument("--dim", type=int, default=2, choices=[2, 3])
-    dc.add_argument("--size", type=int, nargs="+", default=[64],
+    dc.add_argument("--size", type=int_at_least(8, " (DCDMNet needs two levels at least: "
+                                                 "it halves grids whose sides stay >= 4)"),
+                    nargs="+", default=[64],
                     help="grid side(s) of the training scenes: several sizes train one "
                     "network on all of them (--scenes scenes at each)")
-    dc.add_argument("--scenes", type=int, default=8,
+    dc.add_argument("--scenes", type=positive_int, default=8,
                     help="training geometries: the fluid proxy and random obstacle sets")
-    dc.add_argument("--per-scene", type=int, default=128, help="right-hand sides per scene")
-    dc.add_argument("--ritz", type=int, default=96, help="Ritz vectors per scene")
-    dc.add_argument("--power", type=float, default=0.0,
+    dc.add_argument("--per-scene", type=positive_int, default=128,
+                    help="right-hand sides per scene")
+    dc.add_argument("--ritz", type=positive_int, default=96, help="Ritz vectors per scene")
+    dc.add_argument("--power", type=finite_float, default=0.0,
                     help="weight (lambda_1/lambda_i)^power on Ritz vector i")
-    dc.add_argument("--channels", type=int, default=16)
-    dc.add_argument("--max-levels", type=int, default=None,
+    dc.add_argument("--channels", type=positive_int, default=16)
+    dc.add_argument("--max-levels", type=positive_int, default=None,
                     help="cap the network's depth (levels, finest included) at run time; "
                     "the shipped 3D network uses 4, its training depth at 32^3")
-    dc.add_argument("--steps", type=int, default=2000)
-    dc.add_argument("--lr", type=float, default=1e-3)
-    dc.add_argument("--batch-size", type=int, default=8)
+    dc.add_argument("--steps", type=positive_int, default=2000)
+    dc.add_argument("--lr", type=positive_float, default=1e-3)
+    dc.add_argument("--batch-size", type=positive_int, default=8)
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--no-progress", action="store_true")
 
@@ -126,14 +139,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--models", nargs="+", default=["mppde", "fno"], choices=["mppde", "fno"])
     mp.add_argument("--train-samples", type=int, default=512)
     mp.add_argument("--test-samples", type=int, default=128)
-    mp.add_argument("--steps", type=int, default=100_000, help="most optimiser steps per model")
-    mp.add_argument("--time-budget", type=float, default=600.0,
+    mp.add_argument("--steps", type=positive_int, default=100_000,
+                    help="most optimiser steps per model")
+    mp.add_argument("--time-budget", type=nonnegative_float, default=600.0,
                     help="seconds of training per model (0: none, --steps alone decides)")
-    mp.add_argument("--batch-size", type=int, default=16)
-    mp.add_argument("--lr", type=float, default=1e-3)
-    mp.add_argument("--max-unroll", type=int, default=2, help="most pushforward unrolls")
-    mp.add_argument("--hidden", type=int, default=128, help="MP-PDE width")
-    mp.add_argument("--fno-width", type=int, default=64)
+    mp.add_argument("--batch-size", type=positive_int, default=16)
+    mp.add_argument("--lr", type=positive_float, default=1e-3)
+    mp.add_argument("--max-unroll", type=nonnegative_int, default=2,
+                    help="most pushforward unrolls")
+    mp.add_argument("--hidden", type=positive_int, default=128, help="MP-PDE width")
+    mp.add_argument("--fno-width", type=positive_int, default=64)
     mp.add_argument("--train-only", action="store_true", help="train, do not score")
     mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
     mp.add_argument("--seed", type=int, default=0)
@@ -151,12 +166,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="spatial norm of the residual (h-1: the paper's)")
     r.add_argument("--windows", type=int, default=None,
                    help="refine the first N test windows (default all)")
-    r.add_argument("--batch-size", type=int, default=4, help="trajectories refined together")
+    r.add_argument("--batch-size", type=positive_int, default=4,
+                   help="trajectories refined together")
 
     e = sub.add_parser(
         "evaluate", help="errors of a trained SFNO per sample and time, spectra, figures")
     _model_args(e)
-    e.add_argument("--batch-size", type=int, default=4)
+    e.add_argument("--batch-size", type=positive_int, default=4)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -166,7 +182,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="spatial stride on the file (default: the model's; 1 on a finer file "
                    "evaluates zero-shot super-resolution)")
     p.add_argument("--out", required=True, help="folder for the JSON results and figures")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -183,15 +199,13 @@ def _test_set(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "refine":
-            return _refine(args)
-        return _evaluate(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"sciml {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    """Run ``sciml train``, ``refine`` or ``evaluate`` (:func:`sciml.cli.main` reports the
+    library's errors)."""
+    if args.command == "train":
+        return _train(args)
+    if args.command == "refine":
+        return _refine(args)
+    return _evaluate(args)
 
 
 def _train(args: argparse.Namespace) -> int:

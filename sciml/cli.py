@@ -32,6 +32,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from ._cli_types import device
     from .data import PRESETS
 
     g = sub.add_parser("generate", help="generate a PDE data set into an HDF5 file (resumable)")
@@ -58,7 +59,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                     help="time step (default 0.5 dx / the preset's velocity bound)")
     ns.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                     help="precision of the solve (the file stores float32)")
-    ns.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: GPU if any)")
+    ns.add_argument("--device", type=device, default=None,
+                    help="e.g. cpu or cuda:0 (default: GPU if any)")
     ns.add_argument("--no-progress", action="store_true", help="no progress bar")
     bu = kinds.add_parser(
         "burgers",
@@ -74,7 +76,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     bu.add_argument("--out", required=True, help="the HDF5 file to write (or resume)")
     bu.add_argument("--seed", type=int, default=0)
     bu.add_argument("--batch-size", type=int, default=64, help="samples solved together")
-    bu.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: GPU if any)")
+    bu.add_argument("--device", type=device, default=None,
+                    help="e.g. cpu or cuda:0 (default: GPU if any)")
     bu.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -123,16 +126,28 @@ def _generate_burgers(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The failures the library raises on purpose, with a message for the user: bad input
+    (exit status 2) and runs that failed (status 1). Anything else is a bug and keeps its
+    traceback."""
+    from .inverse import InverseError
+    from .pdes import NavierStokesBlowUp
+    from .solvers.linear import LinearSolveError
+    from .solvers.ot import OTError
+
+    bad_input = (ValueError, TypeError, OSError)
+    failed = (FloatingPointError, NavierStokesBlowUp, InverseError, LinearSolveError, OTError)
+    return bad_input, failed
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._cli_types import check_writable
+
+    check_writable(args.out, file=args.command == "generate")
     if args.command == "demo":
         from .demo import run_demo
 
-        try:
-            run_demo(args.parts, args.out, quick=args.quick, seed=args.seed)
-        except ValueError as e:
-            print(f"sciml demo: error: {e}", file=sys.stderr)
-            return 2
+        run_demo(args.parts, args.out, quick=args.quick, seed=args.seed)
         return 0
     if args.command == "generate":
         return _generate(args)
@@ -141,6 +156,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    Bad arguments make argparse exit with status 2; an error the library raises on purpose
+    (a bad value, a missing or foreign file, a folder that cannot be written, a run that
+    diverged) prints ``sciml COMMAND: error: <message>`` to stderr and returns 2 (bad
+    input) or 1 (the run failed), without a traceback. Set ``SCIML_TRACEBACK=1`` to see
+    the traceback anyway.
+    """
+    args = _build_parser().parse_args(argv)
+    bad_input, failed = _expected_errors()
+    try:
+        return _run(args)
+    except (*bad_input, *failed) as e:
+        if os.environ.get("SCIML_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"sciml {args.command}: error: {msg}", file=sys.stderr)
+        return 1 if isinstance(e, failed) else 2
 
 
 if __name__ == "__main__":  # pragma: no cover
