@@ -14,19 +14,25 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+import zipfile
 import zlib
 from pathlib import Path
 
 import h5py
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
 from sciml._files import writer_lock
 from sciml.data import BurgersDataset, NS2DDataset, fingerprint, generate_burgers, generate_ns2d
+from sciml.train import TrainConfig, Trainer, load_checkpoint
 
 NS = {"preset": "fno", "samples": 4, "resolution": 16, "solver_resolution": 32,
       "t_start": 0.0, "t_end": 1.2, "snapshots": 13, "progress": False}
@@ -172,3 +178,58 @@ def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
     Path(f"{out}.lock").write_text("999999999\n")  # its owner is gone: the lock is not held
     assert generate_ns2d(out, seed=0, **NS) == out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.h5"]
+
+
+# ------------------------------------------------------------------ checkpoints (item 13)
+
+
+def _tensor_entries(path: Path) -> dict[str, tuple[int, int]]:
+    """Offset and size of each tensor storage in a torch zip file (stored uncompressed)."""
+    out = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        for info in z.infolist():
+            if re.search(r"/data/\d+$", info.filename) and info.file_size:
+                f.seek(info.header_offset + 26)
+                name_len, extra_len = struct.unpack("<HH", f.read(4))
+                out[info.filename] = (info.header_offset + 30 + name_len + extra_len,
+                                      info.file_size)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, generator=g)
+    Trainer(nn.Linear(3, 2), nn.functional.mse_loss,
+            TrainConfig(epochs=1, batch_size=4, progress=False), out_dir=out
+            ).fit(TensorDataset(x, x[:, :2]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "model.pt"])
+def test_a_flipped_byte_in_any_tensor_of_a_checkpoint_is_detected(run_dir, tmp_path, name):
+    entries = _tensor_entries(run_dir / name)
+    assert len(entries) >= 2  # the weight and the bias at least
+    for entry, (start, size) in entries.items():
+        bad = Path(shutil.copy(run_dir / name, tmp_path / "bad.pt"))
+        _flip(bad, start + size // 2)
+        with pytest.raises(ValueError, match=r"is corrupt: tensor '\S+'") as e:
+            load_checkpoint(bad)
+        assert str(bad) in str(e.value), entry
+
+
+def test_changed_values_beside_the_tensors_are_detected(run_dir, tmp_path):
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["lr"] = 0.5  # as a flipped byte of the stored float would
+    torch.save(ckpt, tmp_path / "bad.pt")  # the stored checksums are kept as they were
+    with pytest.raises(ValueError, match="is corrupt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_checkpoints_from_before_the_checksums_still_load(run_dir, tmp_path):
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del ckpt["checksums"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    got = load_checkpoint(tmp_path / "old.pt")
+    assert all(torch.equal(got["model"][k], ckpt["model"][k]) for k in ckpt["model"])

@@ -8,6 +8,9 @@ short by a kill is ignored when the log is read back.
 
 A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(path, weights_only=True)`` (no arbitrary code is run when reading it).
+Every file written by :func:`save` also holds a crc32 of each tensor and one of all the
+other values (torch does not check the CRCs of its zip files), verified on load: a byte
+changed on disk or in transfer is an error naming the file and the tensor.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +33,8 @@ FORMAT_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 METRICS = "metrics.jsonl"
+#: Key of the checksums in every file written by :func:`save`.
+CHECKSUMS = "checksums"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -82,9 +88,72 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def save(obj: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
+    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`), with the
+    :func:`checksums` of ``obj`` under ``"checksums"`` (replacing any stored there)."""
+    blob = {k: v for k, v in obj.items() if k != CHECKSUMS}
+    blob[CHECKSUMS] = checksums(blob)
     # torch.save is looked up at call time (tests replace it to simulate a failed write)
-    atomic_write(path, lambda f: torch.save(dict(obj), f))
+    atomic_write(path, lambda f: torch.save(blob, f))
+
+
+def checksums(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A crc32 of each tensor in ``obj`` (keyed by its path, e.g. ``model/fc.weight``; over
+    its dtype, shape and bytes) and one of all the other values (their paths and reprs)."""
+    tensors: dict[str, int] = {}
+    values = 0
+    for key, leaf in _leaves(obj):
+        if isinstance(leaf, torch.Tensor):
+            t = leaf.detach().cpu().contiguous().reshape(-1)
+            head = zlib.crc32(f"{t.dtype}{tuple(leaf.shape)}".encode())
+            tensors[key] = zlib.crc32(t.view(torch.uint8).numpy(), head)
+        else:
+            values = zlib.crc32(f"{key}={leaf!r}\n".encode(), values)
+    return {"algorithm": "crc32", "tensors": tensors, "values": values}
+
+
+def _leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` of every value in nested dicts, lists and tuples, in stored order."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not (prefix == "" and k == CHECKSUMS):
+                yield from _leaves(v, f"{prefix}{k}/")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{prefix}{i}/")
+    else:
+        yield prefix.rstrip("/"), obj
+
+
+def verify_checksums(path: Path, obj: Mapping[str, Any]) -> None:
+    """Raise unless ``obj`` (loaded from ``path``) matches the checksums stored in it.
+
+    A file without checksums (written before sciml stored them) passes unchecked.
+
+    Raises:
+        ValueError: naming the file and the first tensor (or the other values) whose
+            checksum differs.
+    """
+    stored = obj.get(CHECKSUMS)
+    if stored is None:
+        return
+    fix = ("bytes of the file changed on disk or in transfer: restore it from a copy, or "
+           "delete it and train again")
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("tensors"), Mapping):
+        raise ValueError(f"{path} is corrupt: its checksums entry is damaged; {fix}")
+    now, want = checksums(obj), stored["tensors"]
+    for key in [*now["tensors"], *(k for k in want if k not in now["tensors"])]:
+        got, expected = now["tensors"].get(key), want.get(key)
+        if got != expected:
+            raise ValueError(
+                f"{path} is corrupt: tensor {key!r} has crc32 {got} but the file records "
+                f"{expected}; {fix}"
+            )
+    if now["values"] != stored.get("values"):
+        raise ValueError(
+            f"{path} is corrupt: the values stored beside the tensors (settings, progress, "
+            f"history) have crc32 {now['values']} but the file records "
+            f"{stored.get('values')}; {fix}"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -103,7 +172,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
     Raises:
         FileNotFoundError: there is no file at ``path``.
-        ValueError: the file is corrupt, truncated or not written by the Trainer.
+        ValueError: the file is corrupt (a tensor or value does not match its stored
+            checksum), truncated or not written by the Trainer.
     """
     path = Path(path)
     if not path.is_file():
@@ -123,6 +193,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"cannot read checkpoint {path} ({type(e).__name__}: {e}); the file is corrupt or "
             "not a sciml checkpoint: delete it and train again (resume=False)"
         ) from None
+    if isinstance(ckpt, dict):
+        verify_checksums(path, ckpt)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sciml.train checkpoint (no format tag {FORMAT!r})")
     if ckpt.get("format_version") != FORMAT_VERSION:

@@ -311,11 +311,11 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMN
 
 
 def save_pretrained(net: DCDMNet, path: str | os.PathLike, settings: dict) -> Path:
-    """Write ``{config, state, settings}`` (weights only, loadable without pickle)."""
-    from ._checkpoint import atomic_write
+    """Write ``{config, state, settings}`` (weights only, loadable without pickle), with
+    per-tensor checksums (see :func:`sciml.train._checkpoint.save`)."""
+    from ._checkpoint import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"config": net.config(), "state": net.state_dict(), "settings": settings}
-    atomic_write(path, lambda f: torch.save(blob, f))
+    save({"config": net.config(), "state": net.state_dict(), "settings": settings}, path)
     return path

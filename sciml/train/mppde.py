@@ -80,11 +80,10 @@ def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-
     obj.trainer = trainer
     result = trainer.fit(train, resume=run is not None and (run / "checkpoint.pt").exists())
     if run is not None:
-        from ._checkpoint import atomic_write
+        from ._checkpoint import save
 
-        blob = {"kind": kind, "config": model.config(), "state": model.state_dict(),
-                "steps": result.global_step}
-        atomic_write(run / MODEL_FILE, lambda f: torch.save(blob, f))
+        save({"kind": kind, "config": model.config(), "state": model.state_dict(),
+              "steps": result.global_step}, run / MODEL_FILE)  # atomic, with checksums
     model.eval()
     return result
 
