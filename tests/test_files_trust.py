@@ -219,6 +219,20 @@ def test_a_flipped_byte_in_any_tensor_of_a_checkpoint_is_detected(run_dir, tmp_p
         assert str(bad) in str(e.value), entry
 
 
+def test_a_flipped_byte_in_a_weights_file_is_detected(tmp_path):
+    from sciml.operators import DCDMNet
+    from sciml.train.dcdm import load_pretrained, save_pretrained
+
+    torch.manual_seed(0)
+    path = save_pretrained(DCDMNet(2, channels=3), tmp_path / "dcdm_2d.pt", {"steps": 0})
+    load_pretrained(2, path=path)
+    start, size = next(iter(_tensor_entries(path).values()))
+    _flip(path, start + size // 2)
+    with pytest.raises(ValueError, match=r"is corrupt: tensor 'state/") as e:
+        load_pretrained(2, path=path)
+    assert str(path) in str(e.value)
+
+
 def test_changed_values_beside_the_tensors_are_detected(run_dir, tmp_path):
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     ckpt["config"]["lr"] = 0.5  # as a flipped byte of the stored float would

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checkpoint import verify_checksums
+
 
 def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) -> dict[str, Any]:
     """The dict stored at ``path``, checked to hold ``keys``.
@@ -26,7 +28,8 @@ def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) ->
         FileNotFoundError: no file at ``path``.
         ValueError: the file does not load with ``weights_only=True`` (a foreign pickle,
             which is refused without running it, or a damaged file), or it is not a dict
-            with ``keys``; the message names the file.
+            with ``keys``, or a tensor does not match its stored checksum; the message names
+            the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -50,6 +53,7 @@ def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) ->
             f"{path} is not a sciml weights file: it holds {found}, not the entries "
             f"{sorted(keys)}; {fix}"
         )
+    verify_checksums(path, blob)
     return blob
 
 
