@@ -191,11 +191,15 @@ def run(
     dev = b.device
     maxiter = 10 * n if maxiter is None else maxiter
     check_every = (1 if dev.type == "cpu" else 8) if check_every is None else check_every
-    tol = torch.clamp_min(rtol * b.norm(dim=-1), atol)
+    bn = b.norm(dim=-1)
+    tol = torch.clamp_min(rtol * bn, atol)
     if x0 is None:
         x, r = torch.zeros_like(b), b.clone()
     else:
-        x, r = x0, b - ops.matvec(x0)
+        # b = 0 has the exact solution x = 0 whatever x0 is (as in scipy); starting from
+        # x0 instead would chase a zero tolerance max(rtol * 0, atol) until maxiter
+        x = torch.where((bn == 0)[:, None], 0.0, x0)
+        r = b - ops.matvec(x)
     rn = r.norm(dim=-1)
     # full-batch outputs; the working set (rows idx of the batch) shrinks at checks
     x_out = x.clone()
