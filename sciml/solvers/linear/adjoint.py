@@ -17,10 +17,8 @@ and lineax's linear-solve derivative.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from ._common import LinearSolveError, Solution, raise_if_failed
 from ._krylov import check_rhs, prepare
@@ -34,38 +32,87 @@ def _bind(matvec: Callable[..., torch.Tensor], params: tuple[torch.Tensor, ...],
     return CallableOperator(lambda v: matvec(v, *held), (n, n), like.dtype, like.device)
 
 
+class _Call:
+    """What one solve hands its autograd node: the constant operator in, the Solution out."""
+
+    def __init__(self, A: object) -> None:
+        self.A = A
+        self.sol: Solution | None = None
+
+
+def _require(sol: Solution, what: str) -> torch.Tensor:
+    if not sol.converged:
+        raise LinearSolveError(f"the {what} ended {sol.status.name}: {sol.status.value}; the "
+                               "derivative would be wrong")
+    return sol.x
+
+
 class _AdjointSolve(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, solver, matvec, M, x0, out, b, *params):  # type: ignore[override]
-        n = b.shape[-1]
-        A = _bind(matvec, params, n, b) if matvec is not None else out.pop()
-        sol = solver(A, b.detach(), x0=x0, M=M)
-        out.append(sol)
-        ctx.solver, ctx.matvec, ctx.M, ctx.A = solver, matvec, M, A
-        ctx.save_for_backward(sol.x, *params)
-        return sol.x
+    """``x = A(params)^{-1} b`` with reverse mode (also twice) and forward mode.
+
+    Reverse: ``lambda = A^{-1} dl/dx`` by :func:`solve` itself, so that with
+    ``create_graph=True`` the backward is again differentiable (second derivatives are
+    adjoint solves of adjoint solves). Forward: ``dx = A^{-1} (db - dA x)``, with ``dA x``
+    a forward-mode product through the matvec.
+    """
 
     @staticmethod
-    @once_differentiable
+    def forward(solver, matvec, M, x0, call, b, *params):  # type: ignore[override]
+        n = b.shape[-1]
+        A = _bind(matvec, params, n, b) if matvec is not None else call.A
+        call.A = A if matvec is None else None
+        call.sol = solver(A, b.detach(), x0=x0, M=M)
+        return call.sol.x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        solver, matvec, M, _x0, call, _b, *params = inputs
+        ctx.solver, ctx.matvec, ctx.M, ctx.A = solver, matvec, M, call.A
+        ctx.save_for_backward(output, *params)
+        ctx.save_for_forward(output, *params)
+
+    @staticmethod
     def backward(ctx, grad_x):  # type: ignore[override]
         x, *params = ctx.saved_tensors
-        adj = ctx.solver(ctx.A, grad_x.contiguous(), M=ctx.M)
-        if not adj.converged:
-            raise LinearSolveError(
-                f"the adjoint solve A lambda = dl/dx ended {adj.status.name}: "
-                f"{adj.status.value}; the gradient would be wrong")
-        lam = adj.x
+        s = ctx.solver
+        # a differentiable adjoint solve: plain CG unless the graph of this backward is kept
+        A = ctx.A if ctx.matvec is None else ctx.matvec
+        lam = _require(solve(A, grad_x.contiguous(), params=tuple(params) if ctx.matvec
+                             is not None else (), M=ctx.M, rtol=s.rtol, atol=s.atol,
+                             maxiter=s.maxiter), "adjoint solve A lambda = dl/dx")
         grads: list[torch.Tensor | None] = [None] * len(params)
         need = [ctx.needs_input_grad[6 + i] for i in range(len(params))]
         if any(need):
-            with torch.enable_grad():
-                leaves = [p.detach().requires_grad_(w) for p, w in zip(params, need)]
-                y = ctx.matvec(x, *leaves)
-                wanted = [p for p, w in zip(leaves, need) if w]
-                got = iter(torch.autograd.grad(y, wanted, grad_outputs=-lam, allow_unused=True))
+            # the partial derivative in params at fixed x: a functorch vjp treats x as a
+            # constant at its own level, while the outer graph (create_graph=True) still
+            # sees how x and params enter, so second derivatives are complete
+            keep = tuple(p if torch.is_grad_enabled() else p.detach() for p in params)
+            xk = x if torch.is_grad_enabled() else x.detach()
+            pos = [i for i, w in enumerate(need) if w]
+
+            def partial(*chosen: torch.Tensor) -> torch.Tensor:
+                full = list(keep)
+                for i, c in zip(pos, chosen):
+                    full[i] = c
+                return ctx.matvec(xk, *full)
+
+            _, pull = torch.func.vjp(partial, *(keep[i] for i in pos))
+            got = iter(pull(-lam))
             grads = [next(got) if w else None for w in need]
         grad_b = lam if ctx.needs_input_grad[5] else None
         return (None, None, None, None, None, grad_b, *grads)
+
+    @staticmethod
+    def jvp(ctx, _s, _m, _M, _x0, _call, db, *dparams):  # type: ignore[override]
+        x, *params = ctx.saved_tensors
+        rhs = torch.zeros_like(x) if db is None else db.expand_as(x)
+        if any(d is not None for d in dparams):
+            tangents = tuple(torch.zeros_like(p) if d is None else d
+                             for p, d in zip(params, dparams))
+            rhs = rhs - _jvp_by_double_vjp(ctx.matvec, x, tuple(params), tangents)
+        return _require(ctx.solver(ctx.A if ctx.matvec is None else
+                                   _bind(ctx.matvec, tuple(params), x.shape[-1], x),
+                                   rhs.contiguous(), M=ctx.M), "tangent solve A dx = db - dA x")
 
 
 def solve(
@@ -85,7 +132,10 @@ def solve(
     Gradients come from the adjoint method (see the module docstring): one more CG solve
     with the same ``M`` and tolerances, plus one vector-Jacobian product through the
     matvec. Their accuracy is that of the solves: use a tight ``rtol`` (e.g. 1e-10 in
-    float64) when gradients must be exact. Only first derivatives are supported.
+    float64) when gradients must be exact. Higher derivatives (``create_graph=True``)
+    differentiate the adjoint solve again, and forward mode (``torch.func.jvp``,
+    ``torch.autograd.forward_ad``) solves ``A dx = db - dA x``; each such solve must
+    converge or :class:`LinearSolveError` is raised.
 
     Args:
         A: either a callable ``A(x, *params)`` mapping ``(..., n)`` to ``(..., n)`` whose
@@ -114,31 +164,47 @@ def solve(
             raise TypeError("with params, A must be a callable A(x, *params), got "
                             f"{type(A).__name__}")
         matvec = A  # type: ignore[assignment]
-    elif isinstance(A, torch.Tensor) and A.layout is torch.strided and A.requires_grad:
+    elif isinstance(A, torch.Tensor) and A.layout is torch.strided:
+        # always as a parameter: a tangent (forward mode) or a graph may reach it either
+        # way, and requires_grad does not show a forward-mode dual tensor
+        prepare(A, b, None, None)  # the shape, dtype and device checks of cg
         matvec, params = _dense_matvec, (A,)
     elif callable(A) and not isinstance(A, torch.Tensor) and not hasattr(A, "matvec"):
         matvec = A  # type: ignore[assignment]
-    n = check_rhs(b)
+    check_rhs(b)
     solver = CG(rtol=rtol, atol=atol, maxiter=maxiter)
     if matvec is not None:
         for i, p in enumerate(params):
             if p.device != b.device:
                 raise ValueError(f"params[{i}] is on {p.device} but b is on {b.device}: move "
                                  "it with .to(b.device)")
-    wants_grad = torch.is_grad_enabled() and (
-        b.requires_grad or any(p.requires_grad for p in params))
-    if not wants_grad:
-        op = A if matvec is None else _bind(matvec, params, n, b)
-        return solver(op, b, x0=x0, M=M, throw=throw)
-    out: list[Any] = []
-    if matvec is None:
-        # a constant operator: validate and adapt it once, hand it to forward through `out`
-        out.append(prepare(A, b, None, None)[0])
-    x = _AdjointSolve.apply(solver, matvec, M, x0, out, b, *params)
-    sol: Solution = out[-1]
+    # every call goes through the autograd node (free without gradients): it is what
+    # carries reverse-mode graphs, double backward and forward-mode tangents (whose dual
+    # tensors do not set requires_grad, so no test on requires_grad can see them)
+    call = _Call(prepare(A, b, None, None)[0] if matvec is None else None)
+    x = _AdjointSolve.apply(solver, matvec, M, x0, call, b, *params)
+    sol: Solution = call.sol  # type: ignore[assignment]  # set by forward
     if throw:
         raise_if_failed(sol.status, sol.stats)
     return Solution(x=x, status=sol.status, stats=sol.stats)
+
+
+def _jvp_by_double_vjp(matvec: Callable[..., torch.Tensor], x: torch.Tensor,
+                       params: tuple[torch.Tensor, ...],
+                       tangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``sum_i d(matvec(x, *params))/d params_i . tangents_i`` by reverse mode only.
+
+    ``u -> <J^T u, t>`` is linear in ``u`` with gradient ``J t``. Reverse mode twice
+    instead of a nested forward mode, which torch does not support inside a forward-mode
+    pass (``gradcheck(check_forward_ad=True)``, ``forward_ad.dual_level``); functorch's
+    transforms nest, so this works under ``torch.func.jvp`` as well.
+    """
+    def inner(u: torch.Tensor) -> torch.Tensor:
+        _, pull = torch.func.vjp(lambda *p: matvec(x, *p), *params)
+        return sum(((g * t).sum() for g, t in zip(pull(u), tangents)),
+                   torch.zeros((), dtype=u.dtype, device=u.device))
+
+    return torch.func.grad(inner)(torch.zeros_like(x))
 
 
 def _dense_matvec(x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
