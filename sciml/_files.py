@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def _acquire(lock: Path, path: Path, fix: str) -> int:
 
 
 def _owner(fd: int) -> str:
-    """``pid N`` as written in the lock file, or a vaguer phrase while it is being written."""
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return f"pid {text}" if text.isdigit() else "another process (pid not yet written)"
+    """``pid N`` as written in the lock file (the holder writes it right after taking the
+    lock: wait a moment for it), or a vaguer phrase if it does not come."""
+    for _ in range(100):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return f"pid {text}"
+        time.sleep(0.01)
+    return "another process (its pid is not in the file)"
