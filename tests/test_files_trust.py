@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -31,8 +32,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from sciml._files import writer_lock
+from sciml.cli import main
 from sciml.data import BurgersDataset, NS2DDataset, fingerprint, generate_burgers, generate_ns2d
 from sciml.train import TrainConfig, Trainer, load_checkpoint
+from sciml.train._checkpoint import save
+from sciml.train.ns import load_sfno
 
 NS = {"preset": "fno", "samples": 4, "resolution": 16, "solver_resolution": 32,
       "t_start": 0.0, "t_end": 1.2, "snapshots": 13, "progress": False}
@@ -247,3 +251,55 @@ def test_checkpoints_from_before_the_checksums_still_load(run_dir, tmp_path):
     torch.save(ckpt, tmp_path / "old.pt")
     got = load_checkpoint(tmp_path / "old.pt")
     assert all(torch.equal(got["model"][k], ckpt["model"][k]) for k in ckpt["model"])
+
+
+# ------------------------------------------------------------ non-finite weights (item 12)
+
+
+def _train_args(data: Path, out: Path, epochs: int = 2) -> list[str]:
+    return ["train", "sfno", "--data", str(data), "--out", str(out), "--input-steps", "4",
+            "--output-steps", "5", "--stride", "2", "--test-stride", "4", "--test-samples", "1",
+            "--modes", "4", "--modes-t", "3", "--width", "6", "--layers", "2", "--epochs",
+            str(epochs), "--lr", "3e-3", "--no-progress"]
+
+
+def test_non_finite_weights_are_refused_with_the_file_named(data, tmp_path, capsys):
+    a, _ = data
+    out = tmp_path / "run"
+    assert main(_train_args(a, out, epochs=1)) == 0
+    for name in ("checkpoint.pt", "model.pt"):
+        ckpt = torch.load(out / name, weights_only=True)
+        for v in ckpt["model"].values():
+            v.fill_(math.nan)
+        save(ckpt, out / name)  # well-formed files (valid checksums) holding NaN weights
+    model_bytes = (out / "model.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*_train_args(a, out, epochs=1), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "checkpoint.pt") in err and "not finite" in err
+    assert (out / "model.pt").read_bytes() == model_bytes  # no all-NaN model written again
+    with pytest.raises(ValueError, match="not finite") as e:
+        load_sfno(out / "model.pt")
+    assert str(out / "model.pt") in str(e.value)
+
+
+def test_a_single_infinite_weight_is_refused(tmp_path):
+    net = nn.Linear(3, 2)
+    state = net.state_dict()
+    state["bias"][1] = math.inf
+    save({"format": "sciml.train", "format_version": 1, "model": state}, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=r"'bias' has 1 of 2 values not finite"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_a_weights_file_with_non_finite_weights_is_refused(tmp_path):
+    from sciml.operators import DCDMNet
+    from sciml.train.dcdm import load_pretrained, save_pretrained
+
+    net = DCDMNet(2, channels=3)
+    with torch.no_grad():
+        next(iter(net.parameters())).fill_(math.nan)
+    path = save_pretrained(net, tmp_path / "dcdm_2d.pt", {"steps": 0})
+    with pytest.raises(ValueError, match="not finite") as e:
+        load_pretrained(2, path=path)
+    assert str(path) in str(e.value)

@@ -173,7 +173,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     Raises:
         FileNotFoundError: there is no file at ``path``.
         ValueError: the file is corrupt (a tensor or value does not match its stored
-            checksum), truncated or not written by the Trainer.
+            checksum), truncated or not written by the Trainer, or its weights (``model``)
+            hold NaN or Inf.
     """
     path = Path(path)
     if not path.is_file():
@@ -204,7 +205,29 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         )
     if "model" not in ckpt:
         raise ValueError(f"{path} has no 'model' entry: the file is damaged")
+    check_finite(path, ckpt["model"])
     return ckpt
+
+
+def check_finite(path: Path, state: Mapping[str, Any]) -> None:
+    """Raise unless every floating-point tensor of the state dict ``state`` is finite.
+
+    Raises:
+        ValueError: naming the file, the first tensor holding NaN or Inf and how many of
+            its values are not finite.
+    """
+    bad = [(k, v) for k, v in state.items() if isinstance(v, torch.Tensor)
+           and (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
+    if bad:
+        name, t = bad[0]
+        count = int(t.numel() - torch.isfinite(t).sum())
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise ValueError(
+            f"{path} holds weights that are not finite: {name!r} has {count} of {t.numel()} "
+            f"values not finite (NaN or Inf){more}; the run that wrote it diverged (or the "
+            "file was damaged): start a new run (resume=False, or another out_dir / --out), "
+            "e.g. with a lower learning rate"
+        )
 
 
 def load_model_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checkpoint import verify_checksums
+from ._checkpoint import check_finite, verify_checksums
 
 
 def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) -> dict[str, Any]:
@@ -28,8 +28,8 @@ def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) ->
         FileNotFoundError: no file at ``path``.
         ValueError: the file does not load with ``weights_only=True`` (a foreign pickle,
             which is refused without running it, or a damaged file), or it is not a dict
-            with ``keys``, or a tensor does not match its stored checksum; the message names
-            the file.
+            with ``keys``, or a tensor does not match its stored checksum, or the weights
+            (``state``) hold NaN or Inf; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -54,6 +54,8 @@ def load_weights(path: str | os.PathLike, *, keys: Collection[str], fix: str) ->
             f"{sorted(keys)}; {fix}"
         )
     verify_checksums(path, blob)
+    if isinstance(blob.get("state"), dict):
+        check_finite(path, blob["state"])
     return blob
 
 
