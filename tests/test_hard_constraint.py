@@ -134,3 +134,50 @@ def test_bad_input() -> None:
         HardConstraint(_linear, ridge=-1.0)
     with pytest.raises(TypeError, match="callable"):
         HardConstraint(3)  # type: ignore[arg-type]
+
+
+def test_non_finite_data_is_refused_and_a_non_finite_residual_is_a_breakdown() -> None:
+    """An Inf in the data used to come back CONVERGED with residual_norm = inf."""
+    import sciml
+
+    Phi, y = _data()
+    y[1, 2] = float("inf")
+    layer = HardConstraint(_linear)
+    with pytest.raises(ValueError, match=r"data\[1\] contains 1 non-finite"):
+        layer(Phi, y, c0=torch.zeros(3, 4))
+    with sciml.checks(finite=False):  # past the boundary check, the solve says so itself
+        res = layer(Phi, y, c0=torch.zeros(3, 4))
+    assert res.status is LMStatus.BREAKDOWN and not torch.isfinite(res.residual_norm[1])
+
+    def blows_up(c, Phi_, y_):  # finite data, a residual that overflows for these c
+        return torch.exp(1e3 * _linear(c, Phi_, y_))
+
+    res = HardConstraint(blows_up)(*_data(), c0=torch.ones(3, 4))
+    assert res.status is LMStatus.BREAKDOWN
+
+
+def test_a_residual_that_mixes_the_batch_is_refused() -> None:
+    """Used to come back CONVERGED with coefficients wrong by ~0.8."""
+    Phi, y = _data()
+
+    def first_only(c, Phi_, y_):  # every sample uses c[0]
+        return (Phi_ @ c[0]) - y_
+
+    def centred(c, Phi_, y_):  # a mean over the batch
+        return _linear(c - c.mean(0), Phi_, y_)
+
+    for bad in (first_only, centred):
+        with pytest.raises(ValueError, match="mixes the samples"):
+            HardConstraint(bad)(Phi, y, c0=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match=r"must return \(B, R\)"):
+        HardConstraint(lambda c, P, yy: _linear(c, P, yy).sum(0))(Phi, y, c0=torch.zeros(3, 4))
+    # a single sample cannot mix, and an independent residual passes the check
+    assert HardConstraint(first_only)(Phi[:1], y[:1], c0=torch.zeros(1, 4)).status is \
+        LMStatus.CONVERGED
+
+
+@pytest.mark.parametrize("name", ["ridge", "tol"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0, True])
+def test_non_finite_settings_are_refused(name, value) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        HardConstraint(_linear, **{name: value})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.func import jvp, vmap
 
-from .._validation import check_tensor
+from .._validation import check_finite, check_tensor
 
 __all__ = ["HardConstraint", "HardConstraintResult", "LMStatus", "levenberg_marquardt"]
 
@@ -46,6 +47,9 @@ class LMStatus(enum.Enum):
                 "starting coefficients")
     STALLED = ("stalled: no step lowered the objective (damping at its cap); the residual "
                "may be non-smooth or badly scaled")
+    BREAKDOWN = ("the residual, its Jacobian or the gradient became non-finite (NaN or Inf): "
+                 "check the residual function and its data for NaN/Inf, rescale the problem, "
+                 "or start from other coefficients c0")
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def levenberg_marquardt(
     # samples still running, not the slowest one (the data are gathered anew only when
     # that set changes, at most B times).
     sub, sub_idx = list(data), None
+    broke = torch.zeros_like(done)
     for _ in range(max_iter + 1):
         idx = (~done).nonzero().squeeze(-1)
         if idx.numel() == 0:
@@ -164,8 +169,13 @@ def levenberg_marquardt(
         g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) + ridge * cs
         gn = g.abs().amax(-1)
         gnorm[idx] = gn
+        # a non-finite residual or Jacobian ends that sample: its threshold (scaled by
+        # |r|) would be Inf or NaN and could call anything converged
+        bad = ~(torch.isfinite(f) & torch.isfinite(J).flatten(1).all(-1)
+                & torch.isfinite(g).all(-1))
+        broke[idx] = bad
         scale = J.abs().amax((-1, -2)) * r.norm(dim=-1) + ridge * cs.abs().amax(-1)
-        dones = (gn <= tol * torch.clamp(scale, min=1.0)) | stalled[idx]
+        dones = (gn <= tol * torch.clamp(scale, min=1.0)) | stalled[idx] | bad
         done[idx] = dones
         if bool(done.all()) or int(iters.max()) >= max_iter:
             break
@@ -196,13 +206,60 @@ def levenberg_marquardt(
         c[idx], mu[idx], nu[idx] = cs, mus, nus
         stalled[idx] = stalled[idx] | (active & (mus > 1e15))
         iters[idx] = iters[idx] + (~dones).long()
-    if bool(stalled.any()):
+    if bool(broke.any()):
+        status = LMStatus.BREAKDOWN
+    elif bool(stalled.any()):
         status = LMStatus.STALLED
     elif bool(done.all()):
         status = LMStatus.CONVERGED
     else:
         status = LMStatus.MAX_ITER
     return c, status, iters, gnorm
+
+
+@torch.no_grad()
+def _check_batched(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> None:
+    """Refuse a residual that is not ``(B, R)`` with samples independent.
+
+    The solve treats each sample's Jacobian block alone; a residual that mixes samples
+    (a mean over the batch, ``c[0]`` used for all) would be "solved" to a wrong answer
+    with a converged status. One forward-mode product with a tangent on sample 0 only
+    must leave every other sample's residual untouched, exactly.
+    """
+    B = c.shape[0]
+    r = residual(c, *data)
+    if not isinstance(r, Tensor) or r.ndim != 2 or r.shape[0] != B:
+        got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
+        raise ValueError(f"residual(c, *data) returned {got} for c of shape {tuple(c.shape)}; "
+                         f"it must return (B, R) = ({B}, R): one row of residuals per sample")
+    if B == 1:
+        return
+    try:
+        if residual in _BATCH_CHECKED:
+            return
+    except TypeError:  # not weakly referenceable: check every call
+        pass
+    tangent = torch.zeros_like(c)
+    tangent[0] = 1.0
+    with fwAD.dual_level():
+        dr = fwAD.unpack_dual(residual(fwAD.make_dual(c, tangent), *data)).tangent
+    if dr is None:  # the residual does not depend on c at all
+        return
+    # only finite tangents tell: 0 * Inf is NaN where the residual itself overflows (the
+    # solve reports that as BREAKDOWN)
+    leak = torch.where(torch.isfinite(dr[1:]), dr[1:].abs(), 0.0).amax()
+    if bool(leak != 0):
+        raise ValueError(
+            "residual(c, *data) mixes the samples of the batch: changing c[0] changed the "
+            f"residuals of other samples (by up to {float(leak):.3g}); row b must depend on "
+            "c[b] and data[k][b] only (index with [..., :], not [0]; no sums or means over "
+            "dim 0)")
+    with contextlib.suppress(TypeError):
+        _BATCH_CHECKED.add(residual)
+
+
+# residuals that passed the batch-independence check (a property of the function)
+_BATCH_CHECKED: weakref.WeakSet = weakref.WeakSet()
 
 
 class _Solve(torch.autograd.Function):
@@ -267,12 +324,16 @@ class HardConstraint:
                  jacobian: Callable[..., tuple[Tensor, Tensor]] | None = None) -> None:
         if not callable(residual):
             raise TypeError(f"residual must be callable as residual(c, *data), got {residual!r}")
-        if not (isinstance(ridge, (int, float)) and ridge >= 0):
-            raise ValueError(f"ridge must be >= 0, got {ridge!r}; a typical value is 1e-8")
-        if not (isinstance(max_iter, int) and max_iter >= 1):
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not (
+                math.isfinite(ridge) and ridge >= 0):
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}; a typical "
+                             "value is 1e-8")
+        if isinstance(max_iter, bool) or not (isinstance(max_iter, int) and max_iter >= 1):
             raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
-        if not (isinstance(tol, (int, float)) and tol > 0):
-            raise ValueError(f"tol must be > 0, got {tol!r}")
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (
+                math.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {tol!r}; a typical value "
+                             "is 1e-10")
         if jacobian is not None and not callable(jacobian):
             raise TypeError(f"jacobian must be callable as jacobian(c, *data) -> (r, J), got "
                             f"{jacobian!r}")
@@ -288,7 +349,11 @@ class HardConstraint:
             if d.shape[0] != B:
                 raise ValueError(f"data[{i}] has batch size {d.shape[0]} but c0 has {B}; "
                                  f"every data tensor is batched on dim 0 like c0")
+            if d.is_floating_point() or d.is_complex():
+                check_finite(f"data[{i}]", d)
             data64.append(d.to(torch.float64) if d.is_floating_point() else d)
+        check_finite("c0", c0)
+        _check_batched(self.residual, c0, [d.detach() for d in data64])
         c, status, iters, gnorm = levenberg_marquardt(
             self.residual, c0, [d.detach() for d in data64], ridge=self.ridge,
             max_iter=self.max_iter, tol=self.tol, jacobian=self.jacobian)

@@ -152,7 +152,7 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-_WORST = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED]
+_WORST = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED, LMStatus.BREAKDOWN]
 
 
 class MoEHardConstraint:
