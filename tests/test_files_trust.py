@@ -303,3 +303,60 @@ def test_a_weights_file_with_non_finite_weights_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not finite") as e:
         load_pretrained(2, path=path)
     assert str(path) in str(e.value)
+
+
+# ----------------------------------------------------- resuming another run (items 10, 11, 14)
+
+
+def _stopped_run(data: Path, out: Path) -> None:
+    """A run stopped at once by a tiny time budget (a checkpoint to resume)."""
+    assert main([*_train_args(data, out), "--time-budget", "1e-6"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["progress"]["global_step"] < 12
+
+
+def test_resume_on_other_data_is_refused_by_its_fingerprint(data, tmp_path, capsys):
+    a, b = data
+    out = tmp_path / "run"
+    _stopped_run(a, out)
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*_train_args(b, out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    fa, fb = fingerprint(a), fingerprint(b)
+    assert fa != fb
+    assert f"fingerprint {fa} (file {a})" in err and f"{b}, has fingerprint {fb}" in err
+    assert "pass the original data" in err
+    assert (out / "checkpoint.pt").read_bytes() == before  # nothing was overwritten
+    # the same content under another name (a moved or copied file) resumes
+    moved = Path(shutil.copy(a, tmp_path / "moved.h5"))
+    assert main([*_train_args(moved, out), "--resume"]) == 0
+    assert load_sfno(out / "model.pt")[1].path == str(moved)
+
+
+def test_resume_with_another_architecture_names_each_changed_setting(data, tmp_path, capsys):
+    a, _ = data
+    out = tmp_path / "run"
+    _stopped_run(a, out)
+    capsys.readouterr()
+    args = _train_args(a, out)
+    args[args.index("--width") + 1] = "8"
+    args[args.index("--layers") + 1] = "3"
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "model.width = 6 in the checkpoint but 8 now" in err
+    assert "model.layers = 2 in the checkpoint but 3 now" in err
+    assert "model.modes" not in err and "Traceback" not in err  # only what differs
+
+
+def test_two_trainers_on_one_out_dir_are_kept_apart(tmp_path):
+    x = torch.randn(8, 3)
+    trainer = Trainer(nn.Linear(3, 2), nn.functional.mse_loss,
+                      TrainConfig(epochs=1, batch_size=4, progress=False), out_dir=tmp_path)
+    with writer_lock(tmp_path, lock=tmp_path / "train.lock"):
+        with pytest.raises(ValueError, match=rf"another process is writing {tmp_path} "
+                                             rf"\(lock file .*train.lock held by pid "
+                                             rf"{os.getpid()}\)"):
+            trainer.fit(TensorDataset(x, x[:, :2]))
+    trainer.fit(TensorDataset(x, x[:, :2]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl",
+                                                         "model.pt"]

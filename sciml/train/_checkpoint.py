@@ -250,9 +250,11 @@ def load_model_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
 def check_resumable(
     path: Path, ckpt: Mapping[str, Any], config: Mapping[str, Any], fields: Sequence[str],
-    setup: Mapping[str, int],
+    setup: Mapping[str, int], *, model_config: Mapping[str, Any] | None = None,
+    data_files: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Raise unless a run with ``config`` and ``setup`` may continue from ``ckpt``.
+    """Raise unless a run with ``config``, ``setup``, ``model_config`` and ``data_files`` may
+    continue from ``ckpt``.
 
     Args:
         path: the checkpoint's path (for the message).
@@ -260,10 +262,27 @@ def check_resumable(
         config: the new run's ``TrainConfig.to_dict()``.
         fields: the settings that must agree (they change the sequence of steps).
         setup: ``world_size`` and ``n_train`` of the new run.
+        model_config: the new run's model description; every entry must equal the
+            checkpoint's, except the name of a data file whose content is the same.
+        data_files: the new run's ``{name: {"file": ..., "fingerprint": ...}}``; each one
+            the checkpoint also records must have the same fingerprint (a checkpoint from
+            before fingerprints is not checked).
 
     Raises:
-        ValueError: naming the first setting that differs and both values.
+        ValueError: naming the data file whose content differs (both files and both
+            fingerprints), else every model setting that differs (both values), else the
+            first run setting that differs.
     """
+    moved = _check_data_files(path, ckpt.get("data_files") or {}, data_files or {})
+    diffs = [(k, old, new) for k, old, new in _differences(ckpt.get("model_config"), model_config)
+             if not (isinstance(old, str) and isinstance(new, str) and (old, new) in moved)]
+    if diffs:
+        listed = "; ".join(f"{k} = {_shown(old)} in the checkpoint but {_shown(new)} now"
+                           for k, old, new in diffs)
+        raise ValueError(
+            f"{path} was written for another model: {listed}; resume with the checkpoint's "
+            "settings, or start a new run (resume=False, or another out_dir / --out)"
+        )
     saved = ckpt["config"]
     for name in fields:
         have, want = saved.get(name), config[name]
@@ -281,6 +300,44 @@ def check_resumable(
                 f"{path} was written by a run with {have} {what.get(name, name)} but this run "
                 f"has {want}; resume with the same setup, or start a new run (resume=False)"
             )
+
+
+def _check_data_files(
+    path: Path, saved: Mapping[str, Mapping[str, str]], now: Mapping[str, Mapping[str, str]]
+) -> set[tuple[str, str]]:
+    """Raise if a data file named in both differs in content; return the ``(old, new)`` file
+    names of those that agree (a file moved or copied elsewhere may resume)."""
+    same = set()
+    for name, have in saved.items():
+        want = now.get(name)
+        if want is None:
+            continue
+        if have["fingerprint"] != want["fingerprint"]:
+            raise ValueError(
+                f"{path} was trained on {name} with fingerprint {have['fingerprint']} (file "
+                f"{have['file']}) but the {name} given now, {want['file']}, has fingerprint "
+                f"{want['fingerprint']}: their contents differ; pass the original {name}, or "
+                "start a new run (resume=False, or another out_dir / --out)"
+            )
+        same.add((have["file"], want["file"]))
+    return same
+
+
+_ABSENT = object()
+
+
+def _differences(old: Any, new: Any, key: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for every entry of two nested dicts that differs."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for k in [*old, *(k for k in new if k not in old)]:
+            yield from _differences(old.get(k, _ABSENT), new.get(k, _ABSENT),
+                                    f"{key}.{k}" if key else str(k))
+    elif old != new:
+        yield key or "model_config", old, new
+
+
+def _shown(v: Any) -> str:
+    return "(absent)" if v is _ABSENT else repr(v)
 
 
 def rng_state() -> dict[str, Any]:

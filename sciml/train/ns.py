@@ -119,7 +119,8 @@ def train_sfno(
 ) -> tuple[SFNO, TrainResult]:
     """Train an SFNO on the train split with the relative L2 loss; evaluate on the test split.
 
-    Writes ``out_dir/checkpoint.pt`` (resumable), ``out_dir/model.pt`` and
+    Writes ``out_dir/checkpoint.pt`` (resumable: a resume must use the same model settings
+    and data of the same content, by fingerprint), ``out_dir/model.pt`` and
     ``out_dir/metrics.jsonl``. The default model is ``SFNO(12, 5, width=20)`` (the
     settings of Cao et al. for the FNO data), with as many output frames as the data's
     ``output_steps``.
@@ -136,6 +137,7 @@ def train_sfno(
         metrics={"rel_l2": relative_lp},
         model_config={"kind": "sfno", "model": model.config(), "data": asdict(data),
                       "mean": train.mean, "std": train.std},
+        data_files={"data": data.path},  # a resume must read data of the same content
     )
     result = trainer.fit(train, test, resume=resume)
     return trainer.model, result  # type: ignore[return-value]

@@ -17,11 +17,18 @@ the exact sample-weighted means over the whole evaluation set.
 Files in ``out_dir``: ``checkpoint.pt`` (latest state, replaced atomically every
 ``checkpoint_every`` steps, at each epoch end and when training stops), ``metrics.jsonl``
 (one JSON record per line, see :class:`TrainResult`) and ``model.pt`` (the final
-weights with the config and ``model_config``, written when ``fit`` returns).
+weights with the config and ``model_config``, written when ``fit`` returns). Both ``.pt``
+files also record the fingerprints of the ``data_files`` and the checksums of their
+tensors. While ``fit`` runs, rank 0 holds ``out_dir/train.lock``: a second run on the same
+``out_dir`` stops at once with an error naming the first one's pid.
+
+A resumed run must match its checkpoint: the same run settings, the same ``model_config``
+and data files of the same content (by fingerprint); the error names what differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -35,6 +42,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .._files import writer_lock
 from ._checkpoint import (
     CHECKPOINT,
     FORMAT,
@@ -87,7 +95,11 @@ class Trainer:
         device: where to train (default: the CPU, or ``cuda:LOCAL_RANK`` under torchrun
             on a CUDA machine).
         model_config: JSON-safe description of how to rebuild the model, stored in the
-            checkpoint and in ``model.pt``.
+            checkpoint and in ``model.pt``; a resumed run must pass the same one.
+        data_files: the files the data are read from, by name (e.g. ``{"data": path}``):
+            their fingerprints (:func:`sciml.data.fingerprint`) are stored in the
+            checkpoint and in ``model.pt``, and a resumed run must read files of the same
+            content (they may have moved).
 
     The Trainer never seeds the global RNG (the sample order has its own generator):
     seed it (``torch.manual_seed``) for reproducible dropout or noise in the model. Its
@@ -116,6 +128,7 @@ class Trainer:
         forward: Forward | None = None,
         device: str | torch.device | None = None,
         model_config: Mapping[str, Any] | None = None,
+        data_files: Mapping[str, str | os.PathLike] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -131,6 +144,11 @@ class Trainer:
             raise ValueError("the metric name 'loss' is reserved for the loss; rename the metric")
         if forward is not None and not callable(forward):
             raise TypeError(f"forward must be callable as forward(model, batch), got {forward!r}")
+        data_files = dict(data_files or {})
+        for name, file in data_files.items():
+            if not isinstance(name, str) or not isinstance(file, (str, os.PathLike)):
+                raise TypeError(f"data_files must map names (str) to paths, got {name!r}: "
+                                f"{file!r}")
         self.config = config
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.device = torch.device(device) if device is not None else default_device()
@@ -143,6 +161,9 @@ class Trainer:
         self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self._progress = Progress()
         self._dist: Distributed | None = None
+        self._data_files = {k: str(v) for k, v in data_files.items()}
+        #: ``{name: {"file", "fingerprint"}}`` of the data files, taken when ``fit`` starts
+        self._inputs: dict[str, dict[str, str]] = {}
 
     @property
     def model(self) -> nn.Module:
@@ -236,9 +257,12 @@ class Trainer:
             A :class:`TrainResult`.
 
         Raises:
-            ValueError: a dataset is empty; ``resume=True`` without ``out_dir``; the
-                checkpoint was written with different run settings (the message names
-                the setting and both values), another world size or another dataset size.
+            ValueError: a dataset is empty; ``resume=True`` without ``out_dir``; another
+                process is training into ``out_dir``; the checkpoint was written with a data
+                file of other content (both files and fingerprints named), another
+                ``model_config`` (each differing entry named with both values), different
+                run settings (the setting and both values), another world size or another
+                dataset size, or it is corrupt or holds non-finite weights.
             FloatingPointError: the training loss is NaN or Inf (nothing is written for
                 that step; the last checkpoint stays intact).
         """
@@ -247,12 +271,24 @@ class Trainer:
             dataset_len("eval_data", eval_data)
         if resume and self.out_dir is None:
             raise ValueError("resume=True needs out_dir (where the checkpoint is); pass out_dir=")
-        with Distributed(self.device) as ctx:
+        if self.out_dir is not None:
+            from ..data import fingerprint
+
+            self._inputs = {name: {"file": file, "fingerprint": fingerprint(file)}
+                            for name, file in self._data_files.items()}
+        with Distributed(self.device) as ctx, self._lock(ctx):
             self._dist = ctx
             try:
                 return self._fit(ctx, train_data, eval_data, n, resume)
             finally:
                 self._dist = None
+
+    def _lock(self, ctx: Distributed) -> contextlib.AbstractContextManager:
+        """``out_dir/train.lock``, held by rank 0 while it trains (see :mod:`sciml._files`)."""
+        if self.out_dir is None or not ctx.is_main:
+            return contextlib.nullcontext()
+        return writer_lock(self.out_dir, lock=self.out_dir / "train.lock",
+                           fix="wait for it to finish, or choose another out_dir (--out)")
 
     def _fit(
         self, ctx: Distributed, train_data: Dataset, eval_data: Dataset | None, n: int,
@@ -331,7 +367,8 @@ class Trainer:
         if self.out_dir is not None and ctx.is_main:
             save({"format": FORMAT, "format_version": FORMAT_VERSION,
                   "model": self._model.state_dict(), "config": cfg.to_dict(),
-                  "model_config": self.model_config}, self.out_dir / MODEL)
+                  "model_config": self.model_config, "data_files": self._inputs},
+                 self.out_dir / MODEL)
         stopped = "epochs" if prog.epoch >= cfg.epochs else (stop or "epochs")
         return TrainResult(
             history=history, global_step=prog.global_step,
@@ -423,6 +460,7 @@ class Trainer:
             "progress": asdict(prog),
             "config": self.config.to_dict(),
             "model_config": self.model_config,
+            "data_files": self._inputs,
             "history": list(history),
         }, self.out_dir / CHECKPOINT)
 
@@ -436,7 +474,8 @@ class Trainer:
             return False
         ckpt = load_checkpoint(path, map_location=self.device)
         check_resumable(path, ckpt, self.config.to_dict(), RUN_FIELDS,
-                        {"world_size": prog.world_size, "n_train": prog.n_train})
+                        {"world_size": prog.world_size, "n_train": prog.n_train},
+                        model_config=self.model_config, data_files=self._inputs)
         saved_prog = ckpt["progress"]
         self._model.load_state_dict(ckpt["model"])
         self._optimizer.load_state_dict(ckpt["optimizer"])
