@@ -531,3 +531,21 @@ def test_bad_inputs_name_the_value():
         laplace(flat, torch.tensor([[0.2, 1.0]], dtype=DT), method="dense")
     with pytest.raises(ValueError, match="rank"):
         laplace(problem, torch.zeros(1, N, dtype=DT), rank=N + 1)
+
+
+@pytest.mark.parametrize("detach", [
+    lambda x: _smooth(x).detach(),
+    lambda x: torch.as_tensor(_smooth(x).detach().numpy()),
+    lambda x: _smooth(x.detach()),
+])
+def test_a_forward_map_detached_from_x_is_refused(detach):
+    """Used to return CONVERGED at iteration 0 with the start as the estimate."""
+    problem, _, _, _ = _linear_problem()
+    cut = InverseProblem(detach, problem.observation, problem.data, prior=PRIOR)
+    x0 = torch.zeros(1, N, dtype=DT)
+    with pytest.raises(ValueError, match="does not depend on x through autograd"):
+        solve_map(cut, x0)
+    with pytest.raises(ValueError, match="does not depend on x through autograd"):
+        laplace(cut, x0, method="dense")
+    # the same problem with the graph kept moves away from its start
+    assert solve_map(problem, x0, max_iter=3).stats["iterations"] == 3

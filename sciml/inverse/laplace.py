@@ -54,6 +54,16 @@ from .problem import InverseProblem
 __all__ = ["Laplace", "Posterior", "gauss_newton_hvp", "laplace"]
 
 
+
+def _quadratic(problem: InverseProblem) -> QuadraticMisfit:
+    misfit = problem.misfit
+    if not isinstance(misfit, QuadraticMisfit):
+        raise TypeError(f"the Laplace approximation needs a quadratic misfit with "
+                        f"hessian_vector (L2Misfit, SobolevMisfit), got "
+                        f"{type(misfit).__name__}; a W2Misfit has no Gauss-Newton noise "
+                        f"model: estimate with it, then run Laplace on an L2 problem")
+    return misfit
+
 def gauss_newton_hvp(problem: InverseProblem, x: torch.Tensor, v: torch.Tensor,
                      *, prior: bool = True) -> torch.Tensor:
     """The Gauss-Newton Hessian-vector product ``(J^T W J + Gamma_pr^{-1}) v`` at ``x``.
@@ -64,12 +74,7 @@ def gauss_newton_hvp(problem: InverseProblem, x: torch.Tensor, v: torch.Tensor,
     then ``J^T (W J v)``); the forward map needs to be twice differentiable in reverse
     mode only.
     """
-    misfit = problem.misfit
-    if not isinstance(misfit, QuadraticMisfit):
-        raise TypeError(f"the Laplace approximation needs a quadratic misfit with "
-                        f"hessian_vector (L2Misfit, SobolevMisfit), got "
-                        f"{type(misfit).__name__}; a W2Misfit has no Gauss-Newton noise "
-                        f"model: estimate with it, then run Laplace on an L2 problem")
+    misfit = _quadratic(problem)
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
         pred = problem.predict(xr)
@@ -162,6 +167,8 @@ class Laplace:
         if not isinstance(problem, InverseProblem):
             raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
         x = check_tensor("x_map", x_map, min_ndim=2, real=True).detach()
+        _quadratic(problem)
+        problem.check_differentiable(x)
         method = self.method
         gaussian = isinstance(problem.prior, GaussianPrior)
         if method == "auto":

@@ -216,6 +216,7 @@ class MAP:
             raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
         x0 = problem.check(x0).detach()
         check_finite("x0", x0)
+        problem.check_differentiable(x0)
         coords = _Coordinates(problem, x0, self.whiten)
 
         def fun(z: torch.Tensor) -> torch.Tensor:

@@ -144,6 +144,29 @@ class InverseProblem:
         """``J(x) = phi(O(F(x)), d) + R(x)`` per problem, ``(B,)``; differentiable."""
         return self.misfit_value(x) + self.prior_energy(x)
 
+    def check_differentiable(self, x: torch.Tensor) -> None:
+        """Raise unless the misfit at ``x`` reaches ``x`` through autograd.
+
+        A forward map that detaches its output (``.detach()``, ``.item()``, a round trip
+        through numpy, ``torch.no_grad`` inside) gives the misfit a zero gradient: a
+        MAP solve would stop at its start and call that converged, and a Laplace
+        posterior would be the prior. One evaluation with a graph finds it.
+        """
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            m = self.misfit_value(xr)
+            if m.requires_grad:
+                (g,) = torch.autograd.grad(m.sum(), xr, allow_unused=True)
+            else:
+                g = None
+        if g is None:
+            raise ValueError(
+                "the misfit phi(O(F(x)), d) does not depend on x through autograd: the "
+                "forward map (or the observation) detaches its output (.detach(), .item(), "
+                "numpy, torch.no_grad inside); make forward differentiable in x, e.g. "
+                "write it in torch operations (or wrap a solver with "
+                "sciml.solvers.linear.solve)")
+
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """Validate an unknown ``x`` against the problem (shapes of data and constraint)."""
         x = check_tensor("x0", x, min_ndim=1, real=True)
