@@ -425,7 +425,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_file(tmp_path, ref_file):
         f["nx40/u"][2:] = np.nan  # unflagged data are never trusted
     generate_burgers(out, batch_size=4, **SMALL)  # another batch size: the same file
     _assert_identical(out, ref_file)
-    assert not out.with_name(out.name + ".tmp").exists()
+    # no temporary or lock file is left beside it
+    assert sorted(q.name for q in out.parent.iterdir()) == [out.name]
 
 
 def test_cli_generates_burgers(tmp_path, capsys):

@@ -197,7 +197,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, ref_file):
     r = _cli(*_generate_cmd(out, 3))
     assert r.returncode == 0, r.stderr
     _assert_identical(out, ref_file)
-    assert not out.with_name(out.name + ".tmp").exists()
+    # no temporary or lock file is left beside it
+    assert sorted(q.name for q in out.parent.iterdir()) == [out.name]
 
 
 def test_resume_trusts_flagged_samples_only(tmp_path, ref_file):
