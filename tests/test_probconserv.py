@@ -173,6 +173,23 @@ def test_bad_input_names_the_problem() -> None:
         probconserv(mean * float("nan"), var, G, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_asymmetric_covariance_is_refused(dtype) -> None:
+    """An asymmetric cov used to be accepted without a word."""
+    mean, cov, G, b = _problem(2, 6, 2, full=True)
+    mean, cov = mean.to(dtype), cov.to(dtype)
+    skew = torch.zeros_like(cov)
+    skew[1, 0, 3] = 1e-2  # one entry off in the second profile
+    with pytest.raises(ValueError, match="cov is not symmetric"):
+        probconserv(mean, cov + skew, G, b)
+    with pytest.raises(ValueError, match="negative variances on its diagonal"):
+        probconserv(mean, cov - 10 * torch.eye(6, dtype=dtype), G, b)
+    # rounding-level asymmetry (a covariance computed as A B with B = A^T) still passes
+    L = torch.randn(2, 6, 6, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    out = probconserv(mean, L @ L.mT + 0.1 * torch.eye(6, dtype=dtype), G, b)
+    torch.testing.assert_close(out.mean @ G.T, b, rtol=0, atol=1e-10)
+
+
 def test_trapezoid_weights_match_scipy_on_a_nonuniform_grid() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.sort(torch.rand(40, generator=g, dtype=torch.float64)).values

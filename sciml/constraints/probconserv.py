@@ -95,6 +95,7 @@ def _prepare(
                 f"b has shape {tuple(b.shape)} but G has k = {k} rows; b must end in {k}"
             )
     f64 = torch.float64
+    in_dtype = cov.dtype
     mean, cov, G, b = (t.to(f64) for t in (mean, cov, G, b))
     for name, t in (("mean", mean), ("cov", cov), ("G", G), ("b", b)):
         check_finite(name, t)
@@ -107,7 +108,26 @@ def _prepare(
         ) from None
     if diagonal and bool((cov < 0).any()):
         raise ValueError("cov holds negative variances; pass variances (std**2) >= 0")
+    if not diagonal:
+        _check_covariance(cov, in_dtype)
     return mean, cov, G, b, diagonal
+
+
+def _check_covariance(cov: Tensor, dtype: torch.dtype) -> None:
+    """Refuse a full covariance that is not symmetric (to rounding in its own dtype) or
+    has a negative variance: the update's formulas assume both, and the constraint
+    would hold for a wrong mean without a word."""
+    scale = cov.abs().amax((-2, -1), keepdim=True)
+    asym = (cov - cov.mT).abs().amax((-2, -1), keepdim=True) / scale.clamp_min(1e-300)
+    tol = 64 * torch.finfo(dtype).eps
+    if bool((asym > tol).any()):
+        raise ValueError(
+            f"cov is not symmetric: max |cov - cov^T| / max |cov| = {float(asym.max()):.3g} "
+            f"(allowed {tol:.1g} for {dtype}); a covariance is symmetric: pass "
+            "(cov + cov.mT) / 2 if the asymmetry is rounding, else check how cov was built")
+    if bool((cov.diagonal(dim1=-2, dim2=-1) < 0).any()):
+        raise ValueError("cov has negative variances on its diagonal; a covariance is "
+                         "positive semidefinite: check how cov was built")
 
 
 def _solve_spd(S: Tensor, rhs: Tensor) -> Tensor:
