@@ -54,6 +54,7 @@ import torch
 from .._validation import check_choice, check_int
 from ..pdes import (
     NavierStokes2D,
+    check_step_count,
     fno_forcing,
     gaussian_random_field,
     kolmogorov_forcing,
@@ -288,6 +289,8 @@ def generate_ns2d(
     nt = preset.snapshots if snapshots is None else snapshots
     _check_times(t0, t1, nt)
     step = preset.default_dt(solver_resolution) if dt is None else _number("dt", dt, strict=True)
+    # refuse an absurd step count before any file is made (the solve would run for ever)
+    check_step_count(float(t1), step, intervals=int(nt))
     check_choice("dtype", dtype, sorted(DTYPES))
     world_size = check_int("world_size", world_size, minimum=1)
     rank = check_int("rank", rank, minimum=0)

@@ -35,7 +35,7 @@ from torch import nn
 from .._validation import check_tensor
 from ..pdes._ns_ops import NSOperators
 from ..pdes._steppers import STEPPERS
-from ..pdes.navier_stokes import NavierStokes2D
+from ..pdes.navier_stokes import NavierStokes2D, check_step_count
 from ._spectral import check_real
 from .prior import SobolevPrior
 
@@ -172,6 +172,7 @@ class ParameterForward:
                              "must be the same square (n, n) grid")
         object.__setattr__(self, "time", check_real("time", self.time, positive=True))
         object.__setattr__(self, "dt", check_real("dt", self.dt, positive=True))
+        check_step_count(self.time, self.dt)  # a tiny dt would run for ever
         object.__setattr__(self, "length", check_real("length", self.length, positive=True))
 
     def _operators(self, dtype: torch.dtype, device: torch.device):

@@ -28,6 +28,7 @@ from .gpme import (
 from .navier_stokes import (
     NavierStokes2D,
     NavierStokesBlowUp,
+    check_step_count,
     solve_navier_stokes,
     time_derivative,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "PorousMedium",
     "Stefan",
     "box_scene",
+    "check_step_count",
     "coarsen",
     "divergence",
     "divergence_rhs",

@@ -57,6 +57,7 @@ import torch
 
 from .._validation import check_choice, check_int, check_tensor
 from ._weno import rates, second_derivative, third_derivative, weno5_flux_difference
+from .navier_stokes import check_step_count
 
 __all__ = [
     "CONVENTIONS",
@@ -432,7 +433,11 @@ def _advance(rhs: _RightHandSide, u: torch.Tensor, t0: float, t1: float, cfl: fl
     span = t1 - t0
     steps = torch.ceil(span * rhs.rate(u) / cfl).clamp(min=1)  # (n, 1)
     h = span / steps
-    total = int(steps.max())  # the one host sync per output interval
+    most = float(steps.max())  # the one host sync per output interval
+    # a huge or non-finite field would ask for ever more steps: refuse, giving the count
+    check_step_count(span, span / most if most > 0 else 0.0, intervals=0,
+                     why=f"the CFL step at max|u| = {float(u.abs().max()):.3g}")
+    total = int(most)
     uniform = bool((steps == total).all()) if total > 1 else True
     for j in range(total):
         t = t0 + j * h

@@ -39,6 +39,7 @@ __all__ = ["NavierStokes2D", "NavierStokesBlowUp", "solve_navier_stokes", "time_
 #: (RK4's stability interval on the imaginary axis, 2.83, over the largest dealiased
 #: wavenumber pi/dx * 2/3, is 1.35; the margin covers the nonlinearity).
 MAX_CFL = 1.0
+NS_MAX_STEPS = 10_000_000  # the default refusal threshold of a solve's step count
 
 
 class NavierStokesBlowUp(RuntimeError):
@@ -68,6 +69,10 @@ class NavierStokes2D:
         method: ``"rk4cn"``, ``"imex2"``, ``"ifrk4"`` or ``"ifdp5"``.
         cfl: CFL number of the automatic step (``dt=None``), in (0, 1].
         check_every: steps between the blow-up checks (each synchronises with the device).
+        max_steps: refuse a solve that would take more time steps than this (a ``dt`` of
+            1e-12 or a time of 1e300 would otherwise run for ever); the message gives the
+            count. The estimate is made up front and again whenever the automatic step
+            shrinks.
 
     Example::
 
@@ -82,6 +87,7 @@ class NavierStokes2D:
     method: str = "rk4cn"
     cfl: float = 0.5
     check_every: int = 25
+    max_steps: int = NS_MAX_STEPS
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,10 @@ class NavierStokes2D:
             self.check_every < 1
         ):
             raise ValueError(f"check_every must be a positive int, got {self.check_every!r}")
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or (
+            self.max_steps < 1
+        ):
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         if self.forcing is not None:
             f = check_tensor("forcing", self.forcing, ndim=2, real=True, fft_dtype=True)
             if f.shape[0] != f.shape[1]:
@@ -223,6 +233,7 @@ class NavierStokes2D:
                     if speed is None:
                         speed = float(ops.nonlinear(w_hat)[1][:, 0].detach().abs().amax())
                     h_max = self.cfl * dx / speed if speed > 0 else remaining
+                self._check_count(step, ts[-1] - t, h_max, len(ts) - i, dt is None, speed)
                 k = max(1, math.ceil(remaining / h_max - 1e-9))
                 h = remaining / k
                 fac = factors.get(h)
@@ -242,6 +253,13 @@ class NavierStokes2D:
         if bar is not None:
             bar.close()
         return out[0] if squeeze else out
+
+    def _check_count(self, done: int, span: float, h: float, intervals: int,
+                     adaptive: bool, speed: float | None) -> None:
+        why = (f"the CFL step {h:.3g} of the current flow (max|u| = {speed:.3g}, cfl = "
+               f"{self.cfl})" if adaptive else None)
+        check_step_count(span, h, intervals=intervals, max_steps=self.max_steps, done=done,
+                         why=why)
 
     def _check(self, w_hat, z, h, dx, step, t, adaptive) -> float:
         """Blow-up check after a burst of steps; returns the current max speed."""
@@ -302,6 +320,24 @@ class NavierStokes2D:
         if ops.forcing_full is not None:
             spatial = spatial - ops.forcing_full
         return w_t + torch.fft.ifft2(spatial, norm="forward").real
+
+
+def check_step_count(span: float, dt: float, *, intervals: int = 1,
+                     max_steps: int = NS_MAX_STEPS, done: int = 0,
+                     why: str | None = None) -> None:
+    """Refuse a time integration of ``span`` time units at step ``dt`` that would take
+    more than ``max_steps`` steps (``intervals`` output intervals each round up; ``done``
+    steps already taken count too). Raises ``ValueError`` giving the count."""
+    todo = (span / dt if dt > 0 else math.inf) + intervals
+    if done + todo <= max_steps:  # False for NaN too
+        return
+    why = why or f"dt = {dt:.3g}"
+    raise ValueError(
+        f"this solve would take about {done + todo:.3g} time steps ({why} over "
+        f"{span:.3g} time units{f', after {done} steps' if done else ''}), more than "
+        f"max_steps = {max_steps:,}: pass a larger dt (or dt=None for the CFL step), an "
+        "earlier end time, a field of sensible size, or raise max_steps if that many "
+        "steps are really meant")
 
 
 def _times(name: str, times: object, t0: float) -> list[float]:
