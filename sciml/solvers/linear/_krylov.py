@@ -13,6 +13,7 @@ later products run on the unfinished systems only.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -167,6 +168,22 @@ def prepare(
     return op, mop, b2, x
 
 
+def _range_scale(m: torch.Tensor) -> torch.Tensor:
+    """Per system, 1 for a moderate largest entry ``m``, else the power of two nearest it
+    (0 and non-finite ``m`` keep 1)."""
+    _, e = torch.frexp(m)
+    wild = torch.isfinite(m) & (m > 0) & ((e < -20) | (e > 20))
+    return torch.where(wild, torch.ldexp(torch.ones_like(m), e - 1), torch.ones_like(m))
+
+
+def _safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """``||v||`` per row without underflow or overflow of the squares (scaled by the
+    largest entry): the norms that confirm convergence and that ``stats`` reports. A
+    plain float32 norm of a residual below ~1e-19 reads 0 and would confirm anything."""
+    m = v.abs().amax(-1, keepdim=True)
+    return m[..., 0] * (v / torch.where(m > 0, m, 1.0)).norm(dim=-1)
+
+
 def _index(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return t.index_select(0, i)
 
@@ -191,16 +208,26 @@ def run(
     dev = b.device
     maxiter = 10 * n if maxiter is None else maxiter
     check_every = (1 if dev.type == "cpu" else 8) if check_every is None else check_every
-    bn = b.norm(dim=-1)
-    tol = torch.clamp_min(rtol * bn, atol)
     if x0 is None:
         x, r = torch.zeros_like(b), b.clone()
     else:
         # b = 0 has the exact solution x = 0 whatever x0 is (as in scipy); starting from
         # x0 instead would chase a zero tolerance max(rtol * 0, atol) until maxiter
-        x = torch.where((bn == 0)[:, None], 0.0, x0)
+        x = torch.where((b == 0).all(-1, keepdim=True), 0.0, x0)
         r = b - ops.matvec(x)
-    rn = r.norm(dim=-1)
+    # Systems of extreme magnitude are solved as A (x / s) = b / s with s a power of two
+    # (exact): squares of entries below ~1e-19 (float32) underflow, so a norm of such a
+    # residual reads 0 and a wrong x would pass as converged; above ~1e154 (float64) they
+    # overflow. Moderate systems (s = 1) are untouched, bit for bit.
+    scale = _range_scale(torch.maximum(b.abs().amax(-1), r.abs().amax(-1)))
+    if bool((scale != 1).any()):
+        b, x, r = b / scale[:, None], x / scale[:, None], r / scale[:, None]
+    tol = torch.clamp_min(rtol * _safe_norm(b), atol / scale)
+    rn = _safe_norm(r)
+    # the true residual norm of each returned x: set where a system is confirmed
+    # converged (the very value that confirmed it), the rest computed at the end
+    true_out = torch.full_like(rn, math.nan)
+    true_out = torch.where(rn <= tol, rn, true_out)  # r is b - A x exactly at the start
     # full-batch outputs; the working set (rows idx of the batch) shrinks at checks
     x_out = x.clone()
     iters_out = torch.zeros(B, dtype=torch.int64, device=dev)
@@ -222,8 +249,9 @@ def run(
         cand = torch.nonzero(code == _CONVERGED).flatten()
         if k > 0 and cand.numel():
             rt = _index(bw, cand) - ops.matvec(_index(x, cand))
-            rtn = rt.norm(dim=-1)
+            rtn = _safe_norm(rt)
             bad = ~(rtn <= _index(tolw, cand))
+            true_out.index_copy_(0, idx[cand], torch.where(bad, math.nan, rtn))
             if bool(bad.any()):
                 redo = cand[bad]
                 r = r.index_copy(0, redo, rt[bad])
@@ -276,7 +304,7 @@ def run(
         rn_full.index_copy_(0, idx, rn)
         history.append(rn_full.clone())
         if callback is not None:
-            callback(x_out.index_copy(0, idx, x).reshape(*batch_shape, n))
+            callback((x_out.index_copy(0, idx, x) * scale[:, None]).reshape(*batch_shape, n))
         if k % check_every == 0 or k == maxiter:
             going = check(k)
     if idx.numel():  # the systems still running hit maxiter
@@ -284,11 +312,17 @@ def run(
         x_out.index_copy_(0, idx, x)
         iters_out.index_copy_(0, idx, iters)
         code_out.index_copy_(0, idx, code)
-    residual = (b - ops.matvec(x_out)).norm(dim=-1)
+    rest = torch.nonzero(torch.isnan(true_out)).flatten()
+    if rest.numel():
+        true_out.index_copy_(0, rest, _safe_norm(_index(b, rest)
+                                                 - ops.matvec(_index(x_out, rest))))
+    residual = true_out * scale
+    x_out = x_out * scale[:, None]
+    tol = tol * scale
     worst = int(code_out.max())
     status = _STATUS[max(worst, _CONVERGED)]
     n_iter = int(iters_out.max())
-    hist = torch.stack(history[: n_iter + 1]).reshape(-1, *batch_shape)
+    hist = (torch.stack(history[: n_iter + 1]) * scale).reshape(-1, *batch_shape)
     stats: dict[str, Any] = {
         "iterations": n_iter,
         "iterations_per_system": iters_out.reshape(batch_shape),
