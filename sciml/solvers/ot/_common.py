@@ -102,22 +102,65 @@ def check_problem(a: object, b: object, M: object, reg: object):
             f"{sb.flatten()[0].item():.12g}); balanced OT needs equal masses: normalise both"
         )
     batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1], M.shape[:-2])
+    if 0 in batch:
+        raise ValueError(f"the batch shape {tuple(batch)} is empty: give at least one problem")
+    _check_scale(M, reg)
     a = a.expand(*batch, n)
     b = b.expand(*batch, m)
     M = M.expand(*batch, n, m)
     return a, b, M, float(reg)
 
 
+def _check_scale(M: torch.Tensor, reg: float) -> None:
+    """Refuse costs too large for ``reg`` in ``M``'s dtype (no plan could be computed).
+
+    The potentials follow the costs the plan cannot avoid, its row and column minima, so the
+    exponents ``(f_i + g_j - M_ij) / reg`` are differences of numbers of that size: rounded
+    in the dtype, each carries an error of about ``eps * size / reg``. Beyond 1 the plan is
+    wrong by factors of ``e`` and more (or overflows: ``M / reg`` past the dtype's range).
+    Huge entries elsewhere (a forbidden pair) only give zero plan entries and are fine.
+    """
+    Md = M.detach()
+    size = max(float(Md.amin(-1).abs().max()), float(Md.amin(-2).abs().max()))
+    finfo = torch.finfo(M.dtype)
+    spread = size / reg  # a Python float: inf past float64's range, no exception
+    if finfo.eps * spread <= 1.0:
+        return
+    why = (f"M / reg overflows {M.dtype}" if spread > finfo.max
+           else f"{M.dtype} rounds the exponents (f + g - M) / reg by about "
+                f"{finfo.eps * spread:.2g}, so no plan can be computed")
+    fixes = "raise reg, " + ("use float64, " if M.dtype == torch.float32 else "")
+    raise ValueError(
+        f"M is too large for reg={reg:g}: its row or column minima reach {size:.3g} "
+        f"(/ reg = {spread:.3g}) and {why}; {fixes}or subtract a constant or each row's "
+        "minimum from M (the plan is unchanged)"
+    )
+
+
+def _largest_subnormal(dtype: torch.dtype) -> float:
+    tiny = torch.tensor(torch.finfo(dtype).tiny, dtype=dtype)
+    return float(torch.nextafter(tiny, torch.zeros((), dtype=dtype)))
+
+
+_SUBNORMAL = {dt: _largest_subnormal(dt) for dt in (torch.float32, torch.float64)}
+
+
 def kernel(f: torch.Tensor, g: torch.Tensor, M: torch.Tensor, reg: float) -> torch.Tensor:
-    """``exp((f_i + g_j - M_ij) / reg)``, computed in row chunks (bounded temporaries)."""
+    """``exp((f_i + g_j - M_ij) / reg)``, computed in row chunks (bounded temporaries).
+
+    Entries that underflow to subnormal numbers are set to zero (an absolute change below
+    the dtype's smallest normal number): arithmetic on subnormals is tens of times slower
+    on CPUs, and at a small ``reg`` most of a plan can be subnormal.
+    """
     n, m = M.shape[-2:]
     out = torch.empty(M.shape, dtype=M.dtype, device=M.device)
     rows = max(1, _CHUNK_ELEMENTS // max(1, m * max(1, M[..., 0, 0].numel())))
     inv = 1.0 / reg
+    sub = _SUBNORMAL[M.dtype]
     for i in range(0, n, rows):
         blk = out[..., i:i + rows, :]
         torch.sub(f[..., i:i + rows, None] + g[..., None, :], M[..., i:i + rows, :], out=blk)
-        blk.mul_(inv).exp_()
+        torch.threshold_(blk.mul_(inv).exp_(), sub, 0.0)
     return out
 
 

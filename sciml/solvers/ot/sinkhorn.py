@@ -8,7 +8,10 @@ the iteration runs as plain scalings ``u = a / K v``, ``v = b / K^T u`` of the *
 kernel ``K = exp((f + g - M) / reg)`` (two matrix-vector products per iteration, no
 exponentials), and the scalings are folded back into ``f, g`` whenever they leave a safe
 range (Schmitzer 2019, "Stabilized sparse scaling algorithms for entropy regularized
-transport problems"). The iterates are those of log-domain Sinkhorn.
+transport problems"). The iterates are those of log-domain Sinkhorn. Should the scalings
+still over- or underflow between two checks (float32 at a small ``reg``), the iteration
+goes back to the last finite state and on by log-domain sweeps, each counted against
+``max_iter``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import OTResult, OTStatus, check_problem, finish, kernel, lse_sweep
+from ._common import (
+    OTResult,
+    OTStatus,
+    check_problem,
+    finish,
+    kernel,
+    lse_sweep,
+    marginal_errors,
+)
 
 
 def _mv(K: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -35,7 +46,13 @@ def sinkhorn_potentials(
     max_iter: int, tol: float, check_every: int, history: list, t0: float,
     f: torch.Tensor | None = None, g: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """The stabilised loop on validated inputs; returns ``f, g, iterations, error``."""
+    """The stabilised loop on validated inputs; returns ``f, g, iterations, error``.
+
+    Every pass advances the iteration count, the log-domain sweeps after a non-finite check
+    included, so the loop ends at ``max_iter`` at the latest. A non-finite check goes back
+    to the last finite state and on by log-domain sweeps; a sweep that is itself not finite
+    stops the loop at the state before it (error ``nan``).
+    """
     # the largest |log u| before the scalings are absorbed (exp range: 709 in float64)
     tau = 50.0 if M.dtype == torch.float64 else 10.0
     if f is None or g is None:
@@ -44,6 +61,7 @@ def sinkhorn_potentials(
     K = kernel(f, g, M, reg)
     u = torch.ones_like(a)
     v = torch.ones_like(b)
+    good = (f, g, math.inf)  # the last state with finite scalings
     while True:
         Kv = _mv(K, v)
         if it % check_every == 0 or it >= max_iter:
@@ -54,18 +72,22 @@ def sinkhorn_potentials(
             err = float(e.max())
             history.append((it, time.perf_counter() - t0, err))
             if not math.isfinite(err):
-                # a scaling under- or overflowed: restart from a log-domain sweep
-                f, g = _absorb(f, g, u, v, reg)
-                f, g = lse_sweep(a, b, M, reg, torch.nan_to_num(g, neginf=-1e300))
-                K = kernel(f, g, M, reg)
+                # a scaling under- or overflowed (float32 at small reg): back to the last
+                # finite state, and on from there by log-domain sweeps, which cannot overflow
+                f, g, err = good
                 u, v = torch.ones_like(a), torch.ones_like(b)
-                continue
+                if it < max_iter:
+                    f, g, it, err = _log_domain(a, b, M, reg, f, g, it, max_iter=max_iter,
+                                                tol=tol, check_every=check_every,
+                                                history=history, t0=t0)
+                break
             if err <= tol or it >= max_iter:
                 break
+            good = (*_absorb(f, g, u, v, reg), err)
             lu = torch.where(u > 0, u.log().abs(), 0.0).amax()
             lv = torch.where(v > 0, v.log().abs(), 0.0).amax()
             if float(torch.maximum(lu, lv)) > tau:
-                f, g = _absorb(f, g, u, v, reg)
+                f, g = good[:2]
                 K = kernel(f, g, M, reg)
                 u, v = torch.ones_like(a), torch.ones_like(b)
                 Kv = _mv(K, v)
@@ -73,6 +95,27 @@ def sinkhorn_potentials(
         v = torch.where(b > 0, b / _mvt(K, u), 0.0)
         it += 1
     f, g = _absorb(f, g, u, v, reg)
+    return f, g, it, err
+
+
+def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, t0):
+    """Log-domain Sinkhorn sweeps from iteration ``it`` on (each one counted), checking the
+    plan itself every ``check_every``; stops at ``tol``, ``max_iter``, or a sweep that is not
+    finite where the mass is positive (returning the state before it, error ``nan``)."""
+    err = math.inf
+    while it < max_iter:
+        fs, gs = lse_sweep(a, b, M, reg, g)
+        it += 1
+        if not (bool(torch.isfinite(fs[a > 0]).all()) and bool(torch.isfinite(gs[b > 0]).all())):
+            err = math.nan
+            history.append((it, time.perf_counter() - t0, err))
+            break
+        f, g = fs, gs
+        if it % check_every == 0 or it >= max_iter:
+            err = float(marginal_errors(kernel(f, g, M, reg), a, b).max())
+            history.append((it, time.perf_counter() - t0, err))
+            if err <= tol:
+                break
     return f, g, it, err
 
 
@@ -143,7 +186,7 @@ def sinkhorn(
         b: target masses ``(..., m)``, >= 0, same total as ``a``.
         M: cost ``(..., n, m)``.
         reg: entropic regularisation epsilon > 0.
-        max_iter: iteration limit.
+        max_iter: iteration limit (log-domain sweeps after an overflow included).
         tol: stop when the L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` is at most
             this (the largest over the batch).
         check_every: iterations between error checks (each synchronises with the device).

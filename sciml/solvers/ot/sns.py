@@ -34,6 +34,10 @@ import torch
 from ._common import OTResult, OTStatus, check_problem, finish, kernel, quiet_sparse
 from .sinkhorn import _check_settings, sinkhorn_potentials
 
+# Sinkhorn iterations between checks in the warm start and the fallback sweeps: often enough
+# to absorb the scalings before they overflow (float32 at small reg) and to stop at tol
+_CHECK = 10
+
 
 def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, int]:
     """Jacobi-preconditioned CG from zero; returns the solution and the iteration count."""
@@ -83,6 +87,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
     """
     P = kernel(f, g, M, reg)
     err = math.inf
+    tiny = max(1e-300, torch.finfo(M.dtype).tiny)  # 1e-300 is 0 in float32
     while stats["newton_iterations"] < max_iter:
         r, c = P.sum(1), P.sum(0)
         ga, gb = a - r, b - c
@@ -112,7 +117,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
         rhs = torch.where(live_c, rhs - rhs[live_c].mean(), 0.0)  # drop the (1, -1) direction
         sq = torch.sparse_csr_tensor(PsT.crow_indices(), PsT.col_indices(),
                                      PsT.values() ** 2, PsT.shape)
-        diag = (cs - torch.mv(sq, 1.0 / rs)).clamp_min(1e-300)
+        diag = (cs - torch.mv(sq, 1.0 / rs)).clamp_min(tiny)
         rtol = min(0.1, 0.1 * math.sqrt(err))
         dg, its = _pcg(schur, rhs, diag, rtol, max_iter=max(50, 2 * M.shape[1]))
         stats["cg_iterations"] += its
@@ -183,7 +188,7 @@ class SNS:
             for k in range(a2.shape[0]):
                 f, g, it, err = sinkhorn_potentials(
                     a2[k], b2[k], M2[k], reg, max_iter=self.warm_start_iters, tol=self.tol,
-                    check_every=self.warm_start_iters, history=history, t0=t0)
+                    check_every=min(self.warm_start_iters, _CHECK), history=history, t0=t0)
                 stats["sinkhorn_iterations"] += it
                 extra = self.warm_start_iters
                 while err > self.tol and stats["newton_iterations"] < self.max_iter:
@@ -196,7 +201,7 @@ class SNS:
                     # far from the solution: more Sinkhorn sweeps, then Newton again
                     f, g, it, err = sinkhorn_potentials(
                         a2[k], b2[k], M2[k], reg, max_iter=extra, tol=self.tol,
-                        check_every=extra, history=history, t0=t0, f=f, g=g)
+                        check_every=min(extra, _CHECK), history=history, t0=t0, f=f, g=g)
                     stats["sinkhorn_iterations"] += it
                     extra = min(2 * extra, 2000)
                 fs.append(f)
