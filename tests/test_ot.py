@@ -235,6 +235,34 @@ def _l1(P: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return np.abs(P.sum(-1) - a).sum(-1) + np.abs(P.sum(-2) - b).sum(-1)
 
 
+@pytest.mark.parametrize(
+    ("name", "dtype", "reg", "kwargs"),
+    [
+        # the plan converged on the last Newton step; the error before it was reported
+        ("sns", torch.float64, 1e-2, {"tol": 1e-5, "max_iter": 3}),
+        ("sns", torch.float64, 1e-2, {"tol": 1e-6, "max_iter": 2}),
+        # Sinkhorn sweeps after a Newton step without ascent: the row error was reported
+        ("sns", torch.float64, 1e-5, {"max_iter": 20}),
+        # float32: the error summed in float32, and of the scaled iterate, not of the plan
+        ("sinkhorn", torch.float32, 1e-3, {"tol": 1e-5, "max_iter": 3000}),
+        ("sinkhorn", torch.float32, 1e-2, {"tol": 1e-9, "max_iter": 300}),
+        ("sns", torch.float32, 1e-2, {"tol": 1e-6, "max_iter": 3}),
+    ],
+)
+def test_reported_error_and_status_are_those_of_the_returned_plan(name, dtype, reg, kwargs):
+    a, b, M = _points(50, 50, seed=50, dtype=dtype)
+    res = {"sinkhorn": sinkhorn, "sns": sns}[name](a, b, M, reg, **kwargs)
+    err = float(_l1(res.plan, a, b))
+    assert res.plan.dtype == dtype
+    assert res.stats["marginal_error"] == pytest.approx(err, rel=1e-9, abs=1e-15)
+    tol = kwargs.get("tol", 1e-9)  # both solvers' default
+    assert res.status is (OTStatus.CONVERGED if err <= tol else OTStatus.MAX_ITER), (
+        res.status, err, tol)
+    P = res.plan.double()
+    assert float(res.stats["transport_cost"]) == pytest.approx(
+        float((P * M.double()).sum()), rel=2 * torch.finfo(dtype).eps)
+
+
 def test_costs_too_large_for_reg_are_refused_and_forbidden_pairs_are_not():
     a, b, M = _points(30, 30, seed=1)
     for solve in (sinkhorn, sns):

@@ -23,8 +23,9 @@ class OTStatus(enum.Enum):
 
     CONVERGED = "converged: the marginal error is at or below tol"
     MAX_ITER = (
-        "stopped at max_iter before the marginal error reached tol: raise max_iter, "
-        "loosen tol, or use sns (Newton) which needs far fewer iterations at small reg"
+        "stopped at max_iter before the marginal error reached tol: raise max_iter, loosen "
+        "tol (float32 plans rarely get below about 1e-6), or use sns (Newton) which needs "
+        "far fewer iterations at small reg"
     )
     BREAKDOWN = (
         "the iteration produced non-finite values: use float64, a larger reg, or sns "
@@ -45,12 +46,20 @@ class OTResult:
         cost: the regularised objective ``<P, M> + reg sum P (log P - 1)`` at the solution,
             ``(...)``; differentiable in ``a``, ``b`` and ``M`` by the envelope theorem
             (gradients ``f``, ``g``, ``P``), with no unrolled graph.
+            Away from convergence it is the dual value, which differs from the primal
+            objective of ``plan`` by at most ``(max|f| + max|g|)`` times the marginal error.
         f, g: dual potentials ``(..., n)`` and ``(..., m)``.
-        status: an :class:`OTStatus`.
+        status: an :class:`OTStatus` for the whole batch: ``CONVERGED`` when every member
+            is, ``BREAKDOWN`` when any member's plan is non-finite, else ``MAX_ITER``.
         stats: ``iterations``, ``sinkhorn_iterations``, ``newton_iterations``,
-            ``cg_iterations``, ``marginal_error`` (L1, the largest over the batch),
-            ``transport_cost`` (``<P, M>``), ``history`` (``(iteration, seconds,
-            marginal_error)`` at each check).
+            ``cg_iterations`` (totals over the batch), ``marginal_error`` (the L1 error
+            ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned ``plan``, summed in float64,
+            the largest over the batch: the number ``status`` is decided on),
+            ``member_marginal_error`` (that error per member, a float64 tensor of the batch
+            shape), ``member_status`` (each member's :class:`OTStatus`, a list in row-major
+            batch order), ``transport_cost`` (``<P, M>`` of ``plan``, summed in float64),
+            ``history`` (``(iteration, seconds, marginal_error)`` at each check, the
+            solver's running estimate).
     """
 
     plan: torch.Tensor
@@ -191,8 +200,40 @@ def _finite_potential(f: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
 
 
 def marginal_errors(P: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||P 1 - a||_1 + ||P^T 1 - b||_1`` per batch element."""
-    return (P.sum(-1) - a).abs().sum(-1) + (P.sum(-2) - b).abs().sum(-1)
+    """``||P 1 - a||_1 + ||P^T 1 - b||_1`` per batch element, summed in float64.
+
+    The error of ``P`` as it is (float32 entries included): a float32 sum of the same
+    entries rounds by about ``1e-7`` of the mass, as much as the error itself. Chunked over
+    rows, so a float32 plan is never copied whole into float64.
+    """
+    n, m = P.shape[-2:]
+    rows = max(1, _CHUNK_ELEMENTS // max(1, m * max(1, P[..., 0, 0].numel())))
+    a64, b64 = a.to(torch.float64), b.to(torch.float64)
+    err = torch.zeros(P.shape[:-2], dtype=torch.float64, device=P.device)
+    cols = torch.zeros(b64.shape, dtype=torch.float64, device=P.device)
+    for i in range(0, n, rows):
+        blk = P[..., i:i + rows, :].to(torch.float64)
+        err += (blk.sum(-1) - a64[..., i:i + rows]).abs().sum(-1)
+        cols += blk.sum(-2)
+    return err + (cols - b64).abs().sum(-1)
+
+
+def transport_costs(P: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """``<P, M>`` per batch element, summed in float64 (chunked), in ``P``'s dtype."""
+    n, m = P.shape[-2:]
+    rows = max(1, _CHUNK_ELEMENTS // max(1, m * max(1, P[..., 0, 0].numel())))
+    out = torch.zeros(P.shape[:-2], dtype=torch.float64, device=P.device)
+    for i in range(0, n, rows):
+        out += (P[..., i:i + rows, :].to(torch.float64)
+                * M[..., i:i + rows, :].to(torch.float64)).sum((-2, -1))
+    return out.to(P.dtype)
+
+
+def member_status(err: float, tol: float) -> OTStatus:
+    """The status of one problem whose plan has L1 marginal error ``err``."""
+    if not math.isfinite(err):
+        return OTStatus.BREAKDOWN
+    return OTStatus.CONVERGED if err <= tol else OTStatus.MAX_ITER
 
 
 def _safe_dot(p: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -221,11 +262,22 @@ class _Value(torch.autograd.Function):
         return ga, gb, gM, None, None, None, None
 
 
-def finish(a, b, M, reg, f, g, status, stats, throw: bool) -> OTResult:
-    """Build the plan, the differentiable value and the result; raise if asked."""
+def finish(a, b, M, reg, f, g, tol: float, stats, throw: bool) -> OTResult:
+    """Build the plan, judge it, build the differentiable value and the result.
+
+    The marginal error and the status come from the returned plan itself (whatever the
+    solver's running estimate said), one status per batch member.
+    """
     with torch.no_grad():
         P = kernel(f, g, M.detach(), reg)
-        stats["transport_cost"] = (P * M.detach()).sum((-2, -1))
+        stats["transport_cost"] = transport_costs(P, M.detach())
+        errs = marginal_errors(P, a.detach(), b.detach()).cpu()
+    members = [member_status(float(e), tol) for e in errs.flatten()]
+    stats["member_marginal_error"] = errs
+    stats["member_status"] = members
+    stats["marginal_error"] = float(errs.max())  # NaN if any member's is
+    status = next((s for s in (OTStatus.BREAKDOWN, OTStatus.MAX_ITER) if s in members),
+                  OTStatus.CONVERGED)
     cost = _Value.apply(a, b, M, f, g, P, reg)
     if throw and status is not OTStatus.CONVERGED:
         raise OTError(f"{status.name}: {status.value} (marginal error "

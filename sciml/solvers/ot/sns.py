@@ -31,7 +31,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import OTResult, OTStatus, check_problem, finish, kernel, quiet_sparse
+from ._common import (
+    OTResult,
+    check_problem,
+    finish,
+    kernel,
+    marginal_errors,
+    quiet_sparse,
+)
 from .sinkhorn import _check_settings, sinkhorn_potentials
 
 # Sinkhorn iterations between checks in the warm start and the fallback sweeps: often enough
@@ -81,21 +88,21 @@ def _dual(f, g, a, b, P, reg) -> float:
 def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history, t0, stats):
     """Newton iterations for one problem (2-D ``M``); returns ``f, g, error, stalled``.
 
-    ``stalled`` is True when a step found no ascent (the Newton model is not yet good
-    enough far from the solution, e.g. a near-permutation plan at large eta): the caller
-    then runs more Sinkhorn iterations and comes back.
+    ``error`` is the L1 marginal error of the plan of the returned ``f, g`` (after the last
+    step, not before it). ``stalled`` is True when a step found no ascent (the Newton model
+    is not yet good enough far from the solution, e.g. a near-permutation plan at large
+    eta): the caller then runs more Sinkhorn iterations and comes back.
     """
     P = kernel(f, g, M, reg)
-    err = math.inf
+    err = float(marginal_errors(P, a, b))
     tiny = max(1e-300, torch.finfo(M.dtype).tiny)  # 1e-300 is 0 in float32
-    while stats["newton_iterations"] < max_iter:
-        r, c = P.sum(1), P.sum(0)
-        ga, gb = a - r, b - c
-        err = float(ga.abs().sum() + gb.abs().sum())
+    while True:
         history.append((stats["sinkhorn_iterations"] + stats["newton_iterations"],
                         time.perf_counter() - t0, err))
-        if not math.isfinite(err) or err <= tol:
+        if not math.isfinite(err) or err <= tol or stats["newton_iterations"] >= max_iter:
             break
+        r, c = P.sum(1), P.sum(0)
+        ga, gb = a - r, b - c
         live_r, live_c = r > 0, c > 0
         rs = torch.where(live_r, r, 1.0)
         cs = torch.where(live_c, c, 1.0)
@@ -146,6 +153,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
         if Pn is None:
             return f, g, err, True
         f, g, P = fn, gn, Pn
+        err = float(marginal_errors(P, a, b))
         stats["line_search_steps"].append(t)
     return f, g, err, False
 
@@ -183,7 +191,7 @@ class SNS:
         n, m = M.shape[-2:]
         a2, b2, M2 = a.detach().reshape(-1, n), b.detach().reshape(-1, m), \
             M.detach().reshape(-1, n, m)
-        fs, gs, errs = [], [], []
+        fs, gs = [], []
         with torch.no_grad():
             for k in range(a2.shape[0]):
                 f, g, it, err = sinkhorn_potentials(
@@ -206,17 +214,12 @@ class SNS:
                     extra = min(2 * extra, 2000)
                 fs.append(f)
                 gs.append(g)
-                errs.append(err)
         f = torch.stack(fs).reshape(*batch, n)
         g = torch.stack(gs).reshape(*batch, m)
-        err = max(errs)
-        status = (OTStatus.BREAKDOWN if not math.isfinite(err)
-                  else OTStatus.CONVERGED if err <= self.tol else OTStatus.MAX_ITER)
         stats["iterations"] = stats["sinkhorn_iterations"] + stats["newton_iterations"]
-        stats["marginal_error"] = err
         stats["history"] = history
         stats["seconds"] = time.perf_counter() - t0
-        return finish(a, b, M, reg, f, g, status, stats, throw)
+        return finish(a, b, M, reg, f, g, self.tol, stats, throw)
 
 
 def sns(
@@ -242,7 +245,7 @@ def sns(
         a, b, M, reg: as in :func:`sinkhorn`.
         warm_start_iters: Sinkhorn iterations before Newton.
         max_iter: Newton iteration limit.
-        tol: L1 marginal error to stop at.
+        tol: L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` to stop at.
         sparsity: keep ``P_ij >= sparsity * (P 1)_i`` in the Hessian (0 keeps all: exact
             Newton).
         min_per_row: and at least this many of the largest entries of each row (what
