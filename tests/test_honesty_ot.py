@@ -23,7 +23,7 @@ import sciml.solvers.ot as ot
 # every solver function the package exports (a new one is held to the same word)
 SOLVERS = sorted(n for n in ot.__all__ if inspect.isfunction(getattr(ot, n)))
 # budgets small enough to stop the hard cases early, per solver (others run on defaults)
-EARLY = {"sinkhorn": {"max_iter": 60}, "sns": {"max_iter": 2}}
+EARLY = {"sinkhorn": {"max_iter": 60}, "sns": {"max_iter": 2, "max_sinkhorn_iter": 60}}
 
 
 def _points(n: int, seed: int, dtype: torch.dtype, scale: float = 1.0):
@@ -105,6 +105,19 @@ def _assert_honest(res, a, b, M, reg: float, tol: float) -> None:
             k, value[k], primal, err[k])
 
 
+def _budgets_respected(res, name: str, kwargs: dict) -> None:
+    stats = res.stats
+    if name == "sns":
+        limit = kwargs.get("max_iter", 100)
+        assert all(0 <= c <= limit for c in stats["member_newton_iterations"])
+        assert sum(stats["member_newton_iterations"]) == stats["newton_iterations"]
+        assert sum(stats["member_sinkhorn_iterations"]) == stats["sinkhorn_iterations"]
+        limit = kwargs.get("max_sinkhorn_iter", 50000)
+        assert all(c <= limit for c in stats["member_sinkhorn_iterations"])
+    elif name == "sinkhorn":
+        assert stats["iterations"] <= kwargs.get("max_iter", 10000)
+
+
 def test_every_exported_solver_is_held_to_its_word():
     assert {"sinkhorn", "sns"} <= set(SOLVERS), SOLVERS
 
@@ -117,3 +130,4 @@ def test_stats_and_status_are_those_of_the_returned_plan(name, case):
     kwargs = EARLY.get(name, {}) if early else {}
     res = getattr(ot, name)(a, b, M, reg, tol=tol, **kwargs)
     _assert_honest(res, a, b, M, reg, tol)
+    _budgets_respected(res, name, kwargs)

@@ -235,6 +235,40 @@ def _l1(P: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return np.abs(P.sum(-1) - a).sum(-1) + np.abs(P.sum(-2) - b).sum(-1)
 
 
+def _stack(probs):
+    return tuple(torch.stack([p[i] for p in probs]) for i in range(3))
+
+
+def test_sns_gives_each_batch_member_its_own_newton_budget():
+    # four 200 x 200 point clouds at reg 1e-3: alone each converges in 8 to 11 Newton steps,
+    # 37 together; one shared budget of 15 left the last members unsolved (MAX_ITER with
+    # marginal errors 0.05, 0.11 and 0.18)
+    a, b, M = _stack([_points(200, 200, seed=s) for s in range(4)])
+    alone = [sns(a[k], b[k], M[k], 1e-3, max_iter=15) for k in range(4)]
+    assert all(r.converged for r in alone)
+    counts = [r.stats["newton_iterations"] for r in alone]
+    assert sum(counts) > 15  # so a shared budget could not have solved them all
+    together = sns(a, b, M, 1e-3, max_iter=15)
+    assert together.converged, together.stats["member_status"]
+    assert together.stats["member_newton_iterations"] == counts
+    assert together.stats["newton_iterations"] == sum(counts)
+    assert together.stats["member_status"] == [OTStatus.CONVERGED] * 4
+    err = _l1(together.plan, a, b)
+    assert (err <= 1e-9).all(), err
+    for k in range(4):
+        assert torch.allclose(together.plan[k], alone[k].plan, atol=1e-12)
+    # and a member that cannot converge in its budget does not hide behind the others
+    a2, b2, M2 = _stack([_points(40, 40, seed=1), _points(40, 40, seed=2)])
+    M2[1] *= 30.0  # the second member at an effective reg of 1e-3 / 30
+    mixed = sns(a2, b2, M2, 1e-3, max_iter=2, max_sinkhorn_iter=40)
+    err = _l1(mixed.plan, a2, b2)
+    assert mixed.stats["member_status"] == [
+        OTStatus.CONVERGED if e <= 1e-9 else OTStatus.MAX_ITER for e in err]
+    assert mixed.stats["member_status"][1] is OTStatus.MAX_ITER
+    assert mixed.status is OTStatus.MAX_ITER and not mixed.converged
+    assert all(c <= 2 for c in mixed.stats["member_newton_iterations"])
+
+
 @pytest.mark.parametrize(
     ("name", "dtype", "reg", "kwargs"),
     [
@@ -291,3 +325,11 @@ def test_plans_hold_no_subnormal_numbers():
             P = res.plan
             assert ((P == 0) | (P >= torch.finfo(dtype).tiny)).all()
             assert (P == 0).any()  # the case does reach the underflow range
+
+
+def test_settings_and_batch_shape_are_checked():
+    a, b, M = _points(5, 5, seed=0)
+    with pytest.raises(ValueError, match="max_sinkhorn_iter must be an int >= warm_start_iters"):
+        sns(a, b, M, 0.1, warm_start_iters=30, max_sinkhorn_iter=20)
+    with pytest.raises(ValueError, match="batch shape"):
+        sinkhorn(a.expand(0, 5), b, M, 0.1)

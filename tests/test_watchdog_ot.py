@@ -25,7 +25,7 @@ import sciml.solvers.ot as ot
 
 DEADLINE = 20.0  # seconds; each case takes well under one on an idle machine
 SOLVERS = sorted(n for n in ot.__all__ if inspect.isfunction(getattr(ot, n)))
-SMALL = {"sinkhorn": {"max_iter": 2000}, "sns": {"max_iter": 20}}
+SMALL = {"sinkhorn": {"max_iter": 2000}, "sns": {"max_iter": 20, "max_sinkhorn_iter": 2000}}
 D, S = torch.float64, torch.float32
 
 

@@ -23,9 +23,9 @@ class OTStatus(enum.Enum):
 
     CONVERGED = "converged: the marginal error is at or below tol"
     MAX_ITER = (
-        "stopped at max_iter before the marginal error reached tol: raise max_iter, loosen "
-        "tol (float32 plans rarely get below about 1e-6), or use sns (Newton) which needs "
-        "far fewer iterations at small reg"
+        "stopped at max_iter (sns: or max_sinkhorn_iter) before the marginal error reached "
+        "tol: raise max_iter, loosen tol (float32 plans rarely get below about 1e-6), or use "
+        "sns (Newton) which needs far fewer iterations at small reg"
     )
     BREAKDOWN = (
         "the iteration produced non-finite values: use float64, a larger reg, or sns "

@@ -36,7 +36,7 @@ def _mvt(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def sinkhorn_potentials(
     a: torch.Tensor, b: torch.Tensor, M: torch.Tensor, reg: float, *,
     max_iter: int, tol: float, check_every: int, history: list, t0: float,
-    f: torch.Tensor | None = None, g: torch.Tensor | None = None,
+    f: torch.Tensor | None = None, g: torch.Tensor | None = None, offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """The stabilised loop on validated inputs; returns ``f, g, iterations, error``.
 
@@ -46,7 +46,7 @@ def sinkhorn_potentials(
     ``tol`` (the error is then that plan's); otherwise ``error`` is the last running
     estimate. A non-finite check goes back to the last finite state and on by log-domain
     sweeps; a sweep that is itself not finite stops the loop at the state before it (error
-    ``nan``).
+    ``nan``). ``offset`` is added to the iteration numbers written to ``history``.
     """
     # the largest |log u| before the scalings are absorbed (exp range: 709 in float64)
     tau = 50.0 if M.dtype == torch.float64 else 10.0
@@ -71,7 +71,7 @@ def sinkhorn_potentials(
                 u, v = torch.ones_like(a), torch.ones_like(b)
                 Kv = K.sum(-1)
                 err = float(marginal_errors(K, a, b).max())
-            history.append((it, time.perf_counter() - t0, err))
+            history.append((offset + it, time.perf_counter() - t0, err))
             if not math.isfinite(err):
                 # a scaling under- or overflowed (float32 at small reg): back to the last
                 # finite state, and on from there by log-domain sweeps, which cannot overflow
@@ -80,7 +80,7 @@ def sinkhorn_potentials(
                 if it < max_iter:
                     f, g, it, err = _log_domain(a, b, M, reg, f, g, it, max_iter=max_iter,
                                                 tol=tol, check_every=check_every,
-                                                history=history, t0=t0)
+                                                history=history, t0=t0, offset=offset)
                 break
             if err <= tol or it >= max_iter:
                 break
@@ -99,7 +99,7 @@ def sinkhorn_potentials(
     return f, g, it, err
 
 
-def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, t0):
+def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, t0, offset):
     """Log-domain Sinkhorn sweeps from iteration ``it`` on (each one counted), checking the
     plan itself every ``check_every``; stops at ``tol``, ``max_iter``, or a sweep that is not
     finite where the mass is positive (returning the state before it, error ``nan``)."""
@@ -109,12 +109,12 @@ def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, 
         it += 1
         if not (bool(torch.isfinite(fs[a > 0]).all()) and bool(torch.isfinite(gs[b > 0]).all())):
             err = math.nan
-            history.append((it, time.perf_counter() - t0, err))
+            history.append((offset + it, time.perf_counter() - t0, err))
             break
         f, g = fs, gs
         if it % check_every == 0 or it >= max_iter:
             err = float(marginal_errors(kernel(f, g, M, reg), a, b).max())
-            history.append((it, time.perf_counter() - t0, err))
+            history.append((offset + it, time.perf_counter() - t0, err))
             if err <= tol:
                 break
     return f, g, it, err

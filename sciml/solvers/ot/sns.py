@@ -16,7 +16,8 @@ eliminates ``df`` and solves the Schur complement
 ``(diag(P^T 1) - P_s^T diag(1/P1) P_s) dg = eps (b - P^T 1) - P_s^T (eps (a - P1) / P1)``
 by Jacobi-preconditioned conjugate gradients to a loose forcing tolerance, then
 backtracks on ``F`` (Armijo). Where a step finds no ascent (far from the solution),
-more Sinkhorn sweeps run before Newton resumes. The null direction ``(1, -1)`` of the
+more Sinkhorn sweeps run before Newton resumes (from ``warm_start_iters`` doubling up to
+2000 a time, within ``max_sinkhorn_iter``). The null direction ``(1, -1)`` of the
 Hessian (a constant moved from ``f`` to ``g``) is removed from the right-hand side.
 
 Reference: X. Tang, M. Shavlovsky, H. Rahmanian, E. Tardini, K. K. Thekumparampil, T. Xiao,
@@ -85,19 +86,22 @@ def _dual(f, g, a, b, P, reg) -> float:
     return float(fa + gb - reg * P.sum())
 
 
-def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history, t0, stats):
+def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history, t0, stats,
+            offset=0):
     """Newton iterations for one problem (2-D ``M``); returns ``f, g, error, stalled``.
 
-    ``error`` is the L1 marginal error of the plan of the returned ``f, g`` (after the last
-    step, not before it). ``stalled`` is True when a step found no ascent (the Newton model
-    is not yet good enough far from the solution, e.g. a near-permutation plan at large
-    eta): the caller then runs more Sinkhorn iterations and comes back.
+    ``stats`` holds this problem's counts: the loop runs while its ``newton_iterations`` is
+    below ``max_iter``. ``error`` is the L1 marginal error of the plan of the returned
+    ``f, g`` (after the last step, not before it). ``stalled`` is True when a step found no
+    ascent (the Newton model is not yet good enough far from the solution, e.g. a
+    near-permutation plan at large eta): the caller then runs more Sinkhorn iterations and
+    comes back.
     """
     P = kernel(f, g, M, reg)
     err = float(marginal_errors(P, a, b))
     tiny = max(1e-300, torch.finfo(M.dtype).tiny)  # 1e-300 is 0 in float32
     while True:
-        history.append((stats["sinkhorn_iterations"] + stats["newton_iterations"],
+        history.append((offset + stats["sinkhorn_iterations"] + stats["newton_iterations"],
                         time.perf_counter() - t0, err))
         if not math.isfinite(err) or err <= tol or stats["newton_iterations"] >= max_iter:
             break
@@ -167,6 +171,7 @@ class SNS:
     tol: float = 1e-9
     sparsity: float = 1e-5
     min_per_row: int = 4
+    max_sinkhorn_iter: int = 50000
 
     def __post_init__(self) -> None:
         _check_settings(self.max_iter, self.tol, 1)
@@ -174,6 +179,11 @@ class SNS:
                 self.warm_start_iters, int) or self.warm_start_iters < 1:
             raise ValueError(
                 f"warm_start_iters must be a positive int, got {self.warm_start_iters!r}")
+        w = self.max_sinkhorn_iter
+        if isinstance(w, bool) or not isinstance(w, int) or w < self.warm_start_iters:
+            raise ValueError(
+                f"max_sinkhorn_iter must be an int >= warm_start_iters "
+                f"({self.warm_start_iters}), got {w!r}")
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
             raise ValueError(f"sparsity must be in [0, 1), got {s!r} (1e-5 is the default)")
@@ -185,37 +195,53 @@ class SNS:
         a, b, M, reg = check_problem(a, b, M, reg)
         t0 = time.perf_counter()
         history: list = []
-        stats = {"sinkhorn_iterations": 0, "newton_iterations": 0, "cg_iterations": 0,
-                 "nnz_per_row": [], "line_search_steps": []}
+        stats: dict = {"nnz_per_row": [], "line_search_steps": []}
+        counts = ("sinkhorn_iterations", "newton_iterations", "cg_iterations")
+        member: dict = {k: [] for k in counts}
         batch = a.shape[:-1]
         n, m = M.shape[-2:]
         a2, b2, M2 = a.detach().reshape(-1, n), b.detach().reshape(-1, m), \
             M.detach().reshape(-1, n, m)
         fs, gs = [], []
+        done = 0  # iterations of the members before this one (the history's x axis)
         with torch.no_grad():
             for k in range(a2.shape[0]):
+                # each member has budgets of its own: max_iter Newton steps and
+                # max_sinkhorn_iter Sinkhorn iterations, however many the others needed
+                ms = {"sinkhorn_iterations": 0, "newton_iterations": 0, "cg_iterations": 0,
+                      "nnz_per_row": stats["nnz_per_row"],
+                      "line_search_steps": stats["line_search_steps"]}
                 f, g, it, err = sinkhorn_potentials(
                     a2[k], b2[k], M2[k], reg, max_iter=self.warm_start_iters, tol=self.tol,
-                    check_every=min(self.warm_start_iters, _CHECK), history=history, t0=t0)
-                stats["sinkhorn_iterations"] += it
+                    check_every=min(self.warm_start_iters, _CHECK), history=history, t0=t0,
+                    offset=done)
+                ms["sinkhorn_iterations"] += it
                 extra = self.warm_start_iters
-                while err > self.tol and stats["newton_iterations"] < self.max_iter:
+                while err > self.tol and ms["newton_iterations"] < self.max_iter:
                     f, g, err, stalled = _newton(
                         a2[k], b2[k], M2[k], reg, f, g, max_iter=self.max_iter, tol=self.tol,
                         sparsity=self.sparsity, min_per_row=self.min_per_row,
-                        history=history, t0=t0, stats=stats)
-                    if not stalled:
+                        history=history, t0=t0, stats=ms, offset=done)
+                    left = self.max_sinkhorn_iter - ms["sinkhorn_iterations"]
+                    if not stalled or left <= 0:
                         break
                     # far from the solution: more Sinkhorn sweeps, then Newton again
                     f, g, it, err = sinkhorn_potentials(
-                        a2[k], b2[k], M2[k], reg, max_iter=extra, tol=self.tol,
-                        check_every=min(extra, _CHECK), history=history, t0=t0, f=f, g=g)
-                    stats["sinkhorn_iterations"] += it
+                        a2[k], b2[k], M2[k], reg, max_iter=min(extra, left), tol=self.tol,
+                        check_every=min(extra, _CHECK), history=history, t0=t0, f=f, g=g,
+                        offset=done + ms["sinkhorn_iterations"] + ms["newton_iterations"])
+                    ms["sinkhorn_iterations"] += it
                     extra = min(2 * extra, 2000)
                 fs.append(f)
                 gs.append(g)
+                for key in counts:
+                    member[key].append(ms[key])
+                done += ms["sinkhorn_iterations"] + ms["newton_iterations"]
         f = torch.stack(fs).reshape(*batch, n)
         g = torch.stack(gs).reshape(*batch, m)
+        for key in counts:
+            stats[key] = sum(member[key])
+            stats[f"member_{key}"] = member[key]
         stats["iterations"] = stats["sinkhorn_iterations"] + stats["newton_iterations"]
         stats["history"] = history
         stats["seconds"] = time.perf_counter() - t0
@@ -233,27 +259,39 @@ def sns(
     tol: float = 1e-9,
     sparsity: float = 1e-5,
     min_per_row: int = 4,
+    max_sinkhorn_iter: int = 50000,
     throw: bool = False,
 ) -> OTResult:
     """Entropic OT by Sinkhorn-Newton-Sparse (Tang et al., ICLR 2024).
 
     Same problem and result as :func:`sinkhorn` (the same plan to the tolerance), in a few
     Newton steps where Sinkhorn needs thousands at small ``reg``. Batched problems are
-    solved one after another (each Newton step is a sparse solve of its own).
+    solved one after another (each Newton step is a sparse solve of its own), each with its
+    own budget: a member stops when its own plan reaches ``tol``, after its own ``max_iter``
+    Newton steps, or when a Newton step finds no ascent and its own ``max_sinkhorn_iter``
+    Sinkhorn iterations are spent, whatever the other members needed.
 
     Args:
         a, b, M, reg: as in :func:`sinkhorn`.
         warm_start_iters: Sinkhorn iterations before Newton.
-        max_iter: Newton iteration limit.
-        tol: L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` to stop at.
+        max_iter: Newton iteration limit of each batch member.
+        tol: L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` to stop at (each member's).
         sparsity: keep ``P_ij >= sparsity * (P 1)_i`` in the Hessian (0 keeps all: exact
             Newton).
         min_per_row: and at least this many of the largest entries of each row (what
             keeps near-permutation plans at large ``1/reg`` solvable).
+        max_sinkhorn_iter: Sinkhorn iteration limit of each batch member: the warm start
+            and the sweeps run where a Newton step finds no ascent (at a tiny ``reg`` that
+            can be every step), which double from ``warm_start_iters`` up to 2000 a time.
         throw: raise :class:`OTError` on failure instead of returning the status.
 
     Returns:
-        :class:`OTResult`; ``stats`` splits the iterations by stage and counts CG steps.
+        :class:`OTResult`; ``stats`` splits the iterations by stage and counts CG steps:
+        ``sinkhorn_iterations``, ``newton_iterations`` and ``cg_iterations`` are totals
+        over the batch, ``member_sinkhorn_iterations``, ``member_newton_iterations`` and
+        ``member_cg_iterations`` list each member's (row-major batch order), next to its
+        ``member_status`` and ``member_marginal_error``.
     """
     return SNS(warm_start_iters=warm_start_iters, max_iter=max_iter, tol=tol,
-               sparsity=sparsity, min_per_row=min_per_row)(a, b, M, reg, throw=throw)
+               sparsity=sparsity, min_per_row=min_per_row,
+               max_sinkhorn_iter=max_sinkhorn_iter)(a, b, M, reg, throw=throw)
