@@ -47,17 +47,32 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import numpy as np
 import torch
-from cvxpylayers.torch import CvxpyLayer
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_finite, check_int, check_tensor
 
+if TYPE_CHECKING:
+    from cvxpylayers.torch import CvxpyLayer
+
 __all__ = ["ConvexProjection", "project_convex"]
+
+
+@functools.cache
+def _cvxpy() -> tuple[ModuleType, type[CvxpyLayer]]:
+    """``(cvxpy, CvxpyLayer)``, imported on first use of a convex layer.
+
+    cvxpy, cvxpylayers and diffcp take long to import, so ``import sciml.constraints``
+    (and everything that imports it) does not load them; building a layer does.
+    """
+    import cvxpy
+    from cvxpylayers.torch import CvxpyLayer
+
+    return cvxpy, CvxpyLayer
 
 # cvxpylayers 1.2.0 ships four backends: DIFFCP (CPU; diffcp then calls SCS, ECOS or
 # Clarabel), MOREAU (a separate package), CUCLARABEL (CUDA + Julia) and MPAX (JAX,
@@ -405,11 +420,12 @@ def _cpu64(t: Tensor) -> Tensor:
 
 def _make_layer(p: ConvexProjection) -> CvxpyLayer:
     """The DPP-parametrised problem: parameters sw = sqrt(w), swy = sqrt(w) * y, G, b."""
+    cp, layer_cls = _cvxpy()
     u = cp.Variable(p.n)
     sw = cp.Parameter(p.n, nonneg=True)
     swy = cp.Parameter(p.n)
-    params: list[cp.Parameter] = [sw, swy]
-    cons: list[cp.Constraint] = []
+    params: list[Any] = [sw, swy]  # cvxpy Parameters
+    cons: list[Any] = []  # cvxpy Constraints
     if math.isfinite(p._lo):
         cons.append(u >= p._lo)
     if math.isfinite(p._hi):
@@ -424,7 +440,7 @@ def _make_layer(p: ConvexProjection) -> CvxpyLayer:
     # multiply(parameter, variable) - parameter is affine in u and parameter-affine, so
     # the problem is DPP: cvxpylayers canonicalises it once, not at every call.
     problem = cp.Problem(cp.Minimize(cp.sum_squares(cp.multiply(sw, u) - swy)), cons)
-    return CvxpyLayer(problem, parameters=params, variables=[u])
+    return layer_cls(problem, parameters=params, variables=[u])
 
 
 def _face_of(

@@ -40,15 +40,16 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import torch
-from cvxpylayers.torch import CvxpyLayer
 from torch import Tensor
 
 from .._validation import check_finite, check_int, check_tensor
-from .convex import _SOLVER_ARGS
+from .convex import _SOLVER_ARGS, _cvxpy
+
+if TYPE_CHECKING:
+    from cvxpylayers.torch import CvxpyLayer
 
 __all__ = ["ConvexHardConstraint"]
 
@@ -150,7 +151,9 @@ class ConvexHardConstraint:
 
     def _build(self) -> CvxpyLayer:
         """The DPP problem: ``A @ c`` is parameter times variable, so cvxpy canonicalises
-        it once and each call only refills the parameters."""
+        it once and each call only refills the parameters (cvxpy is imported here, on
+        first use, not with the module)."""
+        cp, layer_cls = _cvxpy()
         N = self.n_coeffs
         c = cp.Variable(N)
         A, b = cp.Parameter((self.n_rows, N)), cp.Parameter(self.n_rows)
@@ -167,8 +170,8 @@ class ConvexHardConstraint:
             E, f = cp.Parameter((self.n_eq, N)), cp.Parameter(self.n_eq)
             params += [E, f]
             cons.append(E @ c == f)
-        return CvxpyLayer(cp.Problem(cp.Minimize(objective), cons), parameters=params,
-                          variables=out)
+        return layer_cls(cp.Problem(cp.Minimize(objective), cons), parameters=params,
+                         variables=out)
 
     def __call__(self, A: Tensor, b: Tensor, G: Tensor | None = None,
                  h: Tensor | None = None, E: Tensor | None = None,
