@@ -10,6 +10,14 @@ file when it is done.
 
 Where ``fcntl`` is missing (Windows) no lock is taken; temporary names are unique anyway,
 so concurrent writers do not trip over each other's temporary files there either.
+
+Every file the library writes is also written once, whole: :func:`atomic_write` (bytes,
+text or a writer callback) and :func:`atomic_path` (a temporary path for writers that open
+the file themselves, such as h5py) build it under a unique temporary name beside the
+destination, fsync it, rename it over the destination with :func:`os.replace` (atomic on
+POSIX and Windows) and fsync the directory. A reader sees the previous complete file or
+the new complete file, never a partial one; a failed or killed writer leaves the
+destination untouched.
 """
 
 from __future__ import annotations
@@ -18,15 +26,16 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["lock_path", "temp_path", "writer_lock"]
+__all__ = ["atomic_path", "atomic_write", "lock_path", "writer_lock"]
 
 
 def lock_path(path: str | os.PathLike) -> Path:
@@ -35,13 +44,55 @@ def lock_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def temp_path(path: str | os.PathLike) -> Path:
+def atomic_write(
+    path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes]], None],
+) -> Path:
+    """Write ``path`` so that it appears complete or not at all; return it as a Path.
+
+    Args:
+        path: destination; missing parent directories are created.
+        data: the contents (``str`` is written as UTF-8), or a callable given a binary
+            file object open on the temporary file, which it writes.
+
+    Raises:
+        Exception: whatever ``data`` or the file system raises; the temporary file is
+            removed and an existing file at ``path`` is left untouched.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A new empty file beside ``path`` to write in the block, then renamed over ``path``.
+
+    The temporary file, ``.NAME.XXXXXXXX.tmp``, is unique to this call and has the mode
+    ``open()`` would give. When the block ends normally it is fsynced, renamed over
+    ``path`` and the directory fsynced; when the block raises it is removed and ``path``
+    left untouched. The file must be closed by the end of the block.
+    """
+    path = Path(path)
+    tmp = _temp_path(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
+
+
+def _temp_path(path: Path) -> Path:
     """A new empty file ``.NAME.XXXXXXXX.tmp`` beside ``path``, unique to this call.
 
     Created with the mode ``open()`` would give (``mkstemp`` makes it private), so the file
     renamed over ``path`` later has the usual permissions.
     """
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -49,6 +100,21 @@ def temp_path(path: str | os.PathLike) -> Path:
     os.umask(mask)
     os.chmod(name, 0o666 & ~mask)
     return Path(name)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename), to disk; a no-op where
+    the file system or OS does not allow it (directories cannot be opened on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -17,13 +17,14 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from ._files import atomic_write
 
 
 def _sync(device: torch.device | str | None) -> None:
@@ -111,19 +112,8 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: object) -> Path:
-    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write JSON to ``path`` whole or not at all (:func:`sciml._files.atomic_write`)."""
+    return atomic_write(path, json.dumps(payload, indent=1))
 
 
 def write_results(

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from .._files import writer_lock
+from .._files import atomic_path, writer_lock
 from .._validation import check_int
 from ..pdes import NavierStokes2D
 from ._store import (
@@ -271,41 +271,37 @@ def _merge(job: Writer, out: Path, world_size: int) -> None:
     its checksum on the way); delete them afterwards."""
     shards = [shard_path(out, r, world_size) for r in range(world_size)]
     samples = job.samples
-    tmp = out.with_name(out.name + ".merging")
-    job.create(tmp, job.settings, np.arange(samples))
-    sources = []
-    try:
-        for r, p in enumerate(shards):
-            f = open_h5(p, "r", what="the shard", fix="rerun the same torchrun command")
-            sources.append(f)
-            check_format(f, p, fmt=FORMAT, version=FORMAT_VERSION,
-                         fix="rerun the same torchrun command")
-            settings = {**job.settings, "shard_rank": r, "shard_world_size": world_size}
-            if first_mismatch(f, settings) is not None or not bool(f.attrs["complete"]):
-                raise ValueError(f"shard {p} is incomplete or from another run; rerun the "
-                                 "same torchrun command to finish it")
-        with open_h5(tmp, "r+", what="the merged file", fix=_FIX) as g:
-            vort = g["vorticity"]
-            crcs = [stored_checksums(src["vorticity"]) for src in sources]
-            for i in range(samples):
-                r, j = i % world_size, i // world_size
-                src = sources[r]
-                if int(src["sample_index"][j]) != i:  # pragma: no cover - defensive
-                    raise ValueError(f"{shards[r]} holds sample "
-                                     f"{int(src['sample_index'][j])} where {i} belongs")
-                write_sample(vort, i, read_checked(src["vorticity"], j, crcs[r], shards[r],
-                                                   "delete it and rerun the same torchrun "
-                                                   "command"))
-            g.flush()
-            g["done"][:] = 1
-            g.flush()
-            finalize(g)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        for f in sources:
-            f.close()
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        job.create(tmp, job.settings, np.arange(samples))
+        sources = []
+        try:
+            for r, p in enumerate(shards):
+                f = open_h5(p, "r", what="the shard", fix="rerun the same torchrun command")
+                sources.append(f)
+                check_format(f, p, fmt=FORMAT, version=FORMAT_VERSION,
+                             fix="rerun the same torchrun command")
+                settings = {**job.settings, "shard_rank": r, "shard_world_size": world_size}
+                if first_mismatch(f, settings) is not None or not bool(f.attrs["complete"]):
+                    raise ValueError(f"shard {p} is incomplete or from another run; rerun the "
+                                     "same torchrun command to finish it")
+            with open_h5(tmp, "r+", what="the merged file", fix=_FIX) as g:
+                vort = g["vorticity"]
+                crcs = [stored_checksums(src["vorticity"]) for src in sources]
+                for i in range(samples):
+                    r, j = i % world_size, i // world_size
+                    src = sources[r]
+                    if int(src["sample_index"][j]) != i:  # pragma: no cover - defensive
+                        raise ValueError(f"{shards[r]} holds sample "
+                                         f"{int(src['sample_index'][j])} where {i} belongs")
+                    write_sample(vort, i, read_checked(src["vorticity"], j, crcs[r], shards[r],
+                                                       "delete it and rerun the same torchrun "
+                                                       "command"))
+                g.flush()
+                g["done"][:] = 1
+                g.flush()
+                finalize(g)
+        finally:
+            for f in sources:
+                f.close()
     for p in shards:
         p.unlink()

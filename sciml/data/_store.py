@@ -36,7 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .._files import temp_path
+from .._files import atomic_path
 
 #: Attributes that every complete store carries beside its settings.
 STATE_ATTRS = ("complete", "mean", "std")
@@ -138,14 +138,8 @@ def read_checked(dset: h5py.Dataset, s: int, crcs: np.ndarray | None, path: Path
 def create_h5(path: Path, build: Callable[[h5py.File], None]) -> None:
     """Create the HDF5 file ``path`` atomically: ``build(f)`` fills a new file under a
     unique temporary name in the same directory, which is then renamed over ``path``."""
-    tmp = temp_path(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            build(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        build(f)
 
 
 def open_h5(path: Path, mode: str, *, what: str, fix: str) -> h5py.File:

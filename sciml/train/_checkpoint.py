@@ -1,10 +1,10 @@
 """Checkpoint and metrics files, written so that a kill at any moment leaves them usable.
 
-Every file is written to a temporary name in its destination directory, flushed and
-fsynced, then renamed over the destination with :func:`os.replace` (atomic on POSIX and
-Windows): a reader sees either the previous complete file or the new complete file,
-never a partial one. The metrics log is appended one JSON line at a time; a line cut
-short by a kill is ignored when the log is read back.
+Every file is written with :func:`sciml._files.atomic_write` (a temporary name in its
+destination directory, fsynced, then renamed over the destination): a reader sees either
+the previous complete file or the new complete file, never a partial one. The metrics log
+is appended one JSON line at a time; a line cut short by a kill is ignored when the log is
+read back.
 
 A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(path, weights_only=True)`` (no arbitrary code is run when reading it).
@@ -15,17 +15,17 @@ changed on disk or in transfer is an error naming the file and the tensor.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
+
+from .._files import atomic_write
 
 #: Tag and version stored in every file the Trainer writes.
 FORMAT = "sciml.train"
@@ -35,56 +35,6 @@ MODEL = "model.pt"
 METRICS = "metrics.jsonl"
 #: Key of the checksums in every file written by :func:`save`.
 CHECKSUMS = "checksums"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file through ``write(fileobj)`` so it appears complete or not at all.
-
-    Args:
-        path: destination; its directory must exist.
-        write: called with a binary file object open on a temporary file in the same
-            directory.
-
-    Raises:
-        Exception: whatever ``write`` or the file system raises; the temporary file is
-            removed and an existing file at ``path`` is left untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file private (0600); give it the mode open() would have
-            os.chmod(tmp, 0o666 & ~_umask())
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save(obj: Mapping[str, Any], path: str | os.PathLike) -> None:
@@ -382,7 +332,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def rewrite_records(path: Path, records: list[Mapping[str, Any]]) -> None:
     """Replace the metrics log by ``records``, atomically."""
     text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records)
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, text)
 
 
 def truncate_records(path: Path, step: int) -> None:
