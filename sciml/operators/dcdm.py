@@ -2,8 +2,8 @@
 
 Kaneda et al. (ICML 2023) train a CNN ``f`` so that one step along ``q = f(r)`` from any
 residual ``r`` of a Poisson system removes as much of it as possible, and use ``q`` as the
-search direction of a conjugate-direction iteration. Three lessons shape this version
-(METHODS.md, section 3):
+search direction of a conjugate-direction iteration. Three lessons, learned on a
+prototype, shape this version:
 
 * **Scale equivariance.** ``f(s r) = s f(r)`` for ``s > 0``: the residual is scaled to unit
   RMS on the fluid cells on the way in and the output scaled back, and every layer is

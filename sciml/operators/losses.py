@@ -105,7 +105,8 @@ class SobolevLoss(nn.Module):
         lengths: side lengths of the periodic box.
 
     Reference: Cao, Brarda, Li, Wang, Spectral-Refiner (ICLR 2025). Their code raises the
-    weight to ``s / 4``; this is the true norm (see METHODS.md).
+    weight to ``s / 4``, which is not the H^s norm; here the weight ``(alpha + 4 pi^2
+    |k|^2 / L^2)^s`` multiplies ``|c_k|^2``, the true norm.
     """
 
     def __init__(

@@ -218,7 +218,8 @@ def sobolev_norm(
     ``sqrt(|Omega| / N * sum_x u(x)^2)`` (the periodic trapezoid rule, i.e. the RMS on
     the unit box); a single Fourier mode ``cos(2 pi k.x / L)`` gets its analytic value
     ``sqrt(|Omega| / 2) (alpha + |2 pi k / L|^2)^(s/2)``. (The weight carries the exponent
-    ``s``, not ``s/2``: see METHODS.md on the slip in the Spectral-Refiner code.)
+    ``s``, not ``s/2``; the Spectral-Refiner code, Cao et al. ICLR 2025, has a slip
+    there.)
 
     Args:
         u: real field; the norm is taken over ``dims`` (default the last

@@ -379,7 +379,7 @@ def _fmt(p: float) -> str:
 
 
 def test_cases(names: Sequence[str] = PROBLEMS) -> list[tuple[str, float]]:
-    """The (problem, parameter) pairs of METHODS.md's test set."""
+    """The (problem, parameter) pairs of the test set, ``TEST_VALUES`` per problem."""
     return [(n, float(p)) for n in names for p in TEST_VALUES[n]]
 
 

@@ -5,7 +5,7 @@ network trained to approximate ``A^-1 r`` up to scale, made A-orthogonal to the 
 directions (:class:`~sciml.solvers.linear.FlexibleCG`); the step length minimises the
 A-norm of the error, so the error falls monotonically whatever the network returns. The
 authors keep ``k = 2``; a prototype here stalled at a relative residual of 0.03-0.05
-with 2 and converged with 20 (METHODS.md, section 3), so the default is 16.
+with 2 and converged with 20, so the default is 16.
 
 One network application costs far more than a product with a sparse ``A`` (on a CPU,
 tens of CG iterations at 64^3); :meth:`DCDMNet.macs` states its multiply-adds.
