@@ -1,6 +1,6 @@
 """Hard constraints on 1D diffusion-sorption: errors of soft / single / MoE, and layer timings.
 
-1. Errors (case ``diffusion-sorption``): trains the three methods of
+1. Errors (case ``diffusion-sorption``): trains the four methods of
    :mod:`sciml.train.hardc` (or reuses them from ``--runs``) and scores them against the
    finite-volume reference (``rel_l2``, ``lm_iterations``).
 2. Timings (cases ``points-1e2`` ... ``points-1e5``): the single hard constraint and the

@@ -163,3 +163,18 @@ def test_demo_dcdm_quick(tmp_path) -> None:
         pytest.fail("the shipped 2D DCDM weights are missing from the package")
     assert main(["demo", "dcdm", "--quick", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "dcdm_poisson_2d.png").exists()
+
+
+def test_a_scipy_sparse_operator_works_with_the_safeguard(scene) -> None:
+    """dcdm(scipy A) used to fail with 'csr_matrix' object has no attribute 'matvec'."""
+    import scipy.sparse as sp
+
+    s, op, b = scene
+    n = b.shape[-1]
+    A = sp.csr_matrix(op.matvec(torch.eye(n, dtype=b.dtype)).T.numpy())
+    ref = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
+    got = dcdm(A, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
+    assert got.status is LinearStatus.CONVERGED
+    assert got.stats["iterations"] == ref.stats["iterations"]
+    res = (b - op.matvec(got.x)).norm(dim=-1)
+    assert bool((res <= 1e-6 * b.norm(dim=-1) * (1 + 1e-9)).all())

@@ -181,3 +181,14 @@ def test_a_residual_that_mixes_the_batch_is_refused() -> None:
 def test_non_finite_settings_are_refused(name, value) -> None:
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):
         HardConstraint(_linear, **{name: value})
+
+
+def test_the_docstring_shows_c0_as_required() -> None:
+    """The docstring used to show ``c0=None`` though c0 has no default."""
+    import inspect
+
+    assert inspect.signature(HardConstraint.__call__).parameters["c0"].default is \
+        inspect.Parameter.empty
+    assert "c0=None" not in HardConstraint.__doc__
+    with pytest.raises(TypeError, match="c0"):
+        HardConstraint(_linear)(*_data())

@@ -592,3 +592,16 @@ def test_ic0_at_64_cubed():
     assert pcg.converged and pcg.stats["iterations"] < 0.6 * plain.stats["iterations"]
     r = b.numpy() - A @ pcg.x.numpy()
     assert np.linalg.norm(r) <= 1e-6 * float(b.norm())
+
+
+def test_cg_makes_no_product_beyond_its_iterations_and_the_confirmation():
+    """stats used to come from a second true-residual product repeating the one that
+    confirmed convergence (and, with x0 given, there is one start product)."""
+    A = lap2d(8)
+    b = rhs(64, seed=32)
+    sol = cg(A, b, rtol=1e-8)
+    assert sol.converged
+    assert sol.stats["matvecs"] == sol.stats["iterations"] + 1  # + the confirmation
+    sol0 = cg(A, b, rtol=1e-8, x0=torch.zeros(64, dtype=torch.float64))
+    assert sol0.stats["matvecs"] == sol0.stats["iterations"] + 2  # + b - A x0
+    assert_bound(sol, A, b, 1e-8)

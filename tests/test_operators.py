@@ -215,3 +215,19 @@ def test_ns_residual_loss_is_small_for_an_exact_solution_and_not_for_a_wrong_one
 def test_loss_bad_inputs_raise(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bad()
+
+
+def test_fno_modes_must_be_a_tuple_and_dtypes_are_named() -> None:
+    """FNO(..., modes=16) and a float64 input to a float32 FNO used to give raw errors."""
+    import inspect
+
+    assert str(inspect.signature(FNO).parameters["modes"].annotation) == "tuple[int, ...]"
+    with pytest.raises(TypeError, match=r"\(16, 16\) for 2D"):
+        FNO(1, 1, width=8, modes=16)
+    fno = FNO(1, 1, width=8, modes=(4, 4), layers=1)
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's weights are"):
+        fno(torch.zeros(1, 1, 16, 16, dtype=torch.float64))
+    assert fno.double()(torch.zeros(1, 1, 16, 16, dtype=torch.float64)).dtype == torch.float64
+    sfno = SFNO(4, modes_t=2, width=8, layers=1)
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's weights are"):
+        sfno(torch.zeros(1, 4, 16, 16, dtype=torch.float64))

@@ -228,3 +228,11 @@ def test_update_on_cuda_matches_cpu() -> None:
     assert gpu.mean.is_cuda
     torch.testing.assert_close(gpu.mean.cpu(), cpu.mean, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gpu.cov.cpu(), cpu.cov, rtol=1e-12, atol=1e-12)
+
+
+def test_a_python_float_mass_is_kept_in_float64() -> None:
+    """b = 0.1 (a Python float) used to be rounded through float32: G mu = b to 1.2e-8."""
+    mean, var, G, _ = _problem(3, 20, 1)
+    b = 0.1
+    out = probconserv(mean, var, G[0], b)
+    assert float((out.mean @ G[0] - b).abs().max()) <= 1e-14

@@ -308,7 +308,8 @@ class HardConstraint:
             products of ``residual``, vectorised with ``vmap`` where the residual allows).
             Only the forward solve uses it; the backward differentiates ``residual``.
 
-    Call ``layer(*data, c0=None)``: ``data`` tensors batched on dim 0 (any dtype; the
+    Call ``layer(*data, c0=c0)`` (``c0`` ``(B, N)``, the starting coefficients, is required;
+    zeros suit a linear residual): ``data`` tensors batched on dim 0 (any dtype; the
     solve runs in float64 and the coefficients come back in float64). Returns a
     :class:`HardConstraintResult`; gradients reach every floating ``data`` tensor by the
     implicit function theorem. Raises ``ValueError`` for inconsistent batch sizes.

@@ -62,7 +62,10 @@ def _prepare(
     mean = check_tensor("mean", mean, min_ndim=1, real=True)
     cov = check_tensor("cov", cov, min_ndim=1, real=True)
     G = check_tensor("G", G, min_ndim=1, real=True)
-    b = torch.as_tensor(b, device=mean.device)
+    # a Python or numpy scalar goes straight to float64 (torch's default float32 would
+    # round it before the float64 update, and the constraint would hold only to ~1e-8)
+    b = torch.as_tensor(b, device=mean.device,
+                        dtype=None if isinstance(b, torch.Tensor) else torch.float64)
     n = mean.shape[-1]
     if cov.shape == mean.shape:
         diagonal = True

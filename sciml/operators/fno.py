@@ -44,8 +44,9 @@ class FNO(nn.Module):
     Args:
         in_channels, out_channels: channels of the input and output fields.
         width: channels inside the network.
-        modes: Fourier modes kept per grid axis (see :mod:`sciml.spectral.modes`); its
-            length (1-3) is the number of grid axes.
+        modes: Fourier modes kept per grid axis, a tuple (see
+            :mod:`sciml.spectral.modes`); its length (1-3) is the number of grid axes, so a
+            plain int is refused (``(16, 16)`` for 2D).
         layers: number of Fourier blocks.
         lifting_ratio, projection_ratio: hidden width of the lifting / projection MLP over
             ``width`` (0: a single linear layer).
@@ -65,7 +66,7 @@ class FNO(nn.Module):
         in_channels: int,
         out_channels: int,
         width: int,
-        modes: int | tuple[int, ...],
+        modes: tuple[int, ...],
         *,
         layers: int = 4,
         lifting_ratio: float = 2.0,
@@ -78,9 +79,11 @@ class FNO(nn.Module):
         self.out_channels = check_int("out_channels", out_channels, minimum=1)
         self.width = check_int("width", width, minimum=1)
         if isinstance(modes, int) and not isinstance(modes, bool):
+            # one number cannot say how many grid axes the FNO has (1D, 2D or 3D)
             raise TypeError(
-                f"modes must be a tuple with one entry per grid axis (e.g. (12, 12) for 2D), "
-                f"got {modes!r}"
+                f"modes must be a tuple with one entry per grid axis, got {modes!r}: pass "
+                f"({modes},) for 1D, ({modes}, {modes}) for 2D or ({modes}, {modes}, {modes}) "
+                "for 3D"
             )
         self.modes = check_int_tuple("modes", modes, minimum=1)
         if not 1 <= len(self.modes) <= 3:
@@ -115,6 +118,7 @@ class FNO(nn.Module):
                 f"x must have shape (batch, {self.in_channels}, {d} grid axes) for this FNO, "
                 f"got {tuple(x.shape)}"
             )
+        _check_dtype(self, x)
         grid = tuple(x.shape[2:])
         check_modes(self.modes, grid, grid_name="the grid of x")
         if self.coordinates:
@@ -124,6 +128,15 @@ class FNO(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.projection(h)
+
+
+def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
+    """Name a dtype mismatch between the input and the weights (torch's own message is a
+    matmul error deep inside the lifting layer)."""
+    p = next(model.parameters(), None)
+    if p is not None and p.dtype != x.dtype:
+        raise TypeError(f"x is {x.dtype} but the model's weights are {p.dtype}: convert one, "
+                        f"x.to({p.dtype}) or model.to({x.dtype})")
 
 
 class SFNO(nn.Module):
@@ -188,6 +201,7 @@ class SFNO(nn.Module):
                 f"x must have shape (batch, T_in, n_x, n_y) (a batch of frame sequences), got "
                 f"{tuple(x.shape)}"
             )
+        _check_dtype(self, x)
         t_out = out_steps if out_steps is not None else self.out_steps or x.shape[1]
         t_out = check_int("out_steps", t_out, minimum=1)
         grid = (x.shape[2], x.shape[3], x.shape[1])

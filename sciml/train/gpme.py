@@ -186,10 +186,6 @@ class _Objective:
         return nll if r is None else nll + self.soft * (r**2).mean()
 
 
-def _mse(pred, target: Tensor) -> Tensor:
-    return ((pred[0] - target) ** 2).mean(-1)
-
-
 def train_ensemble(
     name: str,
     *,

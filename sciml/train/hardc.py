@@ -2,7 +2,7 @@
 
 A network maps ``(x, tau, u0)`` to ``N`` basis functions (``tau = t / T``, ``u0`` the
 sample's constant initial state, PDEBench's family). The prediction is
-``u = sum_i c_i phi_i``, and the three methods differ only in where ``c`` comes from:
+``u = sum_i c_i phi_i``, and the four methods differ only in where ``c`` comes from:
 
 * ``"soft"``: ``c`` is a trained linear head (with a bias): a PINN whose loss is the
   residual penalty;

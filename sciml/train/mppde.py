@@ -214,10 +214,3 @@ def weno5_error(data, *, nx: int | None = None, samples: int | None = None,
     return {"accumulated_mse": float(err), "rollout_s": elapsed, "samples": int(u.shape[0]),
             "nx": nx}
 
-
-def write_summary(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` as JSON atomically."""
-    from ..benchtools import write_json_atomic
-
-    return write_json_atomic(path, payload)
-

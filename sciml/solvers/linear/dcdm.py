@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ._common import Solution
+from ._krylov import as_operator, check_rhs
 from .flexible import FlexibleCG
 
 __all__ = ["DCDM", "NetworkPreconditioner", "dcdm"]
@@ -83,6 +84,8 @@ class DCDM:
         if tuple(getattr(system, "shape", ())) == () or not hasattr(system, "fluid_mask"):
             raise TypeError(f"system must be a PoissonSystem (grid shape and fluid mask), "
                             f"got {system!r}")
+        # adapt A once (scipy sparse, dense, CSR, callable): the safeguard applies it too
+        A = as_operator("A", A, check_rhs(b), b, strict=True)
         M = NetworkPreconditioner(net, system, A if self.safeguard else None)
         sol = FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter)(
             A, b, M=M, x0=x0, callback=callback, throw=throw)
