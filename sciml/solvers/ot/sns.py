@@ -48,7 +48,19 @@ _CHECK = 10
 
 
 def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, int]:
-    """Jacobi-preconditioned CG from zero; returns the solution and the iteration count."""
+    """Jacobi-preconditioned CG from zero; returns the solution and the iteration count.
+
+    Not :func:`sciml.solvers.linear.cg` on purpose. This is the inner solve of an inexact
+    Newton step: one unbatched Schur complement per member (each member has its own
+    sparsity pattern, so there is nothing to batch), solved to a loose forcing tolerance
+    within a fixed budget, and whatever iterate it returns is only a search direction that
+    the Armijo line search in :func:`_newton` accepts or shrinks. The library CG's
+    guarantees would be paid for and then discarded here: the finiteness scan of the
+    right-hand side, the range scaling, the confirming true-residual product, the status
+    and stats bookkeeping and the batch working set, once per Newton step. The system is
+    only semidefinite (the ``(1, -1)`` direction and dead columns, removed from ``rhs``),
+    on which plain CG from zero stays in the range of the matrix.
+    """
     x = torch.zeros_like(rhs)
     r = rhs.clone()
     z = r / diag
