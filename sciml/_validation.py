@@ -9,6 +9,8 @@ off for speed with :func:`sciml.checks` once a pipeline is known to be sound.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -108,6 +110,37 @@ def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
     return v
+
+
+def check_real(
+    name: str, v: object, *, positive: bool = False, minimum: float | None = None,
+    strict: bool = False, finite: bool = True, fix: str | None = None,
+) -> float:
+    """``v`` as a float, checked to be a real number (not a bool, not NaN).
+
+    Args:
+        name: the argument's name, as the caller spells it.
+        positive: require ``v > 0``.
+        minimum: require ``v >= minimum`` (``v > minimum`` with ``strict``).
+        finite: require ``v`` finite (``inf`` passes with ``finite=False``).
+        fix: appended to every message (``"; fix"``): how to choose a valid value.
+
+    Raises:
+        ValueError: naming ``name`` and the offending value (also for a non-number, so
+            that every bad setting is one kind of error).
+    """
+    tail = f"; {fix}" if fix else ""
+    kind = "a finite number" if finite else "a number"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name} must be {kind}, got {v!r} ({type(v).__name__}){tail}")
+    x = float(v)
+    if math.isnan(x) or (finite and math.isinf(x)):
+        raise ValueError(f"{name} must be {kind}, got {v!r}{tail}")
+    if positive and not x > 0:
+        raise ValueError(f"{name} must be > 0, got {v!r}{tail}")
+    if minimum is not None and (x < minimum or (strict and x == minimum)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v!r}{tail}")
+    return x
 
 
 def check_int_tuple(

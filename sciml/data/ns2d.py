@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_int, check_real
 from ..pdes import (
     NavierStokes2D,
     check_step_count,
@@ -72,14 +72,6 @@ _INITIALS: dict[str, Callable[..., torch.Tensor]] = {
 }
 # arguments of the field functions that the writer fills in itself
 _RESERVED = {"n", "batch", "length", "generator", "dtype", "device"}
-
-
-def _number(name: str, v: object, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if v < minimum or (strict and v == minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v!r}")
-    return float(v)
 
 
 def _check_params(kind: str, fn: Callable[..., torch.Tensor] | None,
@@ -131,9 +123,9 @@ class NS2DPreset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
-        _number("length", self.length, strict=True)
-        _number("viscosity", self.viscosity)
-        _number("drag", self.drag)
+        check_real("length", self.length, positive=True)
+        check_real("viscosity", self.viscosity, minimum=0)
+        check_real("drag", self.drag, minimum=0)
         check_choice("forcing", self.forcing, sorted(_FORCINGS))
         check_choice("initial", self.initial, sorted(_INITIALS))
         _check_params(f"forcing {self.forcing!r}", _FORCINGS[self.forcing], self.forcing_params)
@@ -142,7 +134,7 @@ class NS2DPreset:
         # the solver validates its own settings (method names included)
         NavierStokes2D(viscosity=self.viscosity, length=self.length, drag=self.drag,
                        method=self.method)
-        _number("velocity_bound", self.velocity_bound, strict=True)
+        check_real("velocity_bound", self.velocity_bound, positive=True)
 
     def default_dt(self, solver_resolution: int) -> float:
         """The fixed step ``0.5 * (length / solver_resolution) / velocity_bound``."""
@@ -171,8 +163,8 @@ class NS2DPreset:
 
 
 def _check_times(t_start: object, t_end: object, snapshots: object) -> None:
-    t0 = _number("t_start", t_start)
-    t1 = _number("t_end", t_end)
+    t0 = check_real("t_start", t_start, minimum=0)
+    t1 = check_real("t_end", t_end, minimum=0)
     n = check_int("snapshots", snapshots, minimum=1)
     if t1 < t0:
         raise ValueError(f"t_end = {t1} is before t_start = {t0}; pass t_end >= t_start")
@@ -288,7 +280,8 @@ def generate_ns2d(
     t1 = preset.t_end if t_end is None else t_end
     nt = preset.snapshots if snapshots is None else snapshots
     _check_times(t0, t1, nt)
-    step = preset.default_dt(solver_resolution) if dt is None else _number("dt", dt, strict=True)
+    step = (preset.default_dt(solver_resolution) if dt is None
+            else check_real("dt", dt, positive=True))
     # refuse an absurd step count before any file is made (the solve would run for ever)
     check_step_count(float(t1), step, intervals=int(nt))
     check_choice("dtype", dtype, sorted(DTYPES))

@@ -24,18 +24,6 @@ def check_lengths(lengths: object) -> tuple[float, ...]:
     return _lengths("lengths", lengths)
 
 
-def check_real(name: str, v: object, *, minimum: float | None = None,
-               positive: bool = False) -> float:
-    """A finite real number (``> 0`` with ``positive``, ``>= minimum`` with ``minimum``)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite real number, got {v!r}")
-    if positive and not v > 0:
-        raise ValueError(f"{name} must be > 0, got {v!r}")
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
-    return float(v)
-
-
 def dims(d: int) -> tuple[int, ...]:
     return tuple(range(-d, 0))
 

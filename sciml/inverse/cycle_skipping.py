@@ -43,8 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_int
-from ._spectral import check_real
+from .._validation import check_int, check_real
 from .map import MAP
 from .misfit import L2Misfit, W2Misfit
 from .observe import FullObservation

@@ -43,10 +43,9 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice, check_int, check_tensor
+from .._validation import check_choice, check_int, check_real, check_tensor
 from ..solvers.linear import CallableOperator, cg
 from ._lanczos import lanczos
-from ._spectral import check_real
 from .misfit import QuadraticMisfit
 from .prior import GaussianPrior
 from .problem import InverseProblem

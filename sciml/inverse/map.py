@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_finite, check_int
+from .._validation import check_choice, check_finite, check_int, check_real
 from ..constraints import project_mean
-from ._spectral import check_real
 from .prior import GaussianPrior
 from .problem import InverseProblem
 

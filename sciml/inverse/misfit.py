@@ -16,9 +16,9 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_finite, check_int, check_tensor
+from .._validation import check_finite, check_int, check_real, check_tensor
 from ..solvers.ot import sinkhorn
-from ._spectral import check_field, check_lengths, check_real, gram, sobolev_sq
+from ._spectral import check_field, check_lengths, gram, sobolev_sq
 
 __all__ = ["L2Misfit", "Misfit", "QuadraticMisfit", "SobolevMisfit", "W2Misfit"]
 

@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._validation import check_tensor
+from .._validation import check_real, check_tensor
 from ..pdes._ns_ops import NSOperators
 from ..pdes._steppers import STEPPERS
 from ..pdes.navier_stokes import NavierStokes2D, check_step_count
-from ._spectral import check_real
 from .prior import SobolevPrior
 
 __all__ = ["ParameterForward", "SolverForward", "SurrogateForward", "calibration",

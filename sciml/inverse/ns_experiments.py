@@ -32,9 +32,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_int
+from .._validation import check_int, check_real
 from ..pdes import NavierStokes2D, fno_forcing, gaussian_random_field
-from ._spectral import check_real
 from .laplace import Laplace
 from .map import MAP
 from .navier_stokes import (

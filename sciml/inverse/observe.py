@@ -15,8 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_int_tuple, check_tensor
-from ._spectral import check_real
+from .._validation import check_int_tuple, check_real, check_tensor
 
 __all__ = ["FullObservation", "Observation", "PointObservation", "random_points"]
 

@@ -16,9 +16,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_tensor
+from .._validation import check_real, check_tensor
 from ..spectral.modes import hermitian_weights
-from ._spectral import check_field, check_lengths, check_real, gram, multiply, sobolev_sq, symbol
+from ._spectral import check_field, check_lengths, gram, multiply, sobolev_sq, symbol
 
 __all__ = ["GaussianPrior", "Prior", "ScalarPrior", "SobolevPrior", "TotalVariation"]
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .._validation import check_tensor
+from .._validation import check_real, check_tensor
 from ..pdes import NavierStokes2D
 from ..spectral import sobolev_norm
 
 __all__ = ["NSResidualLoss", "RelativeLpLoss", "SobolevLoss", "relative_lp", "relative_sobolev"]
-
-
-def _number(name: str, v: object, *, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be > 0, got {v!r}")
-    return float(v)
 
 
 def _pair(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -46,7 +37,7 @@ def relative_lp(pred: torch.Tensor, target: torch.Tensor, p: float = 2.0) -> tor
     Returns a ``(batch,)`` tensor; a zero target gives the absolute error instead.
     """
     _pair(pred, target)
-    p = _number("p", p, positive=True)
+    p = check_real("p", p, positive=True)
     b = pred.shape[0]
     num = torch.linalg.vector_norm((pred - target).reshape(b, -1), ord=p, dim=1)
     den = torch.linalg.vector_norm(target.reshape(b, -1), ord=p, dim=1)
@@ -87,7 +78,7 @@ class RelativeLpLoss(nn.Module):
 
     def __init__(self, p: float = 2.0) -> None:
         super().__init__()
-        self.p = _number("p", p, positive=True)
+        self.p = check_real("p", p, positive=True)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -113,11 +104,12 @@ class SobolevLoss(nn.Module):
         self, s: float = 0.0, *, alpha: float = 1.0, lengths: Sequence[float] = (1.0, 1.0)
     ) -> None:
         super().__init__()
-        self.s = _number("s", s)
-        self.alpha = _number("alpha", alpha)
+        self.s = check_real("s", s)
+        self.alpha = check_real("alpha", alpha)
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        self.lengths = tuple(_number("lengths[i]", v, positive=True) for v in lengths)
+        self.lengths = tuple(check_real(f"lengths[{i}]", v, positive=True)
+                             for i, v in enumerate(lengths))
 
     def extra_repr(self) -> str:
         return f"s={self.s}, alpha={self.alpha}, lengths={self.lengths}"
@@ -157,10 +149,10 @@ class NSResidualLoss(nn.Module):
         if not isinstance(ns, NavierStokes2D):
             raise TypeError(f"ns must be a NavierStokes2D, got {type(ns).__name__}")
         self.ns = ns
-        self.dt = _number("dt", dt, positive=True)
-        self.s = _number("s", s)
-        self.mean = _number("mean", mean)
-        self.std = _number("std", std, positive=True)
+        self.dt = check_real("dt", dt, positive=True)
+        self.s = check_real("s", s)
+        self.mean = check_real("mean", mean)
+        self.std = check_real("std", std, positive=True)
 
     def extra_repr(self) -> str:
         return f"dt={self.dt}, s={self.s}, mean={self.mean}, std={self.std}"

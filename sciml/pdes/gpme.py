@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 from scipy.optimize import brentq
 
-from .._validation import check_int, check_tensor
+from .._validation import check_int, check_real, check_tensor
 
 __all__ = [
     "TEST_VALUES",
@@ -68,12 +68,6 @@ T_FINAL = 0.5
 
 _F64 = torch.float64
 Time = float | torch.Tensor
-
-
-def _real(v: object, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-        raise ValueError(f"{what}, got {v!r}")
-    return float(v)
 
 
 def _times(t: object, device: torch.device | None = None) -> torch.Tensor:
@@ -185,9 +179,7 @@ class GPMEProblem(ABC):
 
         Equals :meth:`diffusivity` except for :class:`Stefan`, whose step is smoothed.
         """
-        _real(width, "width must be a finite number > 0")
-        if width <= 0:
-            raise ValueError(f"width must be a finite number > 0, got {width!r}")
+        check_real("width", width, positive=True)
         return self.diffusivity(u)
 
     def grid(self, n: int = 201, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -237,9 +229,7 @@ class Diffusion(GPMEProblem):
     k: float
 
     def __post_init__(self) -> None:
-        k = _real(self.k, "Diffusion: k must be a finite number > 0 (e.g. in [1, 5])")
-        if k <= 0:
-            raise ValueError(f"Diffusion: k must be a finite number > 0 (e.g. in [1, 5]), got {k}")
+        k = check_real("Diffusion: k", self.k, positive=True, fix="e.g. in [1, 5]")
         object.__setattr__(self, "k", k)
 
     @property
@@ -288,11 +278,7 @@ class PorousMedium(GPMEProblem):
     m: float
 
     def __post_init__(self) -> None:
-        m = _real(self.m, "PorousMedium: m must be a finite number > 0 (e.g. in [1, 6])")
-        if m <= 0:
-            raise ValueError(
-                f"PorousMedium: m must be a finite number > 0 (e.g. in [1, 6]), got {m}"
-            )
+        m = check_real("PorousMedium: m", self.m, positive=True, fix="e.g. in [1, 6]")
         object.__setattr__(self, "m", m)
 
     @property
@@ -379,7 +365,7 @@ class Stefan(GPMEProblem):
     c: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        p = _real(self.p, "Stefan: p must be a finite number in (0, 1) (e.g. in [0.55, 0.7])")
+        p = check_real("Stefan: p", self.p, fix="it must be in (0, 1), e.g. in [0.55, 0.7]")
         if not 0 < p < 1:
             raise ValueError(
                 f"Stefan: p must be a finite number in (0, 1) (e.g. in [0.55, 0.7]), got {p}"
@@ -476,13 +462,11 @@ def sample_points(
     n = check_int("n", n, minimum=1)
     if not isinstance(t_range, (tuple, list)) or len(t_range) != 2:
         raise ValueError(f"t_range must be a pair (t0, t1), got {t_range!r}")
-    t0 = _real(t_range[0], "t_range[0] must be a finite number >= 0")
-    t1 = _real(t_range[1], "t_range[1] must be a finite number")
+    t0 = check_real("t_range[0]", t_range[0], minimum=0)
+    t1 = check_real("t_range[1]", t_range[1])
     if not 0 <= t0 < t1:
         raise ValueError(f"t_range must satisfy 0 <= t0 < t1, got {tuple(t_range)}")
-    noise = _real(noise, "noise must be a finite number >= 0")
-    if noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    noise = check_real("noise", noise, minimum=0)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     device = generator.device if generator is not None else None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._malloc import tune_malloc
-from .._validation import check_choice, check_finite, check_tensor
+from .._validation import check_choice, check_finite, check_real, check_tensor
 from ._ns_ops import NSOperators
 from ._steppers import STEPPERS
 
@@ -44,16 +44,6 @@ NS_MAX_STEPS = 10_000_000  # the default refusal threshold of a solve's step cou
 
 class NavierStokesBlowUp(RuntimeError):
     """The solution became non-finite or the step broke the CFL condition."""
-
-
-def _finite_float(name: str, v: object, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be > 0, got {v!r}")
-    if nonneg and v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v!r}")
-    return float(v)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,11 +81,11 @@ class NavierStokes2D:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _finite_float("viscosity", self.viscosity, nonneg=True)
-        _finite_float("length", self.length, positive=True)
-        _finite_float("drag", self.drag, nonneg=True)
+        check_real("viscosity", self.viscosity, minimum=0)
+        check_real("length", self.length, positive=True)
+        check_real("drag", self.drag, minimum=0)
         check_choice("method", self.method, sorted(STEPPERS))
-        cfl = _finite_float("cfl", self.cfl, positive=True)
+        cfl = check_real("cfl", self.cfl, positive=True)
         if cfl > MAX_CFL:
             raise ValueError(f"cfl must be in (0, {MAX_CFL}], got {cfl}; 0.5 is a safe choice")
         if isinstance(self.check_every, bool) or not isinstance(self.check_every, int) or (
@@ -207,10 +197,10 @@ class NavierStokes2D:
         w0 = self._field("w0", w0)
         if w0.ndim not in (2, 3):
             raise ValueError(f"w0 must be (n, n) or (B, n, n), got shape {tuple(w0.shape)}")
-        t0 = _finite_float("t0", t0)
+        t0 = check_real("t0", t0)
         ts = _times("times", times, t0)
         if dt is not None:
-            dt = _finite_float("dt", dt, positive=True)
+            dt = check_real("dt", dt, positive=True)
         squeeze = w0.ndim == 2
         w0 = w0.unsqueeze(0) if squeeze else w0
         if w0.device.type == "cpu":
@@ -308,7 +298,7 @@ class NavierStokes2D:
         if w_t is None:
             if dt is None:
                 raise ValueError("residual needs dt (the frame spacing) or w_t")
-            w_t = time_derivative(w, _finite_float("dt", dt, positive=True), dim=-3)
+            w_t = time_derivative(w, check_real("dt", dt, positive=True), dim=-3)
         else:
             w_t = check_tensor("w_t", w_t, real=True)
             if w_t.shape != w.shape:
@@ -384,7 +374,7 @@ def time_derivative(w: torch.Tensor, dt: float, *, dim: int = -3) -> torch.Tenso
     Exact for polynomials of degree 4 in time. Needs at least 5 frames.
     """
     w = check_tensor("w", w, floating=True)
-    dt = _finite_float("dt", dt, positive=True)
+    dt = check_real("dt", dt, positive=True)
     T = w.shape[dim]
     if T < 5:
         raise ValueError(f"time_derivative needs >= 5 frames along dim {dim}, got {T}")

@@ -10,13 +10,7 @@ import math
 
 import torch
 
-from .._validation import check_int
-
-
-def _positive(name: str, v: object) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite positive number, got {v!r}")
-    return float(v)
+from .._validation import check_int, check_real
 
 
 def _dtype(dtype: torch.dtype) -> torch.dtype:
@@ -30,7 +24,7 @@ def grid_coordinates(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``(n, n)`` coordinate arrays ``x[i, j] = i L / n``, ``y[i, j] = j L / n``."""
     n = check_int("n", n, minimum=2)
-    length = _positive("length", length)
+    length = check_real("length", length, positive=True)
     s = torch.arange(n, dtype=torch.float64, device=device) * (length / n)
     x, y = torch.meshgrid(s, s, indexing="ij")
     return x.to(_dtype(dtype)), y.to(dtype)
@@ -73,9 +67,10 @@ def gaussian_random_field(
     """
     batch = check_int("batch", batch, minimum=1)
     n = check_int("n", n, minimum=2)
-    alpha, tau, length = _positive("alpha", alpha), _positive("tau", tau), _positive(
-        "length", length)
-    sigma = tau ** (alpha - 1.0) if sigma is None else _positive("sigma", sigma)
+    alpha = check_real("alpha", alpha, positive=True)
+    tau = check_real("tau", tau, positive=True)
+    length = check_real("length", length, positive=True)
+    sigma = tau ** (alpha - 1.0) if sigma is None else check_real("sigma", sigma, positive=True)
     _dtype(dtype)
     kx, ky = _integer_k(n, device)
     lam = (4 * math.pi**2 * (kx**2 + ky**2) / length**2 + tau**2) ** (-alpha)
@@ -112,9 +107,9 @@ def mcwilliams_vorticity(
     """
     batch = check_int("batch", batch, minimum=1)
     n = check_int("n", n, minimum=4)
-    k0 = _positive("peak_wavenumber", peak_wavenumber)
-    umax = _positive("max_velocity", max_velocity)
-    length = _positive("length", length)
+    k0 = check_real("peak_wavenumber", peak_wavenumber, positive=True)
+    umax = check_real("max_velocity", max_velocity, positive=True)
+    length = check_real("length", length, positive=True)
     _dtype(dtype)
     kx, ky = _integer_k(n, device)
     k = (kx**2 + ky**2).sqrt()
