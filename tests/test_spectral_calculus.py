@@ -360,3 +360,31 @@ def test_wavenumbers(shape, lengths, real, close):
         close(ks[i].ravel(), 2 * np.pi * ints / L, torch.float64)
         np.testing.assert_array_equal(integer_wavenumbers(n, halved=real and i == d - 1).numpy(),
                                       ints)
+
+
+@pytest.mark.parametrize("n, length", [(24, 1.0), (25, 2 * math.pi)])
+def test_navier_stokes_operators_are_the_calculus_ones(n, length):
+    """The solver keeps its packed transforms (its speed), but its wavenumbers, 2/3 mask,
+    velocity, advection and linear terms are those of sciml.spectral."""
+    from sciml.pdes import NavierStokes2D
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(2, n, n, generator=g, dtype=torch.float64)
+    ns = NavierStokes2D(viscosity=1e-2, length=length, drag=0.1)
+    ops = ns._ops(n, torch.float64, w.device)
+    kx, ky = wavenumbers((n, n), (length, length), real=False)
+    torch.testing.assert_close(ops.k2_full, (kx**2 + ky**2).expand(n, n), rtol=0, atol=0)
+    assert torch.equal(ops.mask.bool(), dealias_mask((n, n), real=False))
+    # the rfftn-layout mask is the full one's halved last axis
+    assert torch.equal(dealias_mask((n, n)), dealias_mask((n, n), real=False)[:, : n // 2 + 1])
+    L = (length, length)
+    wd = dealias(w)
+    psi = -inverse_laplacian(wd, L)  # -lap(psi) = w
+    dpsi = gradient(psi, L)
+    u, v = ns.velocity(w)
+    torch.testing.assert_close(u, dpsi[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(v, -dpsi[0], rtol=1e-12, atol=1e-12)
+    # w_t = -P(u.grad w) + nu lap(w) - mu w on the kept modes (no forcing)
+    dw = gradient(wd, L)
+    rhs = -dealias(u * dw[0] + v * dw[1]) + 1e-2 * laplacian(wd, L) - 0.1 * wd
+    torch.testing.assert_close(ns.rhs(w), rhs, rtol=1e-11, atol=1e-11)

@@ -15,17 +15,11 @@ inverse FFT does, so that is roughly 40% less transform work for the same arithm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-
-def dealias_mask_full(n: int, *, device=None) -> torch.Tensor:
-    """2/3-rule mask on the full ``n x n`` FFT layout: keep ``3|k_x| < n`` and ``3|k_y| < n``."""
-    k = torch.fft.fftfreq(n, 1.0 / n, device=device, dtype=torch.float64)
-    keep = 3 * k.abs() < n
-    return keep[:, None] & keep[None, :]
+from ..spectral import dealias_mask, wavenumbers
 
 
 def _advection(z: torch.Tensor) -> torch.Tensor:
@@ -88,14 +82,13 @@ class NSOperators:
         device: torch.device,
     ) -> NSOperators:
         cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
-        k = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64, device=device) * (
-            2 * math.pi / length
-        )
-        kx = k[:, None].expand(n, n)
-        ky = k[None, :].expand(n, n)
+        # the library's conventions (sciml.spectral): angular wavenumbers 2 pi k / L in
+        # fftn order and the 2/3-rule mask, both on the full (not halved) layout
+        kx, ky = (k.expand(n, n) for k in wavenumbers((n, n), (length, length), real=False,
+                                                      device=device))
         k2 = kx**2 + ky**2
         inv_k2 = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
-        mask = dealias_mask_full(n, device=device).to(torch.float64)
+        mask = dealias_mask((n, n), real=False, device=device).to(torch.float64)
         kc = torch.complex(kx, ky)
         zk = torch.stack([kc * inv_k2 * mask, 1j * kc * mask])
         linear = -viscosity * k2 - drag

@@ -46,6 +46,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from .._validation import check_int, check_tensor
+from ..spectral import wavenumbers
 
 __all__ = [
     "CellType",
@@ -593,14 +594,11 @@ def divergence(system: PoissonSystem, u: tuple[Tensor, ...] | list[Tensor]) -> T
 def _smooth(w: Tensor, sigma: float) -> Tensor:
     """Periodic Gaussian filter (standard deviation ``sigma`` cells) over all but dim 0."""
     dims = tuple(range(1, w.ndim))
+    grid = tuple(w.shape[1:])
     kernel = torch.ones((), dtype=w.dtype, device=w.device)
-    for j, m in enumerate(w.shape[1:]):
-        last = j == w.ndim - 2
-        k = torch.fft.rfftfreq(m) if last else torch.fft.fftfreq(m)
-        k = k.to(w.device, w.dtype) * (2 * math.pi)
-        shape = [1] * (w.ndim - 1)
-        shape[j] = -1
-        kernel = kernel * torch.exp(-0.5 * (sigma * k) ** 2).reshape(shape)
+    # angular wavenumbers per cell (a box of side m cells), rfftn layout
+    for k in wavenumbers(grid, grid, device=w.device, dtype=w.dtype):
+        kernel = kernel * torch.exp(-0.5 * (sigma * k) ** 2)
     return torch.fft.irfftn(torch.fft.rfftn(w, dim=dims) * kernel, s=w.shape[1:], dim=dims)
 
 

@@ -172,17 +172,18 @@ def inverse_laplacian(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) ->
     return torch.fft.irfftn(inv * uh, s=shape, dim=_rdims(d))
 
 
-def dealias_mask(shape: Sequence[int], *, device=None) -> torch.Tensor:
-    """Boolean rfftn-layout mask of the 2/3 rule: keep ``|k_i| < n_i / 3`` on every axis.
+def dealias_mask(shape: Sequence[int], *, real: bool = True, device=None) -> torch.Tensor:
+    """Boolean mask of the 2/3 rule: keep ``|k_i| < n_i / 3`` on every axis.
 
     (Orszag's rule: a quadratic product of fields truncated this way has no aliasing
-    error on the kept modes.)
+    error on the kept modes.) ``real``: the rfftn layout (last axis halved, default) or
+    the full fftn layout.
     """
     shape = _shape("shape", shape)
     d = len(shape)
     mask = None
     for i, n in enumerate(shape):
-        k = integer_wavenumbers(n, halved=i == d - 1, device=device)
+        k = integer_wavenumbers(n, halved=real and i == d - 1, device=device)
         keep = (3 * k.abs() < n).reshape([k.numel() if j == i else 1 for j in range(d)])
         mask = keep if mask is None else mask & keep
     return mask

@@ -20,6 +20,7 @@ from .._validation import check_int
 from ..benchtools import write_json_atomic as write_json
 from ..data import NS2DDataset
 from ..operators import SFNO, NSResidualLoss, RelativeLpLoss, relative_lp, relative_sobolev
+from ..spectral import integer_wavenumbers
 from ._checkpoint import load_checkpoint
 from ._config import TrainConfig, TrainResult
 from .refiner import RefineResult, SpectralRefiner
@@ -187,7 +188,7 @@ def error_spectrum(pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray
     def shells(u: torch.Tensor) -> np.ndarray:
         c = torch.fft.fft2(u.to(torch.float64), norm="forward")
         p = (c.real**2 + c.imag**2).reshape(-1, n, n).mean(0)
-        k = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
+        k = integer_wavenumbers(n)
         kk = torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2).round().long().clamp(max=n // 2)
         return torch.zeros(n // 2 + 1, dtype=torch.float64).index_add_(
             0, kk.reshape(-1), p.reshape(-1)).numpy()
