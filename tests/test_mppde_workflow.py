@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sciml.data.burgers import BurgersDataset, generate_burgers
+from sciml.spectral import cell_average_resample
 from sciml.train.mppde import (
-    _fourier_resample,
     build_stepper,
     load_stepper,
     rollout_error,
@@ -30,7 +30,7 @@ def data(tmp_path_factory):
     return BurgersDataset(train, 40), BurgersDataset(test, 40)
 
 
-def test_fourier_resample_of_cell_averages_is_exact_for_a_sine() -> None:
+def test_cell_average_resample_is_exact_for_a_sine() -> None:
     L = 16.0
 
     def cell_avg(n, k):
@@ -41,7 +41,7 @@ def test_fourier_resample_of_cell_averages_is_exact_for_a_sine() -> None:
 
     for k in (1, 3, 4):  # all below the Nyquist mode of every grid
         for m, n in ((10, 40), (8, 40), (20, 50)):
-            got = _fourier_resample(cell_avg(m, k)[None], n, L)[0]
+            got = cell_average_resample(cell_avg(m, k)[None], n)[0]
             torch.testing.assert_close(got, cell_avg(n, k), rtol=0, atol=1e-12)
 
 

@@ -12,12 +12,15 @@ import torch
 from conftest import REAL_DTYPES, TOL
 
 from sciml.spectral import (
+    cell_average_resample,
     dealias,
     dealias_mask,
+    error_spectrum,
     gradient,
     integer_wavenumbers,
     inverse_laplacian,
     laplacian,
+    shell_spectrum,
     sobolev_norm,
     wavenumbers,
 )
@@ -388,3 +391,40 @@ def test_navier_stokes_operators_are_the_calculus_ones(n, length):
     dw = gradient(wd, L)
     rhs = -dealias(u * dw[0] + v * dw[1]) + 1e-2 * laplacian(wd, L) - 0.1 * wd
     torch.testing.assert_close(ns.rhs(w), rhs, rtol=1e-11, atol=1e-11)
+
+
+def test_shell_spectrum_places_a_mode_on_its_shell_and_keeps_parseval():
+    n = 32
+    x = torch.arange(n, dtype=torch.float64) / n
+    X, Y = torch.meshgrid(x, x, indexing="ij")
+    u = 3.0 * torch.cos(2 * math.pi * (3 * X + 4 * Y))  # |k| = 5, mean square 4.5
+    e = shell_spectrum(u[None])
+    assert e.shape == (n // 2 + 1,)
+    np.testing.assert_allclose(e[5], 4.5, rtol=1e-12)
+    np.testing.assert_allclose(np.delete(e, 5), 0.0, atol=1e-20)
+    g = torch.randn(3, n, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    np.testing.assert_allclose(shell_spectrum(g).sum(), float((g**2).mean()), rtol=1e-12)
+    err, tru = error_spectrum(g + u, g)
+    np.testing.assert_allclose(err, e, rtol=1e-12, atol=1e-20)
+    np.testing.assert_allclose(tru, shell_spectrum(g), rtol=1e-12)
+    with pytest.raises(ValueError, match="square"):
+        shell_spectrum(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="shape"):
+        error_spectrum(g, g[:2])
+
+
+def test_cell_average_resample_matches_exact_cell_averages_and_keeps_the_mean():
+    def averages(n, k, phase):  # exact averages of cos(2 pi k x + phase) on n cells of [0, 1)
+        a = torch.arange(n + 1, dtype=torch.float64) / n
+        s = torch.sin(2 * math.pi * k * a + phase) / (2 * math.pi * k)
+        return (s[1:] - s[:-1]) * n
+
+    for m, n in ((12, 30), (30, 12), (16, 48)):
+        for k in (1, 2, 5):  # below both grids' Nyquist modes
+            got = cell_average_resample(averages(m, k, 0.3)[None], n)[0]
+            torch.testing.assert_close(got, averages(n, k, 0.3), rtol=0, atol=1e-12)
+    v = torch.rand(2, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch.testing.assert_close(cell_average_resample(v, 35).mean(-1), v.mean(-1))
+    assert cell_average_resample(v, 20) is v
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cell_average_resample(v, 0)

@@ -1,6 +1,7 @@
 """Neural operators as ``nn.Module``s and their losses."""
 
-from ._layers import ChannelMLP, FourierBlock, Pointwise, fourier_resample
+from ..spectral import fourier_resample
+from ._layers import ChannelMLP, FourierBlock, Pointwise
 from .bundled_fno import BundledFNO
 from .dcdm import DCDMNet
 from .fno import FNO, SFNO

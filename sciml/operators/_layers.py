@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_int
-from ..spectral import SpectralConv
+from ..spectral import SpectralConv, fourier_resample
 
 
 def _ratio(name: str, v: object) -> float:
@@ -62,32 +62,6 @@ class ChannelMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
-
-
-def fourier_resample(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Resample the trailing ``len(shape)`` axes of a real field by trigonometric interpolation.
-
-    Axis by axis: the real FFT is truncated (coarser grid) or zero-padded (finer grid) and
-    transformed back with "forward" normalisation, so values (not sums) are preserved and a
-    band-limited field is reproduced exactly. Axes whose size does not change are untouched.
-    """
-    d = len(shape)
-    for i, n_new in enumerate(shape):
-        axis = x.ndim - d + i
-        n_old = x.shape[axis]
-        if n_old == n_new:
-            continue
-        c = torch.fft.rfft(x, dim=axis, norm="forward")
-        keep = min(n_old, n_new) // 2 + 1
-        c = c.narrow(axis, 0, keep)
-        if n_old % 2 == 0 and n_new > n_old:
-            # the old Nyquist bin stands for cos only; split between +/- n/2 on the finer grid
-            idx = [slice(None)] * c.ndim
-            idx[axis] = slice(keep - 1, keep)
-            c = c.clone()
-            c[tuple(idx)] = c[tuple(idx)] * 0.5
-        x = torch.fft.irfft(c, n=n_new, dim=axis, norm="forward")
-    return x
 
 
 class FourierBlock(nn.Module):

@@ -12,16 +12,20 @@ from .calculus import (
     wavenumbers,
 )
 from .conv import SpectralConv
+from .fields import cell_average_resample, error_spectrum, fourier_resample, shell_spectrum
 from .modes import check_modes, hermitian_weights, kept_frequencies, modes_from_kept_shape
 from .transforms import irfftn_truncated, rfftn_truncated
 
 __all__ = [
     "SpectralConv",
     "best_order",
+    "cell_average_resample",
     "check_modes",
     "choose_method",
     "dealias",
     "dealias_mask",
+    "error_spectrum",
+    "fourier_resample",
     "gradient",
     "hermitian_weights",
     "integer_wavenumbers",
@@ -31,6 +35,7 @@ __all__ = [
     "laplacian",
     "modes_from_kept_shape",
     "rfftn_truncated",
+    "shell_spectrum",
     "sobolev_norm",
     "wavenumbers",
 ]

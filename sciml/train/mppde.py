@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_int
+from ..spectral import cell_average_resample
 
 __all__ = ["build_stepper", "load_stepper", "rollout_error", "train_stepper", "weno5_error"]
 
@@ -145,27 +146,6 @@ def rollout_error(model: nn.Module, data, *, samples: int | None = None,
     return {"accumulated_mse": float(err), "rollout_s": elapsed, "samples": int(u.shape[0])}
 
 
-def _fourier_resample(v: Tensor, n: int, length: float) -> Tensor:
-    """Cell averages on ``v.shape[-1]`` periodic cells -> cell averages on ``n`` cells of
-    the band-limited function they determine (the sinc factors of cell averaging)."""
-    m = v.shape[-1]
-    if m == n:
-        return v
-    V = torch.fft.rfft(v, dim=-1)
-    k = torch.arange(V.shape[-1], dtype=v.dtype, device=v.device)
-    # cell average of mode k on a grid of h: multiply by sinc(k h / L) (torch sinc is
-    # sin(pi x)/(pi x)); undo the coarse one, apply the fine one
-    keep = min(V.shape[-1], n // 2 + 1)
-    k = k[:keep]
-    # values sit at the cell centres (j + 1/2) L / m: shift the phase from the coarse
-    # centres to the fine ones as well
-    shift = torch.polar(torch.ones_like(k), torch.pi * k * (1 / n - 1 / m))
-    V = V[..., :keep] / torch.sinc(k / m) * torch.sinc(k / n) * shift
-    if m % 2 == 0 and keep == m // 2 + 1 and n > m:
-        V[..., -1] = V[..., -1] / 2  # split the coarse Nyquist mode between +-k
-    return torch.fft.irfft(V, n=n, dim=-1) * (n / m)
-
-
 @torch.no_grad()
 def weno5_error(data, *, nx: int | None = None, samples: int | None = None,
                 time_window: int = 25, start: str = "label",
@@ -209,7 +189,7 @@ def weno5_error(data, *, nx: int | None = None, samples: int | None = None,
     elapsed = time.perf_counter() - t0
     if start == "t0":
         sol = sol[:, 2 * K - 1:]
-    sol = _fourier_resample(sol, n, data.length)
+    sol = cell_average_resample(sol, n)
     err = accumulated_mse(sol.double(), u[:, 2 * K:].double())
     return {"accumulated_mse": float(err), "rollout_s": elapsed, "samples": int(u.shape[0]),
             "nx": nx}

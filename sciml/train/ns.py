@@ -20,7 +20,7 @@ from .._validation import check_int
 from ..benchtools import write_json_atomic as write_json
 from ..data import NS2DDataset
 from ..operators import SFNO, NSResidualLoss, RelativeLpLoss, relative_lp, relative_sobolev
-from ..spectral import integer_wavenumbers
+from ..spectral import error_spectrum
 from ._checkpoint import load_checkpoint
 from ._config import TrainConfig, TrainResult
 from .refiner import RefineResult, SpectralRefiner
@@ -28,7 +28,6 @@ from .trainer import Trainer
 
 __all__ = [
     "NSData",
-    "error_spectrum",
     "evaluate_model",
     "load_sfno",
     "refine_model",
@@ -176,23 +175,6 @@ def _batches(ds: NS2DDataset, batch_size: int):
     for i in range(0, len(ds), batch_size):
         items = [ds[k] for k in range(i, min(len(ds), i + batch_size))]
         yield torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-
-
-def error_spectrum(pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Shell-averaged energy spectra of the error and of the truth over ``(..., n, n)``.
-
-    Returns ``(error, truth)``, each ``(n // 2 + 1,)``: the sum of ``|c_k|^2`` over the
-    integer shells ``round(|k|) = j``, averaged over every leading index.
-    """
-    n = pred.shape[-1]
-    def shells(u: torch.Tensor) -> np.ndarray:
-        c = torch.fft.fft2(u.to(torch.float64), norm="forward")
-        p = (c.real**2 + c.imag**2).reshape(-1, n, n).mean(0)
-        k = integer_wavenumbers(n)
-        kk = torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2).round().long().clamp(max=n // 2)
-        return torch.zeros(n // 2 + 1, dtype=torch.float64).index_add_(
-            0, kk.reshape(-1), p.reshape(-1)).numpy()
-    return shells(pred - target), shells(target)
 
 
 @torch.no_grad()
