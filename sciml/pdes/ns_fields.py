@@ -11,6 +11,7 @@ import math
 import torch
 
 from .._validation import check_int, check_real
+from ..spectral import integer_wavenumbers
 
 
 def _dtype(dtype: torch.dtype) -> torch.dtype:
@@ -31,7 +32,7 @@ def grid_coordinates(
 
 
 def _integer_k(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    k = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64, device=device)
+    k = integer_wavenumbers(n, device=device)  # the library's fftn order
     return k[:, None].expand(n, n), k[None, :].expand(n, n)
 
 
