@@ -39,8 +39,7 @@ import torch
 
 from sciml.benchtools import format_table, import_peer, write_results
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
-from sciml.solvers.linear import IncompleteCholesky, cg, dcdm
-from sciml.train.dcdm import load_pretrained
+from sciml.solvers.linear import IncompleteCholesky, cg, dcdm, load_pretrained
 
 RESULTS = Path(__file__).parent / "results"
 RTOL = 1e-6

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sciml.demo.dcdm import plot, solve_all
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
-from sciml.train.dcdm import load_pretrained
+from sciml.solvers.linear import load_pretrained
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,9 @@ import torch
 
 from sciml.cli import main
 from sciml.data import generate_ns2d
+from sciml.solvers.linear import load_pretrained
 from sciml.train import load_checkpoint
-from sciml.train.dcdm import DCDMData, load_pretrained, train_dcdm
+from sciml.train.dcdm import DCDMData, train_dcdm
 from sciml.train.gpme_run import run_probconserv
 from sciml.train.mppde import load_stepper, train_stepper
 from sciml.train.mppde_run import run_mppde

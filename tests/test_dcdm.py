@@ -138,7 +138,8 @@ def test_bad_input(scene) -> None:
 
 def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
     from sciml.cli import main
-    from sciml.train.dcdm import WEIGHTS, load_pretrained
+    from sciml.solvers.linear import load_pretrained
+    from sciml.solvers.linear.pretrained import WEIGHTS
 
     for dim in (2, 3):
         if (WEIGHTS / f"dcdm_{dim}d.pt").exists():
@@ -157,7 +158,7 @@ def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
 
 def test_demo_dcdm_quick(tmp_path) -> None:
     from sciml.cli import main
-    from sciml.train.dcdm import WEIGHTS
+    from sciml.solvers.linear.pretrained import WEIGHTS
 
     if not (WEIGHTS / "dcdm_2d.pt").exists():
         pytest.fail("the shipped 2D DCDM weights are missing from the package")

@@ -70,7 +70,7 @@ def test_max_levels_caps_the_depth_and_equals_a_coarser_stop() -> None:
 
 
 def test_shipped_3d_network_keeps_its_training_depth() -> None:
-    from sciml.train.dcdm import load_pretrained
+    from sciml.solvers.linear import load_pretrained
 
     net = load_pretrained(3)
     assert net.max_levels == 4 and net.levels((128, 128, 128)) == 4

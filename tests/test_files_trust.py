@@ -225,7 +225,8 @@ def test_a_flipped_byte_in_any_tensor_of_a_checkpoint_is_detected(run_dir, tmp_p
 
 def test_a_flipped_byte_in_a_weights_file_is_detected(tmp_path):
     from sciml.operators import DCDMNet
-    from sciml.train.dcdm import load_pretrained, save_pretrained
+    from sciml.solvers.linear import load_pretrained
+    from sciml.train.dcdm import save_pretrained
 
     torch.manual_seed(0)
     path = save_pretrained(DCDMNet(2, channels=3), tmp_path / "dcdm_2d.pt", {"steps": 0})
@@ -294,7 +295,8 @@ def test_a_single_infinite_weight_is_refused(tmp_path):
 
 def test_a_weights_file_with_non_finite_weights_is_refused(tmp_path):
     from sciml.operators import DCDMNet
-    from sciml.train.dcdm import load_pretrained, save_pretrained
+    from sciml.solvers.linear import load_pretrained
+    from sciml.train.dcdm import save_pretrained
 
     net = DCDMNet(2, channels=3)
     with torch.no_grad():

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from ..pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
-from ..solvers.linear import IncompleteCholesky, cg, dcdm
-from ..train.dcdm import load_pretrained
+from ..solvers.linear import IncompleteCholesky, cg, dcdm, load_pretrained
 from ._common import DemoResult
 
 

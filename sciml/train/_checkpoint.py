@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from .._files import atomic_write
+from .._weights import CHECKSUMS, check_finite, checksums, verify_checksums
 
 #: Tag and version stored in every file the Trainer writes.
 FORMAT = "sciml.train"
@@ -33,8 +33,6 @@ FORMAT_VERSION = 1
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 METRICS = "metrics.jsonl"
-#: Key of the checksums in every file written by :func:`save`.
-CHECKSUMS = "checksums"
 
 
 def save(obj: Mapping[str, Any], path: str | os.PathLike) -> None:
@@ -44,66 +42,6 @@ def save(obj: Mapping[str, Any], path: str | os.PathLike) -> None:
     blob[CHECKSUMS] = checksums(blob)
     # torch.save is looked up at call time (tests replace it to simulate a failed write)
     atomic_write(path, lambda f: torch.save(blob, f))
-
-
-def checksums(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A crc32 of each tensor in ``obj`` (keyed by its path, e.g. ``model/fc.weight``; over
-    its dtype, shape and bytes) and one of all the other values (their paths and reprs)."""
-    tensors: dict[str, int] = {}
-    values = 0
-    for key, leaf in _leaves(obj):
-        if isinstance(leaf, torch.Tensor):
-            t = leaf.detach().cpu().contiguous().reshape(-1)
-            head = zlib.crc32(f"{t.dtype}{tuple(leaf.shape)}".encode())
-            tensors[key] = zlib.crc32(t.view(torch.uint8).numpy(), head)
-        else:
-            values = zlib.crc32(f"{key}={leaf!r}\n".encode(), values)
-    return {"algorithm": "crc32", "tensors": tensors, "values": values}
-
-
-def _leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``(path, value)`` of every value in nested dicts, lists and tuples, in stored order."""
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if not (prefix == "" and k == CHECKSUMS):
-                yield from _leaves(v, f"{prefix}{k}/")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _leaves(v, f"{prefix}{i}/")
-    else:
-        yield prefix.rstrip("/"), obj
-
-
-def verify_checksums(path: Path, obj: Mapping[str, Any]) -> None:
-    """Raise unless ``obj`` (loaded from ``path``) matches the checksums stored in it.
-
-    A file without checksums (written before sciml stored them) passes unchecked.
-
-    Raises:
-        ValueError: naming the file and the first tensor (or the other values) whose
-            checksum differs.
-    """
-    stored = obj.get(CHECKSUMS)
-    if stored is None:
-        return
-    fix = ("bytes of the file changed on disk or in transfer: restore it from a copy, or "
-           "delete it and train again")
-    if not isinstance(stored, Mapping) or not isinstance(stored.get("tensors"), Mapping):
-        raise ValueError(f"{path} is corrupt: its checksums entry is damaged; {fix}")
-    now, want = checksums(obj), stored["tensors"]
-    for key in [*now["tensors"], *(k for k in want if k not in now["tensors"])]:
-        got, expected = now["tensors"].get(key), want.get(key)
-        if got != expected:
-            raise ValueError(
-                f"{path} is corrupt: tensor {key!r} has crc32 {got} but the file records "
-                f"{expected}; {fix}"
-            )
-    if now["values"] != stored.get("values"):
-        raise ValueError(
-            f"{path} is corrupt: the values stored beside the tensors (settings, progress, "
-            f"history) have crc32 {now['values']} but the file records "
-            f"{stored.get('values')}; {fix}"
-        )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -157,27 +95,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise ValueError(f"{path} has no 'model' entry: the file is damaged")
     check_finite(path, ckpt["model"])
     return ckpt
-
-
-def check_finite(path: Path, state: Mapping[str, Any]) -> None:
-    """Raise unless every floating-point tensor of the state dict ``state`` is finite.
-
-    Raises:
-        ValueError: naming the file, the first tensor holding NaN or Inf and how many of
-            its values are not finite.
-    """
-    bad = [(k, v) for k, v in state.items() if isinstance(v, torch.Tensor)
-           and (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
-    if bad:
-        name, t = bad[0]
-        count = int(t.numel() - torch.isfinite(t).sum())
-        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
-        raise ValueError(
-            f"{path} holds weights that are not finite: {name!r} has {count} of {t.numel()} "
-            f"values not finite (NaN or Inf){more}; the run that wrote it diverged (or the "
-            "file was damaged): start a new run (resume=False, or another out_dir / --out), "
-            "e.g. with a lower learning rate"
-        )
 
 
 def load_model_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:

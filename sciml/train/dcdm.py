@@ -44,13 +44,11 @@ __all__ = [
     "DCDMData",
     "dcdm_energy_loss",
     "dcdm_loss",
-    "load_pretrained",
     "ritz_rhs",
+    "save_pretrained",
     "train_dcdm",
     "training_scenes",
 ]
-
-WEIGHTS = Path(__file__).resolve().parents[1] / "solvers" / "linear" / "weights"
 
 
 def dcdm_loss(net: DCDMNet, op, r: Tensor, mask: Tensor) -> Tensor:
@@ -277,42 +275,10 @@ def training_scenes(dim: int, size: int, n: int, *, seed: int = 0) -> list:
                                          for i in range(n - 1)]
 
 
-def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMNet:
-    """The shipped network for ``dim``-dimensional grids (eval mode, float32), or the one
-    at ``path`` (the ``dcdm_<dim>d.pt`` that ``sciml train dcdm --out DIR`` writes).
-
-    Produced by ``sciml train dcdm`` with the settings stored beside the weights
-    (printed by ``sciml train dcdm --help``; see the README).
-
-    Raises:
-        FileNotFoundError: no file.
-        ValueError: ``dim`` is not 2 or 3; the file is not a sciml weights file (a foreign
-            pickle is refused without running it) or holds a network of another dimension.
-    """
-    from ._weights import build, load_weights
-
-    if dim not in (2, 3):
-        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-    fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
-    if path is None:
-        path = WEIGHTS / f"dcdm_{dim}d.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; {fix}")
-        fix = f"reinstall sciml, or {fix} and pass path=DIR/dcdm_{dim}d.pt"
-    else:
-        fix = f"pass the dcdm_{dim}d.pt that `sciml train dcdm` wrote, or {fix}"
-    path = Path(path)
-    blob = load_weights(path, keys=("config", "state"), fix=fix)
-    net = build(path, DCDMNet, blob["config"], blob["state"], fix)
-    if net.dim != dim:
-        raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass "
-                         f"dim={net.dim} or the dcdm_{dim}d.pt file")
-    return net.eval()
-
-
 def save_pretrained(net: DCDMNet, path: str | os.PathLike, settings: dict) -> Path:
     """Write ``{config, state, settings}`` (weights only, loadable without pickle), with
-    per-tensor checksums (see :func:`sciml.train._checkpoint.save`)."""
+    per-tensor checksums (see :func:`sciml.train._checkpoint.save`); read back by
+    :func:`sciml.solvers.linear.load_pretrained`."""
     from ._checkpoint import save
 
     path = Path(path)

@@ -1,5 +1,6 @@
-"""Linear systems: CG, preconditioned and flexible CG, a differentiable solve, and the
-``LinearOperator`` protocol shared by operators and preconditioners (Jacobi, IC(0), AMG)."""
+"""Linear systems: CG, preconditioned and flexible CG, a differentiable solve, DCDM with its
+shipped pretrained networks (:func:`load_pretrained`), and the ``LinearOperator`` protocol
+shared by operators and preconditioners (Jacobi, IC(0), AMG)."""
 
 from ._common import LinearSolveError, LinearStatus, Solution
 from .adjoint import solve
@@ -16,6 +17,7 @@ from .operators import (
     aslinearoperator,
 )
 from .preconditioners import Jacobi, PyAMGPreconditioner
+from .pretrained import load_pretrained
 
 __all__ = [
     "CG",
@@ -37,5 +39,6 @@ __all__ = [
     "cg",
     "dcdm",
     "flexible_cg",
+    "load_pretrained",
     "solve",
 ]

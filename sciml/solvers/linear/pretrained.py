@@ -1,0 +1,64 @@
+"""The pretrained DCDM networks shipped with sciml, for :func:`~sciml.solvers.linear.dcdm`.
+
+``weights/dcdm_2d.pt`` and ``weights/dcdm_3d.pt`` beside this module hold a
+:class:`~sciml.operators.DCDMNet` for 2D and 3D grids, trained by ``sciml train dcdm``
+with the settings stored in each file. :func:`load_pretrained` reads one of them (or a
+file that ``sciml train dcdm --out DIR`` wrote), refusing foreign pickles and checking
+the stored per-tensor checksums.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...operators.dcdm import DCDMNet
+
+__all__ = ["WEIGHTS", "load_pretrained"]
+
+#: The directory of the shipped ``dcdm_<dim>d.pt`` files.
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMNet:
+    """The shipped DCDM network for ``dim``-dimensional grids (eval mode, float32), or the
+    one at ``path`` (the ``dcdm_<dim>d.pt`` that ``sciml train dcdm --out DIR`` writes).
+
+    The shipped networks were produced by ``sciml train dcdm`` with the settings stored
+    beside the weights (printed by ``sciml train dcdm --help``; see the README).
+
+    Args:
+        dim: 2 or 3, the dimension of the grids the network preconditions.
+        path: a weights file to read instead of the shipped one.
+
+    Returns:
+        The :class:`~sciml.operators.DCDMNet`, in eval mode, on the CPU.
+
+    Raises:
+        FileNotFoundError: no file.
+        ValueError: ``dim`` is not 2 or 3; the file is not a sciml weights file (a foreign
+            pickle is refused without running it), is corrupt (a checksum differs), holds
+            weights that are not finite, or holds a network of another dimension.
+    """
+    from ..._weights import build, load_weights
+    from ...operators.dcdm import DCDMNet
+
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
+    if path is None:
+        path = WEIGHTS / f"dcdm_{dim}d.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; {fix}")
+        fix = f"reinstall sciml, or {fix} and pass path=DIR/dcdm_{dim}d.pt"
+    else:
+        fix = f"pass the dcdm_{dim}d.pt that `sciml train dcdm` wrote, or {fix}"
+    path = Path(path)
+    blob = load_weights(path, keys=("config", "state"), fix=fix)
+    net = build(path, DCDMNet, blob["config"], blob["state"], fix)
+    if net.dim != dim:
+        raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass "
+                         f"dim={net.dim} or the dcdm_{dim}d.pt file")
+    return net.eval()
