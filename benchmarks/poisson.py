@@ -66,7 +66,7 @@ def solvers(system, b, net, device: torch.device = CPU):
     nb = float(np.linalg.norm(bn))
 
     def ours_cg(_):
-        s = cg(op, bd, rtol=RTOL, maxiter=20000)
+        s = cg(op, bd, rtol=RTOL, max_iter=20000)
         _sync(device)
         return s.stats["iterations"], (s.stats["history"].reshape(-1).cpu() / nb).tolist()
 
@@ -83,7 +83,7 @@ def solvers(system, b, net, device: torch.device = CPU):
         return IncompleteCholesky(A)
 
     def ic_solve(ic):
-        s = cg(A, bf, rtol=RTOL, M=ic, maxiter=20000)
+        s = cg(A, bf, rtol=RTOL, M=ic, max_iter=20000)
         return s.stats["iterations"], (s.stats["history"].reshape(-1) / nb).tolist()
 
     def amg_setup():
@@ -96,7 +96,7 @@ def solvers(system, b, net, device: torch.device = CPU):
         return len(res) - 1, [r / nb for r in res]
 
     def dcdm_solve(_):
-        s = dcdm(op, bd, net=net, system=system, rtol=RTOL, maxiter=2000)
+        s = dcdm(op, bd, net=net, system=system, rtol=RTOL, max_iter=2000)
         _sync(device)
         return s.stats["iterations"], (s.stats["history"].reshape(-1).cpu() / nb).tolist()
 

@@ -69,9 +69,9 @@ def test_exact_network_solves_in_one_iteration_and_losses_vanish(scene) -> None:
 
 def test_safeguard_turns_a_useless_network_into_a_converging_solve(scene) -> None:
     s, op, b = scene
-    bad = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=200, safeguard=False)
+    bad = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, max_iter=200, safeguard=False)
     assert bad.status is not LinearStatus.CONVERGED  # the paper's loop stalls
-    good = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
+    good = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, max_iter=400)
     assert good.status is LinearStatus.CONVERGED
     res = (b - op.matvec(good.x)).norm(dim=-1)
     assert bool((res <= 1e-6 * b.norm(dim=-1) * (1 + 1e-9)).all())
@@ -173,8 +173,8 @@ def test_a_scipy_sparse_operator_works_with_the_safeguard(scene) -> None:
     s, op, b = scene
     n = b.shape[-1]
     A = sp.csr_matrix(op.matvec(torch.eye(n, dtype=b.dtype)).T.numpy())
-    ref = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
-    got = dcdm(A, b, net=_Orthogonal(), system=s, rtol=1e-6, maxiter=400)
+    ref = dcdm(op, b, net=_Orthogonal(), system=s, rtol=1e-6, max_iter=400)
+    got = dcdm(A, b, net=_Orthogonal(), system=s, rtol=1e-6, max_iter=400)
     assert got.status is LinearStatus.CONVERGED
     assert got.stats["iterations"] == ref.stats["iterations"]
     res = (b - op.matvec(got.x)).norm(dim=-1)

@@ -238,7 +238,7 @@ def test_float32_below_its_precision_is_max_iter_not_a_false_convergence():
     system is only declared converged once its true residual meets the bound."""
     A = lap2d(32)
     b = rhs(A.shape[0], seed=6).float()
-    sol = cg(A, b, rtol=1e-9, maxiter=300)
+    sol = cg(A, b, rtol=1e-9, max_iter=300)
     assert sol.status is LinearStatus.MAX_ITER
     assert float(sol.stats["residual_norm"]) > float(sol.stats["tolerance"])
     assert float(sol.stats["history"][-1]) < float(sol.stats["residual_norm"])
@@ -383,14 +383,14 @@ def test_flexible_cg_with_varying_nonlinear_preconditioner():
 def test_max_iter_and_throw():
     A = lap2d(16)
     b = rhs(A.shape[0], seed=18)
-    sol = cg(A, b, maxiter=5)
+    sol = cg(A, b, max_iter=5)
     assert sol.status is LinearStatus.MAX_ITER and not sol.converged
     assert sol.stats["iterations"] == 5
     assert float(sol.stats["residual_norm"]) > float(sol.stats["tolerance"])
-    with pytest.raises(LinearSolveError, match="MAX_ITER: stopped at maxiter"):
-        CG(maxiter=5)(A, b, throw=True)
+    with pytest.raises(LinearSolveError, match="MAX_ITER: stopped at max_iter"):
+        CG(max_iter=5)(A, b, throw=True)
     with pytest.raises(LinearSolveError, match="MAX_ITER"):
-        flexible_cg(A, b, M=None, maxiter=3, throw=True)
+        flexible_cg(A, b, M=None, max_iter=3, throw=True)
 
 
 def test_indefinite():
@@ -450,8 +450,8 @@ def test_bad_input():
         cg(A, torch.ones(64, dtype=torch.float64), M=lambda r: r[..., :3])
     with pytest.raises(ValueError, match="rtol"):
         CG(rtol=-1.0)
-    with pytest.raises(ValueError, match="maxiter"):
-        cg(A, torch.ones(64, dtype=torch.float64), maxiter=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        cg(A, torch.ones(64, dtype=torch.float64), max_iter=0)
     with pytest.raises(ValueError, match="k must be"):
         FlexibleCG(k=-1)
     with pytest.raises(ValueError, match="positive diagonal"):
@@ -541,7 +541,7 @@ def test_solve_double_backward_matches_dense():
 
 @pytest.mark.parametrize("solver", [cg, flexible_cg])
 def test_zero_rhs_with_nonzero_x0_is_solved_by_zero(solver):
-    """b = 0 used to chase the tolerance max(rtol * 0, atol) = 0 until maxiter."""
+    """b = 0 used to chase the tolerance max(rtol * 0, atol) = 0 until max_iter."""
     A = lap2d(6)
     b = torch.zeros(3, 36, dtype=torch.float64)
     b[1] = rhs(36, seed=31)  # a batch mixing zero and nonzero right-hand sides

@@ -59,7 +59,7 @@ def _cg_tiny_and_huge_scales():
 
 def _cg_tolerance_beyond_precision():
     A = _lap(200).float()
-    return cg(A, torch.ones(200), rtol=1e-30, maxiter=20_000).status
+    return cg(A, torch.ones(200), rtol=1e-30, max_iter=20_000).status
 
 
 def _cg_nan_operator():
@@ -68,12 +68,12 @@ def _cg_nan_operator():
 
 def _fcg_huge_entries():
     A = _lap(40) * 1e300
-    return flexible_cg(A, torch.ones(40, dtype=D), M=lambda r: r, maxiter=400).status
+    return flexible_cg(A, torch.ones(40, dtype=D), M=lambda r: r, max_iter=400).status
 
 
 def _solve_backward_at_huge_scale():
     b = (torch.ones(20, dtype=D) * 1e300).requires_grad_()
-    x = solve(_lap(20), b, maxiter=200).x
+    x = solve(_lap(20), b, max_iter=200).x
     try:
         x.sum().backward()
     except sciml.solvers.linear.LinearSolveError:

@@ -260,7 +260,7 @@ class Laplace:
                 return gauss_newton_hvp(problem, xr, V.reshape(K, *fs)).reshape(K, n)
 
             A = CallableOperator(matvec, (n, n), x.dtype, x.device)
-            sol = cg(A, eye, rtol=self.cg_rtol, maxiter=10 * n, throw=True)
+            sol = cg(A, eye, rtol=self.cg_rtol, max_iter=10 * n, throw=True)
             covs.append(0.5 * (sol.x + sol.x.T))
             iters = max(iters, int(sol.stats["iterations"]))
         return torch.stack(covs), {"cg_iterations": iters}

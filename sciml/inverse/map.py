@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["MAP", "InverseError", "InverseResult", "InverseStatus", "solve_map"]
 
 # per-problem codes; the order is the precedence of the overall status
-_RUN, _CONV, _MAXIT, _STALL, _DIV = 0, 1, 2, 3, 4
+_RUN, _CONV, _MAXIT, _STALL, _BREAK = 0, 1, 2, 3, 4
 _PATIENCE = 5  # iterations over which the ftol decrease is measured
 
 
@@ -59,13 +59,13 @@ class InverseStatus(enum.Enum):
                "is at the precision limit of the dtype (use float64 or loosen gtol), or the "
                "gradient does not match the objective (check that the forward map is "
                "differentiable and deterministic)")
-    DIVERGED = ("the objective or its gradient became non-finite (NaN or Inf): lower lr, "
+    BREAKDOWN = ("the objective or its gradient became non-finite (NaN or Inf): lower lr, "
                 "check the forward map for overflow at the iterates (bound the unknown, "
                 "e.g. solve for log(viscosity)), add a prior, or use float64")
 
 
 _STATUS = {_CONV: InverseStatus.CONVERGED, _MAXIT: InverseStatus.MAX_ITER,
-           _STALL: InverseStatus.STALLED, _DIV: InverseStatus.DIVERGED}
+           _STALL: InverseStatus.STALLED, _BREAK: InverseStatus.BREAKDOWN}
 
 
 class InverseError(RuntimeError):
@@ -78,7 +78,7 @@ class InverseResult:
 
     Attributes:
         estimate: the MAP estimate, shaped like ``x0``.
-        status: an :class:`InverseStatus`, the worst over the batch (DIVERGED, STALLED,
+        status: an :class:`InverseStatus`, the worst over the batch (BREAKDOWN, STALLED,
             MAX_ITER, then CONVERGED).
         history: ``(iterations + 1, B)``, the objective ``J`` at each iterate (row 0 at
             the projected start); a problem that has stopped keeps its last value.
@@ -227,7 +227,7 @@ class MAP:
         g = coords.project_tangent(g)
         evals = 1
         code = torch.full((B,), _RUN, dtype=torch.long, device=z.device)
-        code[~(torch.isfinite(f) & torch.isfinite(g).all(-1))] = _DIV
+        code[~(torch.isfinite(f) & torch.isfinite(g).all(-1))] = _BREAK
         g0 = g.norm(dim=-1)
         code[(code == _RUN) & (g0 <= self.gtol * g0)] = _CONV
         history = [f]
@@ -285,7 +285,7 @@ class MAP:
                 gn = coords.project_tangent(gn)
                 evals += 1
                 finite = torch.isfinite(fn) & torch.isfinite(gn).all(-1)
-                code[active & ~finite] = _DIV
+                code[active & ~finite] = _BREAK
                 moved = active & finite
                 zn = torch.where(moved[:, None], trial, z)
                 fn = torch.where(moved, fn, f)

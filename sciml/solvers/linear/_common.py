@@ -15,7 +15,7 @@ class LinearStatus(enum.Enum):
 
     CONVERGED = "converged: ||b - A x|| <= max(rtol ||b||, atol) for every system"
     MAX_ITER = (
-        "stopped at maxiter before ||b - A x|| <= max(rtol ||b||, atol): raise maxiter, "
+        "stopped at max_iter before ||b - A x|| <= max(rtol ||b||, atol): raise max_iter, "
         "loosen rtol/atol (float32 cannot go much below rtol ~ 1e-6 on ill-conditioned "
         "systems: use float64), or pass a (better) preconditioner M"
     )
@@ -64,7 +64,7 @@ class Solution:
         return self.status is LinearStatus.CONVERGED
 
 
-def check_tolerances(rtol: object, atol: object, maxiter: object,
+def check_tolerances(rtol: object, atol: object, max_iter: object,
                      check_every: object) -> None:
     """Validate the settings every Krylov solver shares."""
     for name, v in (("rtol", rtol), ("atol", atol)):
@@ -72,7 +72,7 @@ def check_tolerances(rtol: object, atol: object, maxiter: object,
             v < 0
         ):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    for name, v in (("maxiter", maxiter), ("check_every", check_every)):
+    for name, v in (("max_iter", max_iter), ("check_every", check_every)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive int or None, got {v!r}")
 

@@ -197,7 +197,7 @@ def run(
     batch_shape: tuple[int, ...],
     rtol: float,
     atol: float,
-    maxiter: int | None,
+    max_iter: int | None,
     check_every: int | None,
     callback: Callable[[torch.Tensor], Any] | None,
     throw: bool,
@@ -206,13 +206,13 @@ def run(
     t0 = time.perf_counter()
     B, n = b.shape
     dev = b.device
-    maxiter = 10 * n if maxiter is None else maxiter
+    max_iter = 10 * n if max_iter is None else max_iter
     check_every = (1 if dev.type == "cpu" else 8) if check_every is None else check_every
     if x0 is None:
         x, r = torch.zeros_like(b), b.clone()
     else:
         # b = 0 has the exact solution x = 0 whatever x0 is (as in scipy); starting from
-        # x0 instead would chase a zero tolerance max(rtol * 0, atol) until maxiter
+        # x0 instead would chase a zero tolerance max(rtol * 0, atol) until max_iter
         x = torch.where((b == 0).all(-1, keepdim=True), 0.0, x0)
         r = b - ops.matvec(x)
     # Systems of extreme magnitude are solved as A (x / s) = b / s with s a power of two
@@ -278,7 +278,7 @@ def run(
 
     going = check(0)
     k = 0
-    while going and k < maxiter:
+    while going and k < max_iter:
         k += 1
         z = ops.psolve(r)
         p, Ap, num, bad_m = method.direction(r, z, fresh, active)
@@ -305,9 +305,9 @@ def run(
         history.append(rn_full.clone())
         if callback is not None:
             callback((x_out.index_copy(0, idx, x) * scale[:, None]).reshape(*batch_shape, n))
-        if k % check_every == 0 or k == maxiter:
+        if k % check_every == 0 or k == max_iter:
             going = check(k)
-    if idx.numel():  # the systems still running hit maxiter
+    if idx.numel():  # the systems still running hit max_iter
         code = torch.where(code == _RUNNING, _MAX_ITER, code).to(torch.int8)
         x_out.index_copy_(0, idx, x)
         iters_out.index_copy_(0, idx, iters)

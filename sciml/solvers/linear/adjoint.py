@@ -79,7 +79,7 @@ class _AdjointSolve(torch.autograd.Function):
         A = ctx.A if ctx.matvec is None else ctx.matvec
         lam = _require(solve(A, grad_x.contiguous(), params=tuple(params) if ctx.matvec
                              is not None else (), M=ctx.M, rtol=s.rtol, atol=s.atol,
-                             maxiter=s.maxiter), "adjoint solve A lambda = dl/dx")
+                             max_iter=s.max_iter), "adjoint solve A lambda = dl/dx")
         grads: list[torch.Tensor | None] = [None] * len(params)
         need = [ctx.needs_input_grad[6 + i] for i in range(len(params))]
         if any(need):
@@ -123,7 +123,7 @@ def solve(
     x0: torch.Tensor | None = None,
     rtol: float = 1e-5,
     atol: float = 0.0,
-    maxiter: int | None = None,
+    max_iter: int | None = None,
     M: object = None,
     throw: bool = False,
 ) -> Solution:
@@ -144,7 +144,7 @@ def solve(
             requires grad gets the gradient ``-lambda x^T``; other operators are constants.
         b: right-hand sides ``(..., n)``; may require grad.
         params: the tensors passed to ``A`` after ``x``.
-        x0, rtol, atol, maxiter, M, throw: as for :func:`cg` (``M`` is a constant).
+        x0, rtol, atol, max_iter, M, throw: as for :func:`cg` (``M`` is a constant).
 
     Returns:
         :class:`Solution` whose ``x`` carries the autograd graph.
@@ -172,7 +172,7 @@ def solve(
     elif callable(A) and not isinstance(A, torch.Tensor) and not hasattr(A, "matvec"):
         matvec = A  # type: ignore[assignment]
     check_rhs(b)
-    solver = CG(rtol=rtol, atol=atol, maxiter=maxiter)
+    solver = CG(rtol=rtol, atol=atol, max_iter=max_iter)
     if matvec is not None:
         for i, p in enumerate(params):
             if p.device != b.device:

@@ -63,7 +63,7 @@ class CG:
 
     Attributes:
         rtol, atol: stop a system when ``||b - A x|| <= max(rtol ||b||, atol)``.
-        maxiter: iteration limit; ``None`` is ``10 n`` (scipy's default).
+        max_iter: iteration limit; ``None`` is ``10 n`` (scipy's default).
         check_every: iterations between host-side looks at the residuals (each one
             synchronises with the device); ``None`` is 1 on CPU and 8 on CUDA. Systems
             are frozen on the device as soon as they converge, so this changes neither
@@ -73,11 +73,11 @@ class CG:
 
     rtol: float = 1e-5
     atol: float = 0.0
-    maxiter: int | None = None
+    max_iter: int | None = None
     check_every: int | None = None
 
     def __post_init__(self) -> None:
-        check_tolerances(self.rtol, self.atol, self.maxiter, self.check_every)
+        check_tolerances(self.rtol, self.atol, self.max_iter, self.check_every)
 
     def __call__(
         self,
@@ -93,7 +93,7 @@ class CG:
         ops = Counter(op, mop)
         with torch.no_grad():
             return run(_CGDirection(ops), ops, b2, x, batch_shape=tuple(b.shape[:-1]),
-                       rtol=float(self.rtol), atol=float(self.atol), maxiter=self.maxiter,
+                       rtol=float(self.rtol), atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
 
@@ -104,7 +104,7 @@ def cg(
     x0: torch.Tensor | None = None,
     rtol: float = 1e-5,
     atol: float = 0.0,
-    maxiter: int | None = None,
+    max_iter: int | None = None,
     M: object = None,
     callback: Callable[[torch.Tensor], Any] | None = None,
     throw: bool = False,
@@ -112,7 +112,8 @@ def cg(
     """Solve ``A x = b`` for SPD ``A`` by (preconditioned) conjugate gradients.
 
     Equivalent to ``scipy.sparse.linalg.cg(A, b, x0=x0, rtol=rtol, atol=atol,
-    maxiter=maxiter, M=M, callback=callback)`` (same iterates), batched over the leading
+    maxiter=max_iter, M=M, callback=callback)`` (same iterates; scipy's ``maxiter`` is
+    ``max_iter`` here, the name every sciml solver uses), batched over the leading
     dimensions of ``b``: each system stops on its own. Runs on ``b``'s device and dtype
     (float32 or float64). Not differentiable; see :func:`sciml.solvers.linear.solve`.
 
@@ -122,7 +123,7 @@ def cg(
         b: right-hand sides ``(..., n)``.
         x0: initial guess, shaped like ``b`` or ``(n,)``; zero by default.
         rtol, atol: stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
-        maxiter: iteration limit; ``None`` is ``10 n``.
+        max_iter: iteration limit; ``None`` is ``10 n``.
         M: an SPD preconditioner approximating ``A^{-1}``, applied as ``M.matvec(r)``
             (:class:`Jacobi`, :class:`IncompleteCholesky`, :class:`PyAMGPreconditioner`,
             or anything ``A`` may be).
@@ -137,5 +138,5 @@ def cg(
         TypeError, ValueError: bad input (kind, dtype, device or shape; NaN/Inf in ``b``).
         LinearSolveError: with ``throw=True``, when the solve does not converge.
     """
-    return CG(rtol=rtol, atol=atol, maxiter=maxiter)(A, b, x0=x0, M=M, callback=callback,
+    return CG(rtol=rtol, atol=atol, max_iter=max_iter)(A, b, x0=x0, M=M, callback=callback,
                                                      throw=throw)

@@ -71,11 +71,11 @@ class DCDM:
     k: int = 16
     rtol: float = 1e-5
     atol: float = 0.0
-    maxiter: int | None = None
+    max_iter: int | None = None
     safeguard: bool = True
 
     def __post_init__(self) -> None:
-        FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter)
+        FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, max_iter=self.max_iter)
 
     def __call__(self, A, b: Tensor, *, net: nn.Module, system, x0: Tensor | None = None,
                  callback=None, throw: bool = False) -> Solution:
@@ -87,7 +87,7 @@ class DCDM:
         # adapt A once (scipy sparse, dense, CSR, callable): the safeguard applies it too
         A = as_operator("A", A, check_rhs(b), b, strict=True)
         M = NetworkPreconditioner(net, system, A if self.safeguard else None)
-        sol = FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter)(
+        sol = FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, max_iter=self.max_iter)(
             A, b, M=M, x0=x0, callback=callback, throw=throw)
         sol.stats["network_applications"] = M.applications
         sol.stats["safeguard_matvecs"] = M.matvecs
@@ -95,7 +95,7 @@ class DCDM:
 
 
 def dcdm(A, b: Tensor, *, net: nn.Module, system, k: int = 16, x0: Tensor | None = None,
-         rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
+         rtol: float = 1e-5, atol: float = 0.0, max_iter: int | None = None,
          safeguard: bool = True, callback=None, throw: bool = False) -> Solution:
     """Solve ``A x = b`` by DCDM with a trained :class:`~sciml.operators.DCDMNet`.
 
@@ -104,5 +104,5 @@ def dcdm(A, b: Tensor, *, net: nn.Module, system, k: int = 16, x0: Tensor | None
     ``||b - A x|| <= max(rtol ||b||, atol)``. ``safeguard``: see
     :class:`NetworkPreconditioner` (the paper's method is ``safeguard=False``).
     """
-    return DCDM(k=k, rtol=rtol, atol=atol, maxiter=maxiter, safeguard=safeguard)(
+    return DCDM(k=k, rtol=rtol, atol=atol, max_iter=max_iter, safeguard=safeguard)(
         A, b, net=net, system=system, x0=x0, callback=callback, throw=throw)

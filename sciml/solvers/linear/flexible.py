@@ -92,19 +92,19 @@ class FlexibleCG:
     Attributes:
         k: how many previous directions each new one is made A-orthogonal to (memory
             ``2 k`` vectors per system); ``k = 0`` is preconditioned steepest descent.
-        rtol, atol, maxiter, check_every: as for :class:`CG`.
+        rtol, atol, max_iter, check_every: as for :class:`CG`.
     """
 
     k: int = 2
     rtol: float = 1e-5
     atol: float = 0.0
-    maxiter: int | None = None
+    max_iter: int | None = None
     check_every: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             raise ValueError(f"k must be an int >= 0 (directions kept), got {self.k!r}")
-        check_tolerances(self.rtol, self.atol, self.maxiter, self.check_every)
+        check_tolerances(self.rtol, self.atol, self.max_iter, self.check_every)
 
     def __call__(
         self,
@@ -121,7 +121,7 @@ class FlexibleCG:
         with torch.no_grad():
             return run(_FlexDirection(ops, self.k), ops, b2, x,
                        batch_shape=tuple(b.shape[:-1]), rtol=float(self.rtol),
-                       atol=float(self.atol), maxiter=self.maxiter,
+                       atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
 
@@ -134,7 +134,7 @@ def flexible_cg(
     x0: torch.Tensor | None = None,
     rtol: float = 1e-5,
     atol: float = 0.0,
-    maxiter: int | None = None,
+    max_iter: int | None = None,
     callback: Callable[[torch.Tensor], Any] | None = None,
     throw: bool = False,
 ) -> Solution:
@@ -152,10 +152,10 @@ def flexible_cg(
             mapping ``(W, n)`` to ``(W, n)``; need not be linear or fixed. ``None`` runs
             conjugate directions without preconditioning (CG when ``k >= 1``).
         k: directions kept for the A-orthogonalisation.
-        x0, rtol, atol, maxiter, callback, throw: as for :func:`cg`.
+        x0, rtol, atol, max_iter, callback, throw: as for :func:`cg`.
 
     Returns:
         :class:`Solution`.
     """
-    return FlexibleCG(k=k, rtol=rtol, atol=atol, maxiter=maxiter)(
+    return FlexibleCG(k=k, rtol=rtol, atol=atol, max_iter=max_iter)(
         A, b, M=M, x0=x0, callback=callback, throw=throw)
