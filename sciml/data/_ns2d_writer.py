@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import datetime
 import os
-import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import torch
 
 from .._files import atomic_path, writer_lock
-from .._validation import check_int
 from ..pdes import NavierStokes2D
 from ._store import (
     check_format,
@@ -27,10 +24,10 @@ from ._store import (
     first_mismatch,
     open_h5,
     read_checked,
-    require_settings,
     stored_checksums,
     write_sample,
 )
+from ._writer import FIX, Format, Solve, resume, sample_seed
 
 if TYPE_CHECKING:
     from .ns2d import NS2DPreset
@@ -38,23 +35,8 @@ if TYPE_CHECKING:
 FORMAT = "sciml.ns2d"
 FORMAT_VERSION = 1
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-#: Test-only hook: ``"data:K"`` or ``"done:K"`` makes the writer SIGKILL itself after the
-#: K-th batch of the process is written and flushed (``data``) or flagged done (``done``).
-_KILL_ENV = "SCIML_NS2D_TEST_KILL"
-_FIX = "use another output path (--out) or delete the file to start over"
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The seed of sample ``index`` of a data set generated with ``seed``.
-
-    ``numpy.random.SeedSequence([seed, index])`` hashed to 63 bits: streams of different
-    samples (and seeds) are independent, and sample ``index`` can be redrawn alone with
-    ``torch.Generator().manual_seed(sample_seed(seed, index))``.
-    """
-    seed = check_int("seed", seed, minimum=0)
-    index = check_int("index", index, minimum=0)
-    state = np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]
-    return int(state) >> 1
+#: the store's format; ``SCIML_NS2D_TEST_KILL`` is the test-only kill hook (see ``Format``)
+STORE = Format(FORMAT, FORMAT_VERSION, ("vorticity", "done", "times"), "SCIML_NS2D_TEST_KILL")
 
 
 def shard_path(out: str | os.PathLike, rank: int, world_size: int) -> Path:
@@ -89,14 +71,13 @@ class Writer:
         dev = _device(device)
         if world_size == 1:
             with writer_lock(out):
-                if not (_existing(out, self.settings) and _is_complete(out)):
-                    self.write(out, np.arange(self.samples), batch_size, dev, progress)
+                self.write(out, np.arange(self.samples), batch_size, dev, progress)
             return out
-        if _existing(out, self.settings) and _is_complete(out):
+        if STORE.existing(out, self.settings) and STORE.is_complete(out):
             return out
         return _generate_distributed(self, out, rank, world_size, batch_size, dev, progress)
 
-    def create(self, path: Path, settings: dict[str, object], index: np.ndarray) -> None:
+    def create(self, path: Path, settings: Mapping[str, object], index: np.ndarray) -> None:
         grid = np.arange(self.n, dtype=np.float64) * (self.preset.length / self.n)
         create_store(path, attrs=settings, sample_shape=(len(self.times), self.n, self.n),
                      sample_index=index, arrays={"times": self.times, "x": grid, "y": grid})
@@ -112,75 +93,35 @@ class Writer:
         if shard is not None:
             settings.update(shard_rank=shard[0], shard_world_size=shard[1])
             desc += f" (rank {shard[0]} of {shard[1]})"
-        if not _existing(path, settings):
-            self.create(path, settings, index)
-        f = open_h5(path, "r+", what="the data file", fix=_FIX)
-        try:
-            flags = f["done"][:]
-            todo = [j for j in range(len(index)) if not flags[j]]
-            if todo:
-                self._solve_into(f, index, todo, batch_size, device, progress, desc)
-            if todo or not bool(f.attrs["complete"]):
-                finalize(f)
-        finally:
-            f.close()
+        resume(STORE, path, settings,
+               create=lambda p, attrs: self.create(p, attrs, index),
+               solver=lambda f: self._solver(index, device), samples=("vorticity",),
+               batch_size=batch_size, progress=progress, desc=desc)
 
-    def _solve_into(self, f: h5py.File, index: np.ndarray, todo: list[int], batch_size: int,
-                    device: torch.device, progress: bool, desc: str) -> None:
-        vort, done = f["vorticity"], f["done"]
+    def _solver(self, index: np.ndarray, device: torch.device) -> Solve:
+        """Solves the samples at positions ``batch`` of a file holding samples ``index``."""
         ns = NavierStokes2D(
             viscosity=self.preset.viscosity, length=self.preset.length, drag=self.preset.drag,
             forcing=self.preset.forcing_field(self.big, dtype=self.dtype, device=device),
             method=self.preset.method,
         )
         stride = self.big // self.n
-        bar = _bar(progress, total=len(index), initial=len(index) - len(todo), desc=desc)
-        try:
-            for b, batch in enumerate(_chunks(todo, batch_size), start=1):
-                w0 = torch.cat([
-                    self.preset.initial_condition(self.big, _generator(self.seed, int(index[j])))
-                    for j in batch
-                ]).to(device=device, dtype=self.dtype)
-                w = ns.solve(w0, self.times.tolist(), t0=0.0, dt=self.dt)
-                w = w[..., ::stride, ::stride].to(torch.float32).cpu().numpy()
-                for k, j in enumerate(batch):
-                    write_sample(vort, j, w[k])
-                f.flush()  # the data and checksums reach the file before their flags do
-                _test_kill("data", b)
-                for j in batch:
-                    done[j] = 1
-                f.flush()
-                _test_kill("done", b)
-                if bar is not None:
-                    bar.update(len(batch))
-        finally:
-            if bar is not None:
-                bar.close()
+
+        def solve(batch: list[int]) -> dict[str, np.ndarray]:
+            w0 = torch.cat([
+                self.preset.initial_condition(self.big, _generator(self.seed, int(index[j])))
+                for j in batch
+            ]).to(device=device, dtype=self.dtype)
+            w = ns.solve(w0, self.times.tolist(), t0=0.0, dt=self.dt)
+            return {"vorticity": w[..., ::stride, ::stride].to(torch.float32).cpu().numpy()}
+
+        return solve
 
 
 def _generator(seed: int, index: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(sample_seed(seed, index))
     return g
-
-
-def _chunks(xs: Sequence[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(xs), size):
-        yield list(xs[i:i + size])
-
-
-def _bar(on: bool, *, total: int, initial: int, desc: str):
-    if not on:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="sample", smoothing=0.1)
-
-
-def _test_kill(phase: str, batch: int) -> None:
-    """Test-only crash hook (see ``_KILL_ENV``); does nothing unless the variable is set."""
-    if os.environ.get(_KILL_ENV) == f"{phase}:{batch}":
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _device(device: torch.device | str | None) -> torch.device:
@@ -190,21 +131,6 @@ def _device(device: torch.device | str | None) -> torch.device:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", local % torch.cuda.device_count())
     return torch.device("cpu")
-
-
-def _existing(path: Path, settings: dict[str, object]) -> bool:
-    """Whether ``path`` holds this data set (complete or not); raise if it holds another."""
-    if not path.exists():
-        return False
-    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
-        check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX)
-        require_settings(f, path, settings, _FIX)
-    return True
-
-
-def _is_complete(path: Path) -> bool:
-    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
-        return bool(f.attrs["complete"])
 
 
 def _generate_distributed(job: Writer, out: Path, rank: int, world_size: int, batch_size: int,
@@ -278,13 +204,13 @@ def _merge(job: Writer, out: Path, world_size: int) -> None:
             for r, p in enumerate(shards):
                 f = open_h5(p, "r", what="the shard", fix="rerun the same torchrun command")
                 sources.append(f)
-                check_format(f, p, fmt=FORMAT, version=FORMAT_VERSION,
+                check_format(f, p, fmt=FORMAT, version=FORMAT_VERSION, datasets=STORE.datasets,
                              fix="rerun the same torchrun command")
                 settings = {**job.settings, "shard_rank": r, "shard_world_size": world_size}
                 if first_mismatch(f, settings) is not None or not bool(f.attrs["complete"]):
                     raise ValueError(f"shard {p} is incomplete or from another run; rerun the "
                                      "same torchrun command to finish it")
-            with open_h5(tmp, "r+", what="the merged file", fix=_FIX) as g:
+            with open_h5(tmp, "r+", what="the merged file", fix=FIX) as g:
                 vort = g["vorticity"]
                 crcs = [stored_checksums(src["vorticity"]) for src in sources]
                 for i in range(samples):

@@ -30,7 +30,7 @@ import hashlib
 import math
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -236,11 +236,16 @@ def moments(dset: h5py.Dataset) -> tuple[float, float]:
     return mean, math.sqrt(sq / count)
 
 
-def finalize(f: h5py.File) -> None:
-    """Store the statistics, flush, then mark the file complete (the last write)."""
-    mean, std = moments(f["vorticity"])
-    f.attrs.modify("mean", mean)
-    f.attrs.modify("std", std)
+def finalize(f: h5py.File, samples: Sequence[str] = ("vorticity",)) -> None:
+    """Store the statistics, flush, then mark the file complete (the last write).
+
+    Each dataset of samples named in ``samples`` gets its ``mean`` and ``std`` as attributes
+    of its group (the file's root for ``"vorticity"``, ``nx{n}`` for ``"nx{n}/u"``).
+    """
+    for name in samples:
+        mean, std = moments(f[name])
+        f[name].parent.attrs.modify("mean", mean)
+        f[name].parent.attrs.modify("std", std)
     f.flush()
     f.attrs.modify("complete", True)
     f.flush()

@@ -35,7 +35,7 @@ batch sizes. See :mod:`sciml.data._store` for why a killed writer leaves a sound
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -55,28 +55,23 @@ from ..pdes.burgers import (
     grid,
     sample_parameters,
 )
-from ._ns2d_writer import _bar, _chunks, sample_seed
 from ._store import (
     check_format,
     create_h5,
     create_samples,
-    moments,
     open_h5,
     read_checked,
-    require_settings,
     stored_checksums,
-    write_sample,
 )
+from ._writer import Format, Solve, resume, sample_seed
 
 __all__ = ["BurgersDataset", "generate_burgers"]
 
 FORMAT = "sciml.burgers"
 FORMAT_VERSION = 1
 CFL = 0.4
-#: Test-only hook: ``"data:K"`` or ``"done:K"`` makes the writer SIGKILL itself after the
-#: K-th batch of the run is written and flushed (``data``) or flagged done (``done``).
-_KILL_ENV = "SCIML_BURGERS_TEST_KILL"
-_FIX = "use another output path (--out) or delete the file to start over"
+#: the store's format; ``SCIML_BURGERS_TEST_KILL`` is the test-only kill hook (see ``Format``)
+_STORE = Format(FORMAT, FORMAT_VERSION, ("t", "done", "theta"), "SCIML_BURGERS_TEST_KILL")
 _READ_FIX = "regenerate it with `sciml generate burgers`"
 _CORRUPT_FIX = "restore the file from a copy, or delete it and rerun `sciml generate burgers`"
 _PARAM_KEYS = ("amplitude", "omega", "phase", "l")
@@ -148,45 +143,17 @@ def generate_burgers(
         "sample_seeding": "sciml.pdes.sample_parameters(family, 1, generator=torch."
                           "Generator().manual_seed(sciml.data.sample_seed(seed, i)))",
     }
+    dev = torch.device(device)
     with writer_lock(out):
-        if not _existing(out, settings):
-            _create(out, settings, fam.name, res, nt, fam.T, convention)
-        elif _is_complete(out):
-            return out  # untouched
-        _write(out, fam.name, convention, res, nt, batch_size, torch.device(device), progress)
+        resume(_STORE, out, settings,
+               create=lambda p, attrs: _create(p, attrs, fam.name, res, nt, fam.T, convention),
+               solver=lambda f: _solver(f, fam.name, convention, res, nt, dev),
+               samples=[f"nx{n}/u" for n in res], batch_size=batch_size, progress=progress,
+               desc=f"burgers {fam.name} ({convention})")
     return out
 
 
-def _write(out: Path, family: str, convention: str, res: tuple[int, ...], nt: int,
-           batch_size: int, device: torch.device, progress: bool) -> None:
-    """Solve the samples not yet done into ``out`` and finalise it (under its lock)."""
-    f = open_h5(out, "r+", what="the data file", fix=_FIX)
-    try:
-        todo = [int(i) for i in np.flatnonzero(f["done"][:] == 0)]
-        if todo:
-            _solve_into(f, todo, family, convention, res, nt, batch_size, device, progress)
-        _finalize(f, res)
-    finally:
-        f.close()
-
-
-def _existing(path: Path, settings: dict[str, object]) -> bool:
-    """Whether ``path`` holds this data set (complete or not); raise if it holds another."""
-    if not path.exists():
-        return False
-    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
-        check_format(f, path, fmt=FORMAT, version=FORMAT_VERSION, fix=_FIX,
-                     datasets=("t", "done", "theta"))
-        require_settings(f, path, settings, _FIX)
-    return True
-
-
-def _is_complete(path: Path) -> bool:
-    with open_h5(path, "r", what="the existing output", fix=_FIX) as f:
-        return bool(f.attrs["complete"])
-
-
-def _create(path: Path, settings: dict[str, object], family: str, res: tuple[int, ...],
+def _create(path: Path, settings: Mapping[str, object], family: str, res: tuple[int, ...],
             nt: int, T: float, convention: str) -> None:
     """Create the store atomically: metadata, all parameters, allocated (empty) data."""
     samples, seed = int(settings["samples"]), int(settings["seed"])
@@ -220,55 +187,16 @@ def _read_params(f: h5py.File, index: Sequence[int] | slice) -> CombinedParamete
     return CombinedParameters(alpha=theta[:, 0], beta=theta[:, 1], gamma=theta[:, 2], **kw)
 
 
-def _solve_into(f: h5py.File, todo: list[int], family: str, convention: str,
-                res: tuple[int, ...], nt: int, batch_size: int, device: torch.device,
-                progress: bool) -> None:
-    done = f["done"]
-    total = done.shape[0]
-    bar = _bar(progress, total=total, initial=total - len(todo),
-               desc=f"burgers {family} ({convention})")
-    try:
-        for b, batch in enumerate(_chunks(todo, batch_size), start=1):
-            p = _read_params(f, batch)
-            u = generate_trajectories(p, family=family, convention=convention,
-                                      resolutions=res, nt=nt, dtype=torch.float64,
-                                      device=device)
-            for n in res:
-                data = u[n].to(torch.float32).cpu().numpy()
-                dset = f[f"nx{n}/u"]
-                for k, j in enumerate(batch):
-                    write_sample(dset, j, data[k])
-            f.flush()  # the data and checksums reach the file before their flags do
-            _test_kill("data", b)
-            for j in batch:
-                done[j] = 1
-            f.flush()
-            _test_kill("done", b)
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
+def _solver(f: h5py.File, family: str, convention: str, res: tuple[int, ...], nt: int,
+            device: torch.device) -> Solve:
+    """Solves the samples ``batch`` of ``f`` (their parameters are in the file)."""
 
+    def solve(batch: list[int]) -> dict[str, np.ndarray]:
+        u = generate_trajectories(_read_params(f, batch), family=family, convention=convention,
+                                  resolutions=res, nt=nt, dtype=torch.float64, device=device)
+        return {f"nx{n}/u": u[n].to(torch.float32).cpu().numpy() for n in res}
 
-def _finalize(f: h5py.File, res: tuple[int, ...]) -> None:
-    """Statistics per resolution, flush, then ``complete`` (the last write)."""
-    for n in res:
-        g = f[f"nx{n}"]
-        mean, std = moments(g["u"])
-        g.attrs.modify("mean", mean)
-        g.attrs.modify("std", std)
-    f.flush()
-    f.attrs.modify("complete", True)
-    f.flush()
-
-
-def _test_kill(phase: str, batch: int) -> None:
-    """Test-only crash hook (see ``_KILL_ENV``); does nothing unless the variable is set."""
-    if os.environ.get(_KILL_ENV) == f"{phase}:{batch}":
-        import signal
-
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+    return solve
 
 
 class BurgersDataset(Dataset):

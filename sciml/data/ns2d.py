@@ -60,7 +60,8 @@ from ..pdes import (
     kolmogorov_forcing,
     mcwilliams_vorticity,
 )
-from ._ns2d_writer import DTYPES, Writer, sample_seed, shard_path
+from ._ns2d_writer import DTYPES, Writer, shard_path
+from ._writer import sample_seed
 
 __all__ = ["PRESETS", "NS2DPreset", "generate_ns2d", "sample_seed", "shard_path"]
 
