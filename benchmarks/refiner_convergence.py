@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sciml._malloc import tune_malloc
 from sciml.benchtools import format_table, write_results
-from sciml.operators import SFNO
-from sciml.train import SpectralRefiner, load_model_state
+from sciml.operators import SFNO, SpectralRefiner
+from sciml.train import load_model_state
 from sciml.train.ns import NSData, refine_model, summary
 
 

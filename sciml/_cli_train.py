@@ -286,7 +286,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _refine(args: argparse.Namespace) -> int:
-    from .train import SpectralRefiner
+    from .operators import SpectralRefiner
     from .train.ns import refine_model, summary, write_json
     from .train.ns_figures import plot_refinement
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sciml.operators import SFNO, NSResidualLoss
+from sciml.operators.refiner import SpectralRefiner, _full_weights, refine
 from sciml.pdes import NavierStokes2D, fno_forcing, gaussian_random_field
 from sciml.spectral import SpectralConv
-from sciml.train.refiner import SpectralRefiner, _full_weights, refine
 
 
 def _setup(seed: int = 0, n: int = 16, batch: int = 3):

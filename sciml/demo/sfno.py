@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..data import generate_ns2d
-from ..operators import SFNO
-from ..train import SpectralRefiner, TrainConfig
+from ..operators import SFNO, SpectralRefiner
+from ..train import TrainConfig
 from ..train.ns import NSData, evaluate_model, refine_model, summary, train_sfno
 from ..train.ns_figures import plot_evaluation, plot_refinement
 from ._common import DemoResult

@@ -1,4 +1,5 @@
-"""Neural operators as ``nn.Module``s and their losses."""
+"""Neural operators as ``nn.Module``s, their losses, and the Spectral-Refiner that fine-tunes
+a trained SFNO per trajectory on the Navier-Stokes residual."""
 
 from ..spectral import fourier_resample
 from ._layers import ChannelMLP, FourierBlock, Pointwise
@@ -14,6 +15,7 @@ from .losses import (
 )
 from .mppde import MPPDE, MPPDELayer, periodic_graph
 from .neural_process import ConditionalNP, DeepEnsemble, gaussian_nll
+from .refiner import RefineResult, SpectralRefiner, refine
 
 __all__ = [
     "FNO",
@@ -28,11 +30,14 @@ __all__ = [
     "MPPDELayer",
     "NSResidualLoss",
     "Pointwise",
+    "RefineResult",
     "RelativeLpLoss",
     "SobolevLoss",
+    "SpectralRefiner",
     "fourier_resample",
     "gaussian_nll",
     "periodic_graph",
+    "refine",
     "relative_lp",
     "relative_sobolev",
 ]

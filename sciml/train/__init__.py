@@ -8,16 +8,12 @@ settings and :class:`TrainResult` what a run did. Checkpoints load with
 
 from ._checkpoint import load_checkpoint, load_model_state
 from ._config import TrainConfig, TrainResult
-from .refiner import RefineResult, SpectralRefiner, refine
 from .trainer import Trainer
 
 __all__ = [
-    "RefineResult",
-    "SpectralRefiner",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "load_checkpoint",
     "load_model_state",
-    "refine",
 ]

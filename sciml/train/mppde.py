@@ -91,8 +91,8 @@ def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-
 
 def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module:
     """The model a :func:`train_stepper` run with ``out_dir=run`` wrote (eval mode)."""
-    from ..operators import MPPDE, BundledFNO
     from .._weights import build, load_weights
+    from ..operators import MPPDE, BundledFNO
 
     path = Path(run) / file
     if not path.exists():

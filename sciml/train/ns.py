@@ -19,11 +19,18 @@ from .._device import check_device
 from .._validation import check_int
 from ..benchtools import write_json_atomic as write_json
 from ..data import NS2DDataset
-from ..operators import SFNO, NSResidualLoss, RelativeLpLoss, relative_lp, relative_sobolev
+from ..operators import (
+    SFNO,
+    NSResidualLoss,
+    RefineResult,
+    RelativeLpLoss,
+    SpectralRefiner,
+    relative_lp,
+    relative_sobolev,
+)
 from ..spectral import error_spectrum
 from ._checkpoint import load_checkpoint
 from ._config import TrainConfig, TrainResult
-from .refiner import RefineResult, SpectralRefiner
 from .trainer import Trainer
 
 __all__ = [

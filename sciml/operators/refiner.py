@@ -1,4 +1,7 @@
-"""The Spectral-Refiner: per-trajectory fine-tuning of an SFNO's last layer on the PDE residual."""
+"""The Spectral-Refiner: per-trajectory fine-tuning of a trained SFNO's last spectral layer on
+the Navier-Stokes residual (:class:`SpectralRefiner`, its function form :func:`refine`, and
+what both return, :class:`RefineResult`). It needs no ground truth: the residual of the
+refined prediction is the only objective."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validation import check_int, check_tensor
-from ..operators import SFNO, NSResidualLoss
 from ..spectral import irfftn_truncated, rfftn_truncated
+from .fno import SFNO
+from .losses import NSResidualLoss
 
 __all__ = ["RefineResult", "SpectralRefiner", "refine"]
 
