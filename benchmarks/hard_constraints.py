@@ -95,7 +95,7 @@ def time_layers(model: DiffSorpModel, points: int, experts: int, repeats: int,
             # gradients flow to the basis values (P, P_tau, P_xx, I, L, R, R_x)
             dd = [x.clone().requires_grad_(True) if i in _BASIS else x
                   for i, x in enumerate(d)]
-            res = layer(*dd, c0=c0)
+            res = layer(*dd, c0=c0, max_iter=train_iter)
             res.coeffs.pow(2).sum().backward()
             iters.setdefault(name, []).append(float(res.iterations.double().mean()))
         return go
@@ -103,22 +103,18 @@ def time_layers(model: DiffSorpModel, points: int, experts: int, repeats: int,
     def infer(layer, d, c0, name):
         def go():
             with torch.no_grad():
-                res = layer(*d, c0=c0)
+                res = layer(*d, c0=c0, max_iter=infer_iter)
             iters.setdefault(name, []).append(float(res.iterations.double().mean()))
         return go
 
     c_single = torch.zeros(B, N, dtype=torch.float64)
     c_moe = torch.zeros(B, experts, N, dtype=torch.float64)
     out: dict[str, dict[str, float]] = {"single": {}, "moe": {}}
-    for layer in (single, moe._layer):
-        layer.max_iter = train_iter
     t = time_alternating({"single": step(single, single_data, c_single, "single_step"),
                           "moe": step(moe, data, c_moe, "moe_step")},
                          repeats=repeats, warmup=1)
     for k in out:
         out[k]["step_s"] = t[k] / 1e3  # time_alternating reports milliseconds
-    for layer in (single, moe._layer):
-        layer.max_iter = infer_iter
     t = time_alternating({"single": infer(single, single_data, c_single, "single_inf"),
                           "moe": infer(moe, data, c_moe, "moe_inf")},
                          repeats=repeats, warmup=1)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sciml.constraints import HardConstraint, MoEHardConstraint, Partition, assemble
+from sciml.constraints import (
+    ChainedHardConstraint,
+    HardConstraint,
+    LMStatus,
+    MoEHardConstraint,
+    Partition,
+    assemble,
+)
 
 
 def _cubic(c, Phi, y):
@@ -80,6 +87,158 @@ def test_moe_gradcheck_and_assemble() -> None:
         assemble(values, coeffs, torch.tensor([0, 1, 2, 0, 1]))
     with pytest.raises(ValueError, match="experts"):
         layer(Phi, y, c0=torch.zeros(1, 3, 3))
+
+
+def _chain_residual(cubic: float):
+    """PDE-like rows ``P c (+ cubic (P c)^3) - y`` and start rows ``I c - target``; the
+    target is ``(B,)`` (slab 0's initial value) or ``(B, n)`` (the previous slab's state)."""
+
+    def residual(c, P, y, I, target):
+        u = (P @ c.unsqueeze(-1)).squeeze(-1)
+        t = target[:, None] if target.ndim == 1 else target
+        return torch.cat([u + cubic * u**3 - y, (I @ c.unsqueeze(-1)).squeeze(-1) - t], -1)
+
+    return residual
+
+
+def _chain_problem(B=2, K=3, R=7, n=4, N=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    P = torch.randn(B, K, R, N, generator=g, dtype=torch.float64)
+    y = torch.randn(B, K, R, generator=g, dtype=torch.float64)
+    I = torch.randn(B, K, n, N, generator=g, dtype=torch.float64)
+    u0 = torch.randn(B, K, generator=g, dtype=torch.float64)  # only [:, 0] is read
+    return P, y, I, u0
+
+
+def _dense_chain(P, y, I, u0, ridge):
+    """Reference: slab after slab, each the closed-form ridge least squares (float64)."""
+    B, K, _, N = P.shape
+    out, prev = [], None
+    for k in range(K):
+        t = u0[:, 0, None].expand(B, I.shape[2]) if prev is None else (
+            I[:, k] @ prev.unsqueeze(-1)).squeeze(-1)
+        A = torch.cat([P[:, k], I[:, k]], 1)
+        b = torch.cat([y[:, k], t], 1)
+        At = A.transpose(-1, -2)
+        eye = torch.eye(N, dtype=A.dtype)
+        prev = torch.linalg.solve(At @ A + ridge * eye, At @ b.unsqueeze(-1)).squeeze(-1)
+        out.append(prev)
+    return torch.stack(out, 1)
+
+
+def test_chain_equals_dense_least_squares_slab_after_slab_values_and_gradients() -> None:
+    P, y, I, u0 = _chain_problem()
+    ridge = 1e-3
+    layer = ChainedHardConstraint(_chain_residual(0.0), 3, start_basis=2, start_target=3,
+                                  ridge=ridge, tol=1e-12, max_iter=100)
+    P1, I1 = P.clone().requires_grad_(), I.clone().requires_grad_()
+    res = layer(P1, y, I1, u0, c0=torch.zeros(2, 3, 5))
+    assert res.coeffs.shape == (2, 3, 5) and res.coeffs.dtype == torch.float64
+    for t in (res.iterations, res.grad_norm, res.residual_norm):
+        assert t.shape == (2, 3)
+    assert res.status is LMStatus.CONVERGED
+    P2, I2 = P.clone().requires_grad_(), I.clone().requires_grad_()
+    ref = _dense_chain(P2, y, I2, u0, ridge)
+    torch.testing.assert_close(res.coeffs.detach(), ref.detach(), rtol=1e-9, atol=1e-11)
+    w = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    (res.coeffs * w).sum().backward()
+    (ref * w).sum().backward()
+    # the gradient reaches slab 0's data through the later links of the chain
+    assert float(P1.grad[:, 0].abs().sum()) > 0
+    torch.testing.assert_close(P1.grad, P2.grad, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(I1.grad, I2.grad, rtol=1e-7, atol=1e-9)
+
+
+def test_chain_equals_hard_constraint_solves_in_sequence_and_is_continuous() -> None:
+    # nonlinear rows; fewer rows than coefficients, so each slab meets its start rows
+    # exactly: slab k starts where slab k - 1 ends (continuity at the slab starts)
+    P, y, I, u0 = _chain_problem(R=3, n=2, N=6, seed=1)
+    P, y = 0.5 * P, 0.5 * y
+    kw = dict(ridge=1e-10, tol=1e-13, max_iter=200)
+    res = ChainedHardConstraint(_chain_residual(0.3), 3, start_basis=2, start_target=3,
+                                **kw)(P, y, I, u0, c0=torch.zeros(2, 3, 6))
+    assert res.status is LMStatus.CONVERGED
+    single = HardConstraint(_chain_residual(0.3), **kw)
+    prev = None
+    for k in range(3):
+        t = u0[:, 0] if prev is None else (I[:, k] @ prev.unsqueeze(-1)).squeeze(-1)
+        prev = single(P[:, k], y[:, k], I[:, k], t, c0=torch.zeros(2, 6)).coeffs
+        torch.testing.assert_close(res.coeffs[:, k], prev, rtol=1e-9, atol=1e-11)
+    c = res.coeffs
+    torch.testing.assert_close(I[:, 0] @ c[:, 0, :, None],
+                               u0[:, 0, None, None].expand(2, 2, 1), atol=1e-7, rtol=0)
+    for k in range(1, 3):
+        torch.testing.assert_close(I[:, k] @ c[:, k, :, None], I[:, k] @ c[:, k - 1, :, None],
+                                   atol=1e-7, rtol=0)
+
+
+def test_chain_gradcheck() -> None:
+    # as many rows as coefficients: zero residual, so LM converges to rounding and the
+    # finite differences see the solution map itself
+    P, y, I, u0 = _chain_problem(B=1, K=3, R=2, n=1, N=3, seed=3)
+    layer = ChainedHardConstraint(_chain_residual(0.3), 3, start_basis=2, start_target=3,
+                                  ridge=1e-6, tol=1e-13, max_iter=100)
+
+    def fn(P_, I_, u0_):
+        return layer(P_, y, I_, u0_, c0=torch.zeros(1, 3, 3)).coeffs
+
+    args = (0.5 * P, I, u0)
+    assert layer(*args[:1], y, *args[1:], c0=torch.zeros(1, 3, 3)).status is LMStatus.CONVERGED
+    assert torch.autograd.gradcheck(fn, tuple(a.clone().requires_grad_() for a in args),
+                                    atol=1e-6)
+
+
+def test_max_iter_per_call_and_worst_status() -> None:
+    P, y, I, u0 = _chain_problem(seed=4)
+    c0 = torch.zeros(2, 3, 5)
+    chain = ChainedHardConstraint(_chain_residual(0.3), 3, start_basis=2, start_target=3)
+    res = chain(P, y, I, u0, c0=c0, max_iter=1)
+    assert res.status is LMStatus.MAX_ITER and int(res.iterations.max()) <= 1
+    assert chain.max_iter == 50  # the call did not change the setting
+    moe = MoEHardConstraint(_cubic, 3, max_iter=50)
+    res = moe(P, y, c0=c0, max_iter=1)
+    assert res.status is LMStatus.MAX_ITER and int(res.iterations.max()) <= 1
+    assert int(moe(P, y, c0=c0).iterations.max()) > 1
+    single = HardConstraint(_cubic)
+    assert int(single(P[:, 0], y[:, 0], c0=c0[:, 0], max_iter=1).iterations.max()) <= 1
+    for layer in (chain, moe):
+        with pytest.raises(AttributeError):
+            layer.max_iter = 3
+    with pytest.raises(ValueError, match="max_iter must be >= 1"):
+        moe(P, y, c0=c0, max_iter=0)
+    with pytest.raises(ValueError, match="max_iter must be >= 1"):
+        chain(P, y, I, u0, c0=c0, max_iter=0)
+
+
+def test_chain_rejects_bad_input() -> None:
+    P, y, I, u0 = _chain_problem()
+    res_fn = _chain_residual(0.0)
+    with pytest.raises(ValueError, match="n_experts must be >= 1"):
+        ChainedHardConstraint(res_fn, 0, start_basis=2, start_target=3)
+    with pytest.raises(ValueError, match="different data tensors"):
+        ChainedHardConstraint(res_fn, 3, start_basis=2, start_target=2)
+    with pytest.raises(ValueError, match="start_target must be >= 0"):
+        ChainedHardConstraint(res_fn, 3, start_basis=2, start_target=-1)
+    with pytest.raises(TypeError, match="residual must be callable"):
+        ChainedHardConstraint(None, 3, start_basis=2, start_target=3)
+    with pytest.raises(ValueError, match="ridge"):
+        ChainedHardConstraint(res_fn, 3, start_basis=2, start_target=3, ridge=-1.0)
+    layer = ChainedHardConstraint(res_fn, 3, start_basis=2, start_target=3)
+    c0 = torch.zeros(2, 3, 5)
+    with pytest.raises(ValueError, match="n_experts=3"):
+        layer(P, y, I, u0, c0=torch.zeros(2, 2, 5))
+    with pytest.raises(ValueError, match="c0 must have 3 dimensions"):
+        layer(P, y, I, u0, c0=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"data\[3\] \(start_target\).*got 3 data"):
+        layer(P, y, I, c0=c0)
+    with pytest.raises(ValueError, match=r"data\[1\] has leading shape"):
+        layer(P, y[:1], I, u0, c0=c0)
+    with pytest.raises(ValueError, match="N = 5 basis functions"):
+        layer(P, y, I[..., :4], u0, c0=c0)
+    with pytest.raises(ValueError, match=r"data\[2\] must have 4 dimensions"):
+        layer(P, y, I[..., 0], u0, c0=c0)
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        layer(P, y, I, u0.tolist(), c0=c0)
 
 
 @pytest.mark.parametrize("method", ["soft", "single", "moe"])

@@ -10,10 +10,12 @@
   least squares, by batched Levenberg-Marquardt with an implicit-function backward
   (Chalapathi et al. 2024); :class:`MoEHardConstraint` solves one such problem per piece
   of a :class:`Partition` in one batched call (or across ``torch.distributed`` ranks);
-  :class:`ConvexHardConstraint` is the cvxpylayers version for linear residuals with
-  inequality constraints.
+  :class:`ChainedHardConstraint` solves slabs in time in sequence, each starting from the
+  previous one's end state; :class:`ConvexHardConstraint` is the cvxpylayers version for
+  linear residuals with inequality constraints.
 """
 
+from .chain import ChainedHardConstraint
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
 from .convex_hard import ConvexHardConstraint
@@ -22,6 +24,7 @@ from .moe import MoEHardConstraint, MoEResult, Partition, assemble
 from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_mean
 
 __all__ = [
+    "ChainedHardConstraint",
     "ConservedGaussian",
     "ConvexHardConstraint",
     "ConvexProjection",

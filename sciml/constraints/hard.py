@@ -32,7 +32,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.func import jvp, vmap
 
-from .._validation import check_finite, check_tensor
+from .._validation import check_finite, check_int, check_tensor
 
 __all__ = ["HardConstraint", "HardConstraintResult", "LMStatus", "levenberg_marquardt"]
 
@@ -309,8 +309,10 @@ class HardConstraint:
             Only the forward solve uses it; the backward differentiates ``residual``.
 
     Call ``layer(*data, c0=c0)`` (``c0`` ``(B, N)``, the starting coefficients, is required;
-    zeros suit a linear residual): ``data`` tensors batched on dim 0 (any dtype; the
-    solve runs in float64 and the coefficients come back in float64). Returns a
+    zeros suit a linear residual; ``max_iter=`` overrides the layer's setting for this
+    call, e.g. fewer iterations in training than in inference): ``data`` tensors batched
+    on dim 0 (any dtype; the solve runs in float64 and the coefficients come back in
+    float64). Returns a
     :class:`HardConstraintResult`; gradients reach every floating ``data`` tensor by the
     implicit function theorem. Raises ``ValueError`` for inconsistent batch sizes.
 
@@ -341,7 +343,10 @@ class HardConstraint:
         self.residual, self.ridge, self.max_iter, self.tol = residual, float(ridge), max_iter, tol
         self.jacobian = jacobian
 
-    def __call__(self, *data: Tensor, c0: Tensor) -> HardConstraintResult:
+    def __call__(self, *data: Tensor, c0: Tensor,
+                 max_iter: int | None = None) -> HardConstraintResult:
+        max_iter = self.max_iter if max_iter is None else check_int("max_iter", max_iter,
+                                                                      minimum=1)
         c0 = check_tensor("c0", c0, ndim=2, real=True).to(torch.float64)
         B = c0.shape[0]
         data64 = []
@@ -357,7 +362,7 @@ class HardConstraint:
         _check_batched(self.residual, c0, [d.detach() for d in data64])
         c, status, iters, gnorm = levenberg_marquardt(
             self.residual, c0, [d.detach() for d in data64], ridge=self.ridge,
-            max_iter=self.max_iter, tol=self.tol, jacobian=self.jacobian)
+            max_iter=max_iter, tol=self.tol, jacobian=self.jacobian)
         coeffs = _Solve.apply(self.residual, self.ridge, c, *data64)
         with torch.no_grad():
             rnorm = self.residual(c, *[d.detach() for d in data64]).norm(dim=-1)

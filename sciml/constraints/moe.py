@@ -174,7 +174,9 @@ class MoEHardConstraint:
             ``False`` solves every expert on every rank.
 
     Call ``layer(*data, c0=c0)`` with each data tensor ``(B, K, ...)`` and ``c0``
-    ``(B, K, N)``; returns :class:`MoEResult` with coefficients ``(B, K, N)`` (float64,
+    ``(B, K, N)`` (``max_iter=`` overrides the layer's setting for this call, e.g. fewer
+    iterations in training than in inference; the settings themselves are read-only
+    attributes); returns :class:`MoEResult` with coefficients ``(B, K, N)`` (float64,
     differentiable by the implicit function theorem), the worst status over experts, and
     per-expert iterations, gradient and residual norms ``(B, K)``.
     """
@@ -187,12 +189,36 @@ class MoEHardConstraint:
                                      jacobian=jacobian)
         self.distributed = bool(distributed)
 
-    def _solve(self, data: Sequence[Tensor], c0: Tensor) -> HardConstraintResult:
+    @property
+    def residual(self) -> Residual:
+        return self._layer.residual
+
+    @property
+    def ridge(self) -> float:
+        return self._layer.ridge
+
+    @property
+    def max_iter(self) -> int:
+        """Levenberg-Marquardt iterations at most (a call's ``max_iter=`` overrides it)."""
+        return self._layer.max_iter
+
+    @property
+    def tol(self) -> float:
+        return self._layer.tol
+
+    @property
+    def jacobian(self):
+        return self._layer.jacobian
+
+    def _solve(self, data: Sequence[Tensor], c0: Tensor,
+               max_iter: int | None) -> HardConstraintResult:
         B, K = c0.shape[:2]
         flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
-        return self._layer(*flat, c0=c0.reshape(B * K, -1))
+        return self._layer(*flat, c0=c0.reshape(B * K, -1), max_iter=max_iter)
 
-    def __call__(self, *data: Tensor, c0: Tensor) -> MoEResult:
+    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None) -> MoEResult:
+        if max_iter is not None:
+            max_iter = check_int("max_iter", max_iter, minimum=1)
         c0 = check_tensor("c0", c0, ndim=3, real=True)
         B, K, N = c0.shape
         if K != self.n_experts:
@@ -205,17 +231,18 @@ class MoEHardConstraint:
                                  f"has (B, K) = {(B, K)}; stack the experts on dim 1")
         rank, world = _world()
         if not self.distributed or world == 1:
-            res = self._solve(data, c0)
+            res = self._solve(data, c0, max_iter)
             return MoEResult(res.coeffs.reshape(B, K, N), res.status,
                              res.iterations.reshape(B, K), res.grad_norm.reshape(B, K),
                              res.residual_norm.reshape(B, K))
-        return self._distributed(data, c0, rank, world)
+        return self._distributed(data, c0, rank, world, max_iter)
 
-    def _distributed(self, data, c0, rank, world) -> MoEResult:
+    def _distributed(self, data, c0, rank, world, max_iter) -> MoEResult:
         B, K, N = c0.shape
         share = -(-K // world)
         idx = torch.arange(rank * share, (rank + 1) * share).clamp_max(K - 1)  # pad: repeat
-        res = self._solve([d[:, idx.to(d.device)] for d in data], c0[:, idx.to(c0.device)])
+        res = self._solve([d[:, idx.to(d.device)] for d in data], c0[:, idx.to(c0.device)],
+                          max_iter)
         coeffs = _AllGather.apply(res.coeffs.reshape(B, share, N))[:, :K]
         stats = torch.stack([res.iterations.to(torch.float64), res.grad_norm,
                              res.residual_norm,

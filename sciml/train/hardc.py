@@ -8,9 +8,9 @@ sample's constant initial state, PDEBench's family). The prediction is
   residual penalty;
 * ``"single"``: one :class:`~sciml.constraints.HardConstraint` per sample makes the PDE,
   initial and boundary residuals vanish in least squares at ``m`` collocation points;
-* ``"moe-chain"``: the same four slabs in time, each with its own
-  :class:`~sciml.constraints.HardConstraint`, solved one after the other: slab ``k``
-  has initial rows at its start time whose target is slab ``k - 1``'s state there. Every
+* ``"moe-chain"``: the same four slabs in time solved one after the other by
+  :class:`~sciml.constraints.ChainedHardConstraint`: slab ``k`` has initial rows at its
+  start time whose target is slab ``k - 1``'s state there. Every
   slab then has an initial condition (a parabolic problem needs one), at the price of
   sequential solves: the experts no longer run in parallel.
 * ``"moe"``: :class:`~sciml.constraints.MoEHardConstraint` with the domain cut into
@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from torch.func import jvp
 
 from .._validation import check_choice, check_int
+from ..constraints.chain import ChainedHardConstraint
 from ..constraints.hard import HardConstraint
 from ..constraints.moe import MoEHardConstraint, Partition, assemble
 from ..pdes.diffusion_sorption import DiffusionSorption, solve_diffusion_sorption
@@ -163,18 +164,8 @@ def _jacobian(phys: _Physics):
     return jacobian
 
 
-@dataclass
-class _ChainSolve:
-    """What the chained slabs' solves report: per slab iterations and residual norms
-    ``(B, K)``, and the first status that is not CONVERGED (else CONVERGED)."""
-
-    iterations: Tensor
-    status: object
-    residual_norm: Tensor
-
-
 class DiffSorpModel(nn.Module):
-    """Basis network plus the coefficient rule of ``method`` (``soft``/``single``/``moe``)."""
+    """Basis network plus the coefficient rule of ``method`` (one of :data:`METHODS`)."""
 
     def __init__(self, method: str, config: HardCConfig | None = None,
                  eq: DiffusionSorption | None = None) -> None:
@@ -196,9 +187,15 @@ class DiffSorpModel(nn.Module):
                              f"got split={self.cfg.split!r}")
         if method == "soft":
             self.layer = None
-        elif method in ("single", "moe-chain"):
+        elif method == "single":
             self.layer = HardConstraint(_residual(self.phys), ridge=c.ridge,
                                         max_iter=c.max_iter, jacobian=_jacobian(self.phys))
+        elif method == "moe-chain":
+            # data[4] holds the basis at each slab's initial rows, data[5] their target
+            self.layer = ChainedHardConstraint(_residual(self.phys), self.part.n_pieces,
+                                               start_basis=4, start_target=5, ridge=c.ridge,
+                                               max_iter=c.max_iter,
+                                               jacobian=_jacobian(self.phys))
         else:
             self.layer = MoEHardConstraint(_residual(self.phys), self.part.n_pieces,
                                            ridge=c.ridge, max_iter=c.max_iter,
@@ -280,41 +277,15 @@ class DiffSorpModel(nn.Module):
         data = self._collocation(u0, gen)
         B, K, N = u0.shape[0], self.part.n_pieces, self.cfg.n_basis
         c0 = torch.zeros(B, K, N, dtype=torch.float64)
-        inner = self.layer._layer if self.method == "moe" else self.layer
-        inner.max_iter = self.cfg.max_iter if self.training else 50
-        if self.method == "moe-chain":
-            return self._chain(data, c0)
+        max_iter = self.cfg.max_iter if self.training else 50
         if self.method == "single":
             flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
-            res = self.layer(*flat, c0=c0.reshape(B, N))
+            res = self.layer(*flat, c0=c0.reshape(B, N), max_iter=max_iter)
             self.last_solve = res
             return res.coeffs.reshape(B, K, N)
-        res = self.layer(*data, c0=c0)
+        res = self.layer(*data, c0=c0, max_iter=max_iter)
         self.last_solve = res
         return res.coeffs
-
-    def _chain(self, data: tuple, c0: Tensor) -> Tensor:
-        """Slabs in time solved one after the other: slab ``k``'s initial rows ask for
-        slab ``k - 1``'s state at the shared time (``I_k c_{k-1}``: the same basis
-        values), so every slab has an initial condition and the gradient flows back
-        through the chain (each solve's implicit backward includes its target)."""
-        K = c0.shape[1]
-        coeffs, its, norms, statuses = [], [], [], []
-        prev = None
-        for k in range(K):
-            dk = [d[:, k] for d in data]
-            if prev is not None:
-                dk[5] = (dk[4] @ prev.unsqueeze(-1))[..., 0]  # (B, n_ic) targets
-            res = self.layer(*dk, c0=c0[:, k])
-            prev = res.coeffs
-            coeffs.append(prev)
-            its.append(res.iterations)
-            norms.append(res.residual_norm)
-            statuses.append(res.status)
-        bad = [st for st in statuses if st.name != "CONVERGED"]
-        self.last_solve = _ChainSolve(torch.stack(its, 1), bad[0] if bad else statuses[0],
-                                      torch.stack(norms, 1))
-        return torch.stack(coeffs, 1)
 
     def field(self, u0: Tensor, xt: Tensor, coeffs: Tensor | None):
         """``u, u_tau, u_x, u_xx`` at ``xt (M, 2)``: ``(B, M)`` each."""
