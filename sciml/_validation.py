@@ -104,7 +104,11 @@ def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         # accept numpy / torch integer scalars
         if hasattr(v, "__index__") and not isinstance(v, bool):
-            v = int(v)  # type: ignore[arg-type]
+            try:
+                v = int(v)  # type: ignore[arg-type]
+            except (TypeError, ValueError, RuntimeError):  # e.g. a tensor of several entries
+                raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})"
+                                ) from None
         else:
             raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
     if minimum is not None and v < minimum:

@@ -369,6 +369,13 @@ class PoissonSystem:
         return PoissonSystem(cells.reshape(self.shape), self.open_top, self.dirichlet_walls)
 
 
+def _require_system(system: object) -> PoissonSystem:
+    if not isinstance(system, PoissonSystem):
+        raise TypeError(f"system must be a PoissonSystem, got {type(system).__name__}; build "
+                        "one with PoissonSystem(cells) or a scene such as fluid_proxy(N)")
+    return system
+
+
 class PoissonOperator:
     """The matrix-free stencil ``A`` of a :class:`PoissonSystem` on one device and dtype.
 
@@ -379,6 +386,7 @@ class PoissonOperator:
 
     def __init__(self, system: PoissonSystem, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
+        _require_system(system)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
         diag, links = system._stencil
@@ -552,6 +560,7 @@ def gradient(system: PoissonSystem, p: Tensor) -> tuple[Tensor, ...]:
     ``N + 1`` faces along ``a``; face ``k`` holds ``p_k - p_{k-1}``, with ``p = 0`` in
     AIR cells and beyond Dirichlet faces, and 0 on faces that carry no flow (a SOLID
     side, a Neumann wall, or no FLUID side). Non-fluid entries of ``p`` are ignored."""
+    _require_system(system)
     p = check_tensor("p", p, min_ndim=1, real=True)
     if p.shape[-1] != system.n:
         raise ValueError(f"p has shape {tuple(p.shape)}; its last dimension must be "
@@ -572,6 +581,7 @@ def divergence(system: PoissonSystem, u: tuple[Tensor, ...] | list[Tensor]) -> T
     """The divergence of face velocities ``u`` (as from :func:`gradient`), ``(..., n)``:
     ``sum_a u_a[k + 1] - u_a[k]`` on FLUID cells, 0 elsewhere. ``A p = -divergence(
     gradient(p))`` on the fluid cells."""
+    _require_system(system)
     d = system.ndim
     if not isinstance(u, (tuple, list)) or len(u) != d:
         raise ValueError(f"u must be a tuple of {d} face tensors (one per axis)")
@@ -609,6 +619,7 @@ def random_face_velocity(system: PoissonSystem, batch: int = 1, *, smooth: float
     generator's device), white noise through a periodic Gaussian filter of ``smooth``
     cells (0: white noise), unit RMS per sample and axis, then zero on faces that carry no
     flow (SOLID sides, Neumann walls, faces with no FLUID side)."""
+    _require_system(system)
     batch = check_int("batch", batch, minimum=1)
     if not (isinstance(smooth, (int, float)) and 0 <= smooth < math.inf):
         raise ValueError(f"smooth is a length in cells, >= 0, got {smooth!r}")
@@ -638,6 +649,7 @@ def divergence_rhs(system: PoissonSystem, batch: int = 1, *,
     component is projected out anyway (:meth:`PoissonSystem.project_range`) to remove
     round-off.
     """
+    _require_system(system)
     u = random_face_velocity(system, batch, smooth=smooth, generator=generator, seed=seed)
     return system.project_range(divergence(system, u))
 
@@ -646,6 +658,7 @@ def random_rhs(system: PoissonSystem, batch: int = 1, *,
                generator: torch.Generator | None = None, seed: int | None = None) -> Tensor:
     """White-noise right-hand sides ``(batch, n)`` float64 on the fluid cells (zero
     elsewhere), with the null-space component projected out."""
+    _require_system(system)
     batch = check_int("batch", batch, minimum=1)
     g = _rng(generator, seed)
     device = g.device if g is not None else torch.device("cpu")

@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import torch
 
+from .._validation import check_int, check_int_tuple
 from .modes import hermitian_weights, kept_frequencies
 
 # ---------------------------------------------------------------------------------------
@@ -272,10 +273,24 @@ def dft_flops(
 
 
 @lru_cache(maxsize=1024)
+def _check_plan(lead: object, grid: object, kept: object, r2c: object
+                ) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """The cost model's arguments: a batch size, a grid and the kept lengths per axis."""
+    lead = check_int("lead", lead, minimum=0)  # an empty batch is fine
+    grid = check_int_tuple("grid", grid, minimum=1)
+    if not grid:
+        raise ValueError("grid is empty: give the grid shape, one size per axis")
+    kept = check_int_tuple("kept", kept, length=len(grid), minimum=1)
+    if not isinstance(r2c, bool):
+        raise TypeError(f"r2c must be True (analysis) or False (synthesis), got {r2c!r}")
+    return lead, grid, kept
+
+
 def best_order(
     lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool
 ) -> tuple[tuple[int, ...], float]:
     """Axis order of least modelled cost, and that cost (seconds)."""
+    lead, grid, kept = _check_plan(lead, grid, kept, r2c)
     d = len(grid)
     orders = list(itertools.permutations(range(d)))
     costs = [dft_cost(lead, grid, kept, o, r2c) for o in orders]
@@ -302,6 +317,8 @@ def choose_method(
     On CUDA the FFT is chosen: cuFFT is memory-bound and fast, and the pruned path has
     not been measured on a GPU yet (``method="dft"`` forces it).
     """
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device, got {device!r}: e.g. x.device")
     if device.type != "cpu":
         return "fft"
     _, t_dft = best_order(lead, grid, kept, r2c)

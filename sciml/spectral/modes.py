@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_int_tuple
+from .._validation import check_int, check_int_tuple
 
 
 def kept_frequencies(n: int, m: int, halved: bool) -> list[int]:
     """The integer frequencies kept on an axis of ``n`` points with ``m`` modes."""
+    n = check_int("n", n, minimum=1)
+    m = check_int("m", m, minimum=1)
+    if not isinstance(halved, bool):
+        raise TypeError(f"halved must be True or False, got {halved!r}")
+    if m > max_modes(n, halved):
+        raise ValueError(f"m = {m} modes do not fit an axis of n = {n} points (at most "
+                         f"{max_modes(n, halved)}{' on the halved axis' if halved else ''})")
     if halved:
         return list(range(m))
     return list(range(m)) + list(range(-m, 0))
@@ -40,6 +47,9 @@ def modes_from_kept_shape(
     kept_shape: tuple[int, ...], *, name: str = "the spectrum"
 ) -> tuple[int, ...]:
     """Invert :func:`kept_length` over all axes (full axes must have even length)."""
+    kept_shape = check_int_tuple("kept_shape", kept_shape, minimum=1)
+    if not kept_shape:
+        raise ValueError("kept_shape is empty: give the spectral shape, one length per axis")
     modes = []
     for i, L in enumerate(kept_shape):
         halved = i == len(kept_shape) - 1
@@ -58,6 +68,11 @@ def hermitian_weights(n: int, m: int, *, dtype: torch.dtype = torch.float64) -> 
     ``h = 1`` for the DC bin and, for even ``n``, the Nyquist bin ``n/2``; ``h = 2`` for
     the bins whose conjugate partner is implied by the real transform.
     """
+    n = check_int("n", n, minimum=1)
+    m = check_int("m", m, minimum=1)
+    if m > n // 2 + 1:
+        raise ValueError(f"m = {m} halved-axis bins do not fit an axis of n = {n} points "
+                         f"(at most n // 2 + 1 = {n // 2 + 1})")
     h = torch.full((m,), 2.0, dtype=dtype)
     h[0] = 1.0
     if n % 2 == 0 and m > n // 2:
@@ -75,6 +90,8 @@ def check_modes(
     """Validate ``modes`` against a grid shape; return it as a tuple of ints."""
     grid = check_int_tuple(grid_name, grid, minimum=1)
     d = len(grid)
+    if d == 0:
+        raise ValueError(f"{grid_name} is empty: the transform needs at least one axis")
     modes_t = check_int_tuple(name, modes, length=d, minimum=1)
     for i, (m, n) in enumerate(zip(modes_t, grid)):
         halved = i == d - 1

@@ -39,6 +39,10 @@ class NetworkPreconditioner:
     """
 
     def __init__(self, net: nn.Module, system, A=None) -> None:
+        _check_net_and_system(net, system)
+        if A is not None and not hasattr(A, "matvec"):
+            raise TypeError(f"A must be a LinearOperator (with matvec) or None, got "
+                            f"{type(A).__name__}; adapt it with aslinearoperator(A)")
         self.net, self.system, self.A = net, system, A
         self.mask = system.fluid_mask
         self.applications = 0
@@ -64,6 +68,14 @@ class NetworkPreconditioner:
         return a.unsqueeze(-1) * q + b.unsqueeze(-1) * r
 
 
+def _check_net_and_system(net: object, system: object) -> None:
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module (a DCDMNet), got {net!r}")
+    if tuple(getattr(system, "shape", ())) == () or not hasattr(system, "fluid_mask"):
+        raise TypeError(f"system must be a PoissonSystem (grid shape and fluid mask), "
+                        f"got {system!r}")
+
+
 @dataclass(frozen=True)
 class DCDM:
     """DCDM settings; call ``DCDM(...)(A, b, net=..., system=...)`` (see :func:`dcdm`)."""
@@ -79,11 +91,7 @@ class DCDM:
 
     def __call__(self, A, b: Tensor, *, net: nn.Module, system, x0: Tensor | None = None,
                  callback=None, throw: bool = False) -> Solution:
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be a torch.nn.Module (a DCDMNet), got {net!r}")
-        if tuple(getattr(system, "shape", ())) == () or not hasattr(system, "fluid_mask"):
-            raise TypeError(f"system must be a PoissonSystem (grid shape and fluid mask), "
-                            f"got {system!r}")
+        _check_net_and_system(net, system)
         # adapt A once (scipy sparse, dense, CSR, callable): the safeguard applies it too
         A = as_operator("A", A, check_rhs(b), b, strict=True)
         M = NetworkPreconditioner(net, system, A if self.safeguard else None)

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from ..._validation import check_int
+
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -41,10 +43,19 @@ class LinearOperator(Protocol):
     def matvec(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+def _check_matrix(name: str, A: object) -> None:
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(A).__name__}; convert it "
+                        f"with torch.as_tensor({name}) or use aslinearoperator({name})")
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be a matrix (n, n), got shape {tuple(A.shape)}")
+
+
 class DenseOperator:
     """A dense ``(n, n)`` tensor as an operator: ``matvec(x) = x @ A^T``."""
 
     def __init__(self, A: torch.Tensor) -> None:
+        _check_matrix("A", A)
         self.A = A
         self.shape = (int(A.shape[0]), int(A.shape[1]))
         self.dtype = A.dtype
@@ -65,6 +76,9 @@ class SparseOperator:
     product ``A @ X^T`` per call)."""
 
     def __init__(self, A: torch.Tensor) -> None:
+        if not isinstance(A, torch.Tensor):
+            raise TypeError(f"A must be a sparse CSR torch.Tensor, got {type(A).__name__}; "
+                            "use torch.as_tensor(A).to_sparse_csr() or aslinearoperator(A)")
         if A.layout is not torch.sparse_csr:
             raise ValueError(f"SparseOperator needs a sparse CSR tensor, got layout {A.layout}; "
                              "use A.to_sparse_csr()")
@@ -106,8 +120,16 @@ class CallableOperator:
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int],
                  dtype: torch.dtype, device: torch.device | str = "cpu") -> None:
+        if not callable(f):
+            raise TypeError(f"f must be callable as f(x) -> A x, got {type(f).__name__}")
+        if isinstance(shape, torch.Tensor) or not isinstance(shape, (tuple, list)) or \
+                len(shape) != 2:
+            raise TypeError(f"shape must be a pair (n, n), got {shape!r}")
+        rows, cols = (check_int(f"shape[{i}]", v, minimum=1) for i, v in enumerate(shape))
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
         self.f = f
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.shape = (rows, cols)
         self.dtype = dtype
         self.device = torch.device(device)
 

@@ -45,7 +45,7 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMN
     from ..._weights import build, load_weights
     from ...operators.dcdm import DCDMNet
 
-    if dim not in (2, 3):
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
     fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
     if path is None:
