@@ -116,6 +116,16 @@ def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
     return v
 
 
+def check_bool(name: str, v: object) -> bool:
+    """``v`` must be ``True`` or ``False`` (numpy's bool too); a string or a number is refused,
+    since ``bool("no")`` is True."""
+    if isinstance(v, bool):
+        return v
+    if type(v).__name__ == "bool_":  # numpy.bool_
+        return bool(v)
+    raise TypeError(f"{name} must be True or False, got {v!r} ({type(v).__name__})")
+
+
 def check_real(
     name: str, v: object, *, positive: bool = False, minimum: float | None = None,
     strict: bool = False, finite: bool = True, fix: str | None = None,

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-MODULES = ["sciml.spectral", "sciml.pdes.poisson", "sciml.solvers.linear"]
+MODULES = ["sciml.spectral", "sciml.pdes.poisson", "sciml.solvers.linear", "sciml.solvers.ot",
+           "sciml.inverse", "sciml.operators", "sciml.data"]
 BAD = [None, "x", -1, 0, 1.5, float("nan"), float("inf"), (), [], torch.zeros(0),
        torch.full((3,), float("nan")), torch.zeros(2, 3, dtype=torch.int64), np.zeros(3),
        True]
-# an optional dependency that is not installed is a clear error of its own
-CLEAR = (ValueError, TypeError, ImportError)
+# an optional dependency that is not installed, or a file that is not there, is a clear
+# error of its own
+CLEAR = (ValueError, TypeError, ImportError, FileNotFoundError)
 
 
 def _entry_points():
@@ -56,3 +58,29 @@ def test_bad_input_gets_a_clear_error(f, n_args):
         except Exception as e:  # anything else is a crash from inside the library
             unclear.setdefault(type(e).__name__, []).append(repr(v)[:30])
     assert not unclear, f"unclear errors for bad input: {unclear}"
+
+
+def _settings():
+    import dataclasses
+
+    for mname in MODULES + ["sciml.pdes"]:
+        m = importlib.import_module(mname)
+        for name in m.__all__:
+            cls = getattr(m, name)
+            if not (inspect.isclass(cls) and dataclasses.is_dataclass(cls)):
+                continue
+            params = inspect.signature(cls).parameters.values()
+            if any(p.default is p.empty for p in params):
+                continue  # results and records, not settings
+            for p in params:
+                if not p.name.startswith("_"):
+                    yield pytest.param(cls, p.name, id=f"{mname}.{name}.{p.name}")
+
+
+@pytest.mark.parametrize("cls, field", list(_settings()))
+def test_settings_refuse_strings_nan_and_tensors(cls, field):
+    """A frozen settings object checks every field when it is made: a string, a NaN or a
+    tensor is never a valid setting, and is refused by name rather than failing later."""
+    for v in ("x", float("nan"), torch.zeros(2)):
+        with pytest.raises((ValueError, TypeError), match=field):
+            cls(**{field: v})

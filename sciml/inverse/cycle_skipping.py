@@ -276,6 +276,9 @@ def cycle_skipping(
 
 def plot_cycle_skipping(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """Draw the landscapes, the far-start recoveries and final against start positions."""
+    if not isinstance(result, dict) or "setup" not in result:
+        raise TypeError(f"result must be the dict that cycle_skipping() returns, got "
+                        f"{type(result).__name__}")
     import matplotlib
 
     matplotlib.use("Agg")

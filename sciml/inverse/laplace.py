@@ -73,6 +73,10 @@ def gauss_newton_hvp(problem: InverseProblem, x: torch.Tensor, v: torch.Tensor,
     then ``J^T (W J v)``); the forward map needs to be twice differentiable in reverse
     mode only.
     """
+    if not isinstance(problem, InverseProblem):
+        raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
+    x = check_tensor("x", x, min_ndim=1, real=True)
+    v = check_tensor("v", v, min_ndim=1, real=True)
     misfit = _quadratic(problem)
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_finite, check_int, check_real
+from .._validation import check_bool, check_choice, check_finite, check_int, check_real
 from ..constraints import project_mean
 from .prior import GaussianPrior
 from .problem import InverseProblem
@@ -208,6 +208,8 @@ class MAP:
         check_real("lr", self.lr, positive=True)
         check_int("history_size", self.history_size, minimum=1)
         check_int("max_linesearch", self.max_linesearch, minimum=1)
+        check_bool("whiten", self.whiten)
+        check_bool("progress", self.progress)
 
     def __call__(self, problem: InverseProblem, x0: torch.Tensor, *,
                  uncertainty: Laplace | None = None, throw: bool = False) -> InverseResult:

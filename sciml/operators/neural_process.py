@@ -124,6 +124,9 @@ def gaussian_nll(mean: Tensor, var: Tensor, target: Tensor) -> Tensor:
     without its variance clamp. The Gaussian log-likelihood metric of ProbConserv is its
     negative.
     """
+    mean = check_tensor("mean", mean, real=True)
+    var = check_tensor("var", var, real=True)
+    target = check_tensor("target", target, real=True)
     if not (mean.shape == var.shape == target.shape):
         raise ValueError(f"mean {tuple(mean.shape)}, var {tuple(var.shape)} and target "
                          f"{tuple(target.shape)} must have one shape")

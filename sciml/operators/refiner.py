@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import check_int, check_tensor
+from .._validation import check_bool, check_int, check_tensor
 from ..spectral import irfftn_truncated, rfftn_truncated
 from .fno import SFNO
 from .losses import NSResidualLoss
@@ -56,6 +56,7 @@ class SpectralRefiner:
     def __post_init__(self) -> None:
         check_int("steps", self.steps, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
+        check_bool("progress", self.progress)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
             math.isfinite(self.lr) and self.lr > 0
         ):

@@ -51,11 +51,14 @@ class DiffusionSorption:
     def __post_init__(self) -> None:
         for name in ("D", "phi", "rho_s", "n_f", "eps"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v)
+                                           and v > 0):
                 raise ValueError(f"DiffusionSorption.{name} must be a finite number > 0, got "
                                  f"{v!r}")
-        if not (isinstance(self.k_f, (int, float)) and self.k_f >= 0):
-            raise ValueError(f"DiffusionSorption.k_f must be >= 0 (0: no sorption), got "
+        if isinstance(self.k_f, bool) or not (isinstance(self.k_f, (int, float))
+                                              and np.isfinite(self.k_f) and self.k_f >= 0):
+            raise ValueError(f"DiffusionSorption.k_f must be a finite number >= 0 (0: no "
+                             f"sorption), got "
                              f"{self.k_f!r}")
         if not self.phi < 1:
             raise ValueError(f"DiffusionSorption.phi is a porosity in (0, 1), got {self.phi}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..._validation import check_bool
 from ._common import Solution
 from ._krylov import as_operator, check_rhs
 from .flexible import FlexibleCG
@@ -88,6 +89,7 @@ class DCDM:
 
     def __post_init__(self) -> None:
         FlexibleCG(k=self.k, rtol=self.rtol, atol=self.atol, max_iter=self.max_iter)
+        check_bool("safeguard", self.safeguard)
 
     def __call__(self, A, b: Tensor, *, net: nn.Module, system, x0: Tensor | None = None,
                  callback=None, throw: bool = False) -> Solution:

@@ -152,8 +152,9 @@ class Sinkhorn:
 def _check_settings(max_iter, tol, check_every) -> None:
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (
+            math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
         raise ValueError(f"check_every must be a positive int, got {check_every!r}")
 
