@@ -9,7 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sciml.constraints import HardConstraintError
 from sciml.constraints.hard import HardConstraint, LMStatus
+
+_ORDER = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED, LMStatus.BREAKDOWN]
 
 
 def _linear(c, Phi, y):
@@ -124,6 +127,28 @@ def test_max_iter_is_reported_not_hidden() -> None:
     res = HardConstraint(_cubic, max_iter=1, tol=1e-14)(Phi, 5 * y, c0=torch.zeros(3, 4))
     assert res.status is LMStatus.MAX_ITER
     assert "max_iter" in res.status.value
+
+
+def test_result_skeleton_stats_converged_and_throw() -> None:
+    Phi, y = _data(seed=3)
+    c0 = torch.zeros(3, 4)
+    layer = HardConstraint(_cubic)
+    bad = layer(Phi, 5 * y, c0=c0, max_iter=1)
+    good = HardConstraint(_linear)(Phi, y, c0=c0, throw=True)  # converges: no error
+    for res in (bad, good):
+        assert res.converged == (res.status is LMStatus.CONVERGED)
+        for name in ("iterations", "grad_norm", "residual_norm"):
+            assert torch.equal(res.stats[name], getattr(res, name))
+        assert len(res.stats["member_status"]) == 3
+        worst = max(_ORDER.index(s) for s in res.stats["member_status"])
+        assert _ORDER[worst] is res.status
+    assert good.converged and not bad.converged
+    assert all(s is LMStatus.CONVERGED for s in good.stats["member_status"])
+    n_bad = sum(s is not LMStatus.CONVERGED for s in bad.stats["member_status"])
+    assert n_bad >= 1
+    with pytest.raises(HardConstraintError, match=f"MAX_ITER: .*max_iter.*{n_bad} of 3"):
+        layer(Phi, 5 * y, c0=c0, max_iter=1, throw=True)
+    assert issubclass(HardConstraintError, RuntimeError)
 
 
 def test_bad_input() -> None:

@@ -13,6 +13,7 @@ import torch
 from sciml.constraints import (
     ChainedHardConstraint,
     HardConstraint,
+    HardConstraintError,
     LMStatus,
     MoEHardConstraint,
     Partition,
@@ -208,6 +209,36 @@ def test_max_iter_per_call_and_worst_status() -> None:
         moe(P, y, c0=c0, max_iter=0)
     with pytest.raises(ValueError, match="max_iter must be >= 1"):
         chain(P, y, I, u0, c0=c0, max_iter=0)
+
+
+@pytest.mark.parametrize("kind", ["moe", "chain"])
+def test_result_skeleton_stats_converged_and_throw(kind) -> None:
+    P, y, I, u0 = _chain_problem(seed=4)
+    c0 = torch.zeros(2, 3, 5)
+    args = (P, y, I, u0)
+    if kind == "moe":  # a linear residual: converges within max_iter
+        layer = MoEHardConstraint(_chain_residual(0.0), 3, ridge=1e-6)
+    else:
+        layer = ChainedHardConstraint(_chain_residual(0.0), 3, start_basis=2, start_target=3)
+    bad = layer(*args, c0=c0, max_iter=1)
+    good = layer(*args, c0=c0, throw=True)  # converges: no error
+    for res in (bad, good):
+        assert res.converged == (res.status is LMStatus.CONVERGED)
+        for name in ("iterations", "grad_norm", "residual_norm"):
+            assert res.stats[name] is getattr(res, name)
+            assert res.stats[name].shape == (2, 3)
+        assert len(res.stats["member_status"]) == 6
+    assert good.converged and not bad.converged and bad.status is LMStatus.MAX_ITER
+    assert all(s is LMStatus.CONVERGED for s in good.stats["member_status"])
+    # row-major (B, K): a member that stopped before max_iter converged
+    flat = bad.iterations.flatten().tolist()
+    for it, s in zip(flat, bad.stats["member_status"]):
+        if it < 1:
+            assert s is LMStatus.CONVERGED
+    n_bad = sum(s is not LMStatus.CONVERGED for s in bad.stats["member_status"])
+    assert n_bad >= 1
+    with pytest.raises(HardConstraintError, match=f"MAX_ITER: .*max_iter.*{n_bad} of 6"):
+        layer(*args, c0=c0, max_iter=1, throw=True)
 
 
 def test_chain_rejects_bad_input() -> None:

@@ -12,14 +12,21 @@
   of a :class:`Partition` in one batched call (or across ``torch.distributed`` ranks);
   :class:`ChainedHardConstraint` solves slabs in time in sequence, each starting from the
   previous one's end state; :class:`ConvexHardConstraint` is the cvxpylayers version for
-  linear residuals with inequality constraints.
+  linear residuals with inequality constraints. Their results carry ``status``, a
+  ``stats`` dict and ``converged``; ``throw=True`` raises :class:`HardConstraintError`.
 """
 
 from .chain import ChainedHardConstraint
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
 from .convex_hard import ConvexHardConstraint
-from .hard import HardConstraint, HardConstraintResult, LMStatus, levenberg_marquardt
+from .hard import (
+    HardConstraint,
+    HardConstraintError,
+    HardConstraintResult,
+    LMStatus,
+    levenberg_marquardt,
+)
 from .moe import MoEHardConstraint, MoEResult, Partition, assemble
 from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_mean
 
@@ -29,6 +36,7 @@ __all__ = [
     "ConvexHardConstraint",
     "ConvexProjection",
     "HardConstraint",
+    "HardConstraintError",
     "HardConstraintResult",
     "LMStatus",
     "MoEHardConstraint",

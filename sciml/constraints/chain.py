@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from .._validation import check_int, check_tensor
-from .hard import HardConstraint, Residual
-from .moe import _WORST, MoEResult
+from .hard import _WORST, HardConstraint, Residual
+from .moe import MoEResult
 
 __all__ = ["ChainedHardConstraint"]
 
@@ -54,7 +54,9 @@ class ChainedHardConstraint:
     ``(B, K, N)`` (``max_iter=`` overrides the layer's setting for this call); returns
     :class:`MoEResult` with coefficients ``(B, K, N)`` (float64, differentiable through
     the chain), the worst status over slabs and samples, and per-slab iterations,
-    gradient and residual norms ``(B, K)``.
+    gradient and residual norms ``(B, K)``. ``throw=True`` raises
+    :class:`~sciml.constraints.HardConstraintError` instead of returning a status other
+    than ``CONVERGED`` (after every slab is solved).
 
     Example (two slabs; ``I`` the basis at each slab's start, ``u0`` the initial value)::
 
@@ -121,7 +123,12 @@ class ChainedHardConstraint:
                 f"start_basis={self.start_basis}, start_target={self.start_target}, "
                 f"ridge={self.ridge}, max_iter={self.max_iter}, tol={self.tol})")
 
-    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None) -> MoEResult:
+    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None,
+                 throw: bool = False) -> MoEResult:
+        res = self._call(data, c0, max_iter)
+        return res._throw("slab problem(s)") if throw else res
+
+    def _call(self, data: tuple[Tensor, ...], c0: Tensor, max_iter: int | None) -> MoEResult:
         if max_iter is not None:
             max_iter = check_int("max_iter", max_iter, minimum=1)
         c0 = check_tensor("c0", c0, ndim=3, real=True)
@@ -145,7 +152,7 @@ class ChainedHardConstraint:
             raise ValueError(f"data[{self.start_basis}] (start_basis) must be (B, K, n, N) "
                              f"with N = {N} basis functions like c0, got "
                              f"{tuple(basis.shape)}")
-        coeffs, its, gnorms, rnorms = [], [], [], []
+        coeffs, its, gnorms, rnorms, members = [], [], [], [], []
         worst = 0
         prev: Tensor | None = None
         for k in range(K):
@@ -160,6 +167,10 @@ class ChainedHardConstraint:
             its.append(res.iterations)
             gnorms.append(res.grad_norm)
             rnorms.append(res.residual_norm)
+            members.append(res.stats["member_status"])
             worst = max(worst, _WORST.index(res.status))
+        # member_status in row-major (B, K) order, like the tensors
+        by_sample = [s for b in range(B) for s in (members[k][b] for k in range(K))]
         return MoEResult(torch.stack(coeffs, 1), _WORST[worst], torch.stack(its, 1),
-                         torch.stack(gnorms, 1), torch.stack(rnorms, 1))
+                         torch.stack(gnorms, 1), torch.stack(rnorms, 1),
+                         {"member_status": by_sample})

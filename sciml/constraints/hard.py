@@ -25,7 +25,8 @@ import enum
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -34,7 +35,8 @@ from torch.func import jvp, vmap
 
 from .._validation import check_finite, check_int, check_tensor
 
-__all__ = ["HardConstraint", "HardConstraintResult", "LMStatus", "levenberg_marquardt"]
+__all__ = ["HardConstraint", "HardConstraintError", "HardConstraintResult", "LMStatus",
+           "levenberg_marquardt"]
 
 Residual = Callable[..., Tensor]
 
@@ -52,15 +54,60 @@ class LMStatus(enum.Enum):
                  "or start from other coefficients c0")
 
 
+# statuses from best to worst: a batch's status is the worst of its members'
+_WORST = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED, LMStatus.BREAKDOWN]
+
+
+class HardConstraintError(RuntimeError):
+    """Raised by ``throw=True`` when a hard-constraint solve ends with a status other than
+    CONVERGED."""
+
+
+def _fill_stats(stats: dict[str, Any], iterations: Tensor, grad_norm: Tensor,
+                residual_norm: Tensor) -> None:
+    stats.setdefault("iterations", iterations)
+    stats.setdefault("grad_norm", grad_norm)
+    stats.setdefault("residual_norm", residual_norm)
+
+
+def _raise(status: LMStatus, member_status: Sequence[LMStatus], iterations: Tensor,
+           grad_norm: Tensor, what: str) -> None:
+    """The ``throw=True`` error: the status, how many members failed, the worst state."""
+    bad = sum(s is not LMStatus.CONVERGED for s in member_status)
+    raise HardConstraintError(
+        f"{status.name}: {status.value} ({bad} of {len(member_status)} {what} did not "
+        f"converge; at most {int(iterations.max())} iterations, largest gradient norm "
+        f"{float(grad_norm.max()):.3g})")
+
+
 @dataclass(frozen=True)
 class HardConstraintResult:
-    """Coefficients ``(B, N)`` (differentiable), per-sample iterations and final state."""
+    """Coefficients ``(B, N)`` (differentiable), per-sample iterations and final state.
+
+    Attributes:
+        coeffs: ``(B, N)`` float64, differentiable by the implicit function theorem.
+        status: an :class:`LMStatus`, the worst over the batch (``CONVERGED`` when every
+            sample is).
+        iterations, grad_norm, residual_norm: per sample ``(B,)``: LM iterations, the
+            final gradient inf-norm and residual 2-norm.
+        stats: ``iterations``, ``grad_norm``, ``residual_norm`` (the same tensors as the
+            attributes) and ``member_status`` (each sample's :class:`LMStatus`, a list in
+            batch order).
+    """
 
     coeffs: Tensor
     status: LMStatus
     iterations: Tensor
     grad_norm: Tensor
     residual_norm: Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _fill_stats(self.stats, self.iterations, self.grad_norm, self.residual_norm)
+
+    @property
+    def converged(self) -> bool:
+        return self.status is LMStatus.CONVERGED
 
 
 def _objective(residual: Residual, c: Tensor, data: Sequence[Tensor], ridge: float) -> Tensor:
@@ -117,7 +164,6 @@ def _jacobian(residual: Residual, c: Tensor, data: Sequence[Tensor]) -> tuple[Te
     return _jacobian_loop(residual, c, data)
 
 
-@torch.no_grad()
 def levenberg_marquardt(
     residual: Residual,
     c0: Tensor,
@@ -141,6 +187,16 @@ def levenberg_marquardt(
 
     Returns ``(c, status, iterations (B,), gradient inf-norm (B,))``.
     """
+    return _lm(residual, c0, data, ridge=ridge, max_iter=max_iter, tol=tol,
+               jacobian=jacobian)[:4]
+
+
+@torch.no_grad()
+def _lm(residual: Residual, c0: Tensor, data: Sequence[Tensor], *, ridge: float,
+        max_iter: int, tol: float, jacobian: Callable[..., tuple[Tensor, Tensor]] | None
+        ) -> tuple[Tensor, LMStatus, Tensor, Tensor, Tensor]:
+    """:func:`levenberg_marquardt`, also returning each sample's status as its index in
+    ``_WORST`` ``(B,)`` (long)."""
     c = c0.clone()
     B, n = c.shape
     mu = torch.full((B,), 1e-3, dtype=c.dtype, device=c.device)  # relative to mean diag
@@ -206,15 +262,11 @@ def levenberg_marquardt(
         c[idx], mu[idx], nu[idx] = cs, mus, nus
         stalled[idx] = stalled[idx] | (active & (mus > 1e15))
         iters[idx] = iters[idx] + (~dones).long()
-    if bool(broke.any()):
-        status = LMStatus.BREAKDOWN
-    elif bool(stalled.any()):
-        status = LMStatus.STALLED
-    elif bool(done.all()):
-        status = LMStatus.CONVERGED
-    else:
-        status = LMStatus.MAX_ITER
-    return c, status, iters, gnorm
+    # each sample's status (index in _WORST); the batch's is the worst of them
+    codes = torch.where(done, 0, 1)
+    codes = torch.where(stalled, 2, codes)
+    codes = torch.where(broke, 3, codes)
+    return c, _WORST[int(codes.max())], iters, gnorm, codes
 
 
 @torch.no_grad()
@@ -314,7 +366,9 @@ class HardConstraint:
     on dim 0 (any dtype; the solve runs in float64 and the coefficients come back in
     float64). Returns a
     :class:`HardConstraintResult`; gradients reach every floating ``data`` tensor by the
-    implicit function theorem. Raises ``ValueError`` for inconsistent batch sizes.
+    implicit function theorem. Raises ``ValueError`` for inconsistent batch sizes;
+    ``throw=True`` raises :class:`HardConstraintError` instead of returning a status other
+    than ``CONVERGED``.
 
     Example (a linear residual: least squares ``Phi c ~ y``)::
 
@@ -343,8 +397,8 @@ class HardConstraint:
         self.residual, self.ridge, self.max_iter, self.tol = residual, float(ridge), max_iter, tol
         self.jacobian = jacobian
 
-    def __call__(self, *data: Tensor, c0: Tensor,
-                 max_iter: int | None = None) -> HardConstraintResult:
+    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None,
+                 throw: bool = False) -> HardConstraintResult:
         max_iter = self.max_iter if max_iter is None else check_int("max_iter", max_iter,
                                                                       minimum=1)
         c0 = check_tensor("c0", c0, ndim=2, real=True).to(torch.float64)
@@ -360,10 +414,14 @@ class HardConstraint:
             data64.append(d.to(torch.float64) if d.is_floating_point() else d)
         check_finite("c0", c0)
         _check_batched(self.residual, c0, [d.detach() for d in data64])
-        c, status, iters, gnorm = levenberg_marquardt(
+        c, status, iters, gnorm, codes = _lm(
             self.residual, c0, [d.detach() for d in data64], ridge=self.ridge,
             max_iter=max_iter, tol=self.tol, jacobian=self.jacobian)
+        members = [_WORST[i] for i in codes.tolist()]
+        if throw and status is not LMStatus.CONVERGED:
+            _raise(status, members, iters, gnorm, "sample(s)")
         coeffs = _Solve.apply(self.residual, self.ridge, c, *data64)
         with torch.no_grad():
             rnorm = self.residual(c, *[d.detach() for d in data64]).norm(dim=-1)
-        return HardConstraintResult(coeffs, status, iters, gnorm, rnorm)
+        return HardConstraintResult(coeffs, status, iters, gnorm, rnorm,
+                                    {"member_status": members})

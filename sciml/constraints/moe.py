@@ -25,14 +25,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from .._validation import check_int, check_tensor
-from .hard import HardConstraint, HardConstraintResult, LMStatus, Residual
+from .hard import (
+    _WORST,
+    HardConstraint,
+    HardConstraintResult,
+    LMStatus,
+    Residual,
+    _fill_stats,
+    _raise,
+)
 
 __all__ = ["MoEHardConstraint", "MoEResult", "Partition", "assemble"]
 
@@ -117,13 +126,37 @@ class Partition:
 
 @dataclass(frozen=True)
 class MoEResult:
-    """Coefficients ``(B, K, N)`` and the per-expert solve records ``(B, K)``."""
+    """Coefficients ``(B, K, N)`` and the per-expert solve records ``(B, K)``.
+
+    Attributes:
+        coeffs: ``(B, K, N)`` float64, differentiable.
+        status: an :class:`~sciml.constraints.LMStatus`, the worst over samples and
+            experts (``CONVERGED`` when every one is).
+        iterations, grad_norm, residual_norm: per sample and expert ``(B, K)``.
+        stats: ``iterations``, ``grad_norm``, ``residual_norm`` (the same tensors as the
+            attributes) and ``member_status`` (each sample's and expert's status, a list
+            in row-major ``(B, K)`` order).
+    """
 
     coeffs: Tensor
     status: LMStatus
     iterations: Tensor
     grad_norm: Tensor
     residual_norm: Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _fill_stats(self.stats, self.iterations, self.grad_norm, self.residual_norm)
+
+    @property
+    def converged(self) -> bool:
+        return self.status is LMStatus.CONVERGED
+
+    def _throw(self, what: str) -> MoEResult:
+        if self.status is not LMStatus.CONVERGED:
+            _raise(self.status, self.stats["member_status"], self.iterations,
+                   self.grad_norm, what)
+        return self
 
 
 class _AllGather(torch.autograd.Function):
@@ -152,9 +185,6 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-_WORST = [LMStatus.CONVERGED, LMStatus.MAX_ITER, LMStatus.STALLED, LMStatus.BREAKDOWN]
-
-
 class MoEHardConstraint:
     """``K`` hard constraints on the pieces of a domain, solved together.
 
@@ -178,7 +208,9 @@ class MoEHardConstraint:
     iterations in training than in inference; the settings themselves are read-only
     attributes); returns :class:`MoEResult` with coefficients ``(B, K, N)`` (float64,
     differentiable by the implicit function theorem), the worst status over experts, and
-    per-expert iterations, gradient and residual norms ``(B, K)``.
+    per-expert iterations, gradient and residual norms ``(B, K)``. ``throw=True`` raises
+    :class:`~sciml.constraints.HardConstraintError` instead of returning a status other
+    than ``CONVERGED`` (after the solve, on every rank alike).
     """
 
     def __init__(self, residual: Residual, n_experts: int, *, ridge: float = 1e-8,
@@ -216,7 +248,12 @@ class MoEHardConstraint:
         flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
         return self._layer(*flat, c0=c0.reshape(B * K, -1), max_iter=max_iter)
 
-    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None) -> MoEResult:
+    def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None,
+                 throw: bool = False) -> MoEResult:
+        res = self._call(data, c0, max_iter)
+        return res._throw("expert problem(s)") if throw else res
+
+    def _call(self, data: Sequence[Tensor], c0: Tensor, max_iter: int | None) -> MoEResult:
         if max_iter is not None:
             max_iter = check_int("max_iter", max_iter, minimum=1)
         c0 = check_tensor("c0", c0, ndim=3, real=True)
@@ -234,7 +271,8 @@ class MoEHardConstraint:
             res = self._solve(data, c0, max_iter)
             return MoEResult(res.coeffs.reshape(B, K, N), res.status,
                              res.iterations.reshape(B, K), res.grad_norm.reshape(B, K),
-                             res.residual_norm.reshape(B, K))
+                             res.residual_norm.reshape(B, K),
+                             {"member_status": res.stats["member_status"]})
         return self._distributed(data, c0, rank, world, max_iter)
 
     def _distributed(self, data, c0, rank, world, max_iter) -> MoEResult:
@@ -244,15 +282,17 @@ class MoEHardConstraint:
         res = self._solve([d[:, idx.to(d.device)] for d in data], c0[:, idx.to(c0.device)],
                           max_iter)
         coeffs = _AllGather.apply(res.coeffs.reshape(B, share, N))[:, :K]
+        codes = torch.tensor([float(_WORST.index(s)) for s in res.stats["member_status"]],
+                             dtype=res.grad_norm.dtype, device=res.grad_norm.device)
         stats = torch.stack([res.iterations.to(torch.float64), res.grad_norm,
-                             res.residual_norm,
-                             torch.full_like(res.grad_norm,
-                                             float(_WORST.index(res.status)))], -1)
+                             res.residual_norm, codes], -1)
         gathered = [torch.empty_like(stats) for _ in range(world)]
         dist.all_gather(gathered, stats.detach())
         st = torch.cat([g.reshape(B, share, 4) for g in gathered], 1)[:, :K]
+        members = [_WORST[int(i)] for i in st[..., 3].flatten().tolist()]
         status = _WORST[int(st[..., 3].max())]
-        return MoEResult(coeffs, status, st[..., 0].long(), st[..., 1], st[..., 2])
+        return MoEResult(coeffs, status, st[..., 0].long(), st[..., 1], st[..., 2],
+                         {"member_status": members})
 
 
 def assemble(values: Tensor, coeffs: Tensor, piece: Tensor) -> Tensor:
