@@ -229,9 +229,21 @@ def grid(nx: int, *, convention: str = "conservative", length: float = LENGTH,
 
 def _angles(params: CombinedParameters, t: float | torch.Tensor) -> torch.Tensor:
     """``omega_j t + phi_j``, ``(n, 5)``; ``t`` a number or ``(n,)`` / ``(n, 1)`` tensor."""
+    _check_params(params)
     if isinstance(t, torch.Tensor):
+        if t.numel() not in (1, len(params)):
+            raise ValueError(f"t has {t.numel()} entries but params hold {len(params)} "
+                             "samples: pass one time, or one per sample")
         t = t.reshape(-1, 1)
+    elif isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        raise TypeError(f"t must be a finite number or a tensor of times, got {t!r}")
     return params.omega * t + params.phase
+
+
+def _check_params(params: object) -> None:
+    if not isinstance(params, CombinedParameters):
+        raise TypeError(f"params must be CombinedParameters (see sample_parameters), got "
+                        f"{type(params).__name__}")
 
 
 def forcing(params: CombinedParameters, t: float | torch.Tensor, x: torch.Tensor, *,
@@ -240,6 +252,7 @@ def forcing(params: CombinedParameters, t: float | torch.Tensor, x: torch.Tensor
 
     ``t`` is a number or one time per sample (``(n,)``).
     """
+    _check_params(params)
     x = check_tensor("x", x, ndim=1, real=True).to(params.amplitude)
     k = (2 * math.pi / length) * params.l.to(params.amplitude)  # (n, 5)
     arg = _angles(params, t)[..., None] + k[..., None] * x  # (n, 5, nx)
@@ -253,6 +266,8 @@ def forcing_cell_average(params: CombinedParameters, t: float | torch.Tensor, nx
     The average of ``sin(a + k x)`` over a cell is ``sinc(k dx / 2) sin(a + k x_c)``,
     ``sinc(z) = sin(z)/z``, ``x_c`` the cell centre.
     """
+    _check_params(params)
+    nx = check_int("nx", nx, minimum=1)
     return _Forcing(params, nx, "conservative", length)(t)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._malloc import tune_malloc
-from .._validation import check_choice, check_finite, check_real, check_tensor
+from .._validation import check_choice, check_finite, check_int, check_real, check_tensor
 from ._ns_ops import NSOperators
 from ._steppers import STEPPERS
 
@@ -318,6 +318,9 @@ def check_step_count(span: float, dt: float, *, intervals: int = 1,
     """Refuse a time integration of ``span`` time units at step ``dt`` that would take
     more than ``max_steps`` steps (``intervals`` output intervals each round up; ``done``
     steps already taken count too). Raises ``ValueError`` giving the count."""
+    span = check_real("span", span, minimum=0.0)
+    dt = check_real("dt", dt, minimum=0.0)
+    intervals = check_int("intervals", intervals, minimum=0)
     todo = (span / dt if dt > 0 else math.inf) + intervals
     if done + todo <= max_steps:  # False for NaN too
         return

@@ -111,6 +111,9 @@ def load_model_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         FileNotFoundError, ValueError: as :func:`load_checkpoint`.
         RuntimeError: the weights do not fit ``model`` (from ``load_state_dict``).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module built like the trained one, got "
+                        f"{type(model).__name__}")
     model.load_state_dict(load_checkpoint(path)["model"])
     return model
 
