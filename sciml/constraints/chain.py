@@ -25,12 +25,12 @@ from torch import Tensor
 
 from .._validation import check_int, check_tensor
 from .hard import _WORST, HardConstraint, Residual
-from .moe import MoEResult
+from .moe import MoEResult, _LMSettings
 
 __all__ = ["ChainedHardConstraint"]
 
 
-class ChainedHardConstraint:
+class ChainedHardConstraint(_LMSettings):
     """``K`` hard constraints on slabs in time, solved in sequence, each slab's initial
     rows asking for the previous slab's end state.
 
@@ -95,28 +95,6 @@ class ChainedHardConstraint:
     @property
     def start_target(self) -> int:
         return self._start_target
-
-    @property
-    def residual(self) -> Residual:
-        return self._layer.residual
-
-    @property
-    def ridge(self) -> float:
-        return self._layer.ridge
-
-    @property
-    def max_iter(self) -> int:
-        """Levenberg-Marquardt iterations at most per slab (a call's ``max_iter=``
-        overrides it)."""
-        return self._layer.max_iter
-
-    @property
-    def tol(self) -> float:
-        return self._layer.tol
-
-    @property
-    def jacobian(self):
-        return self._layer.jacobian
 
     def __repr__(self) -> str:
         return (f"ChainedHardConstraint(n_experts={self.n_experts}, "

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -39,7 +38,6 @@ from .hard import (
     HardConstraintResult,
     LMStatus,
     Residual,
-    _fill_stats,
     _raise,
 )
 
@@ -125,7 +123,7 @@ class Partition:
 
 
 @dataclass(frozen=True)
-class MoEResult:
+class MoEResult(HardConstraintResult):
     """Coefficients ``(B, K, N)`` and the per-expert solve records ``(B, K)``.
 
     Attributes:
@@ -137,20 +135,6 @@ class MoEResult:
             attributes) and ``member_status`` (each sample's and expert's status, a list
             in row-major ``(B, K)`` order).
     """
-
-    coeffs: Tensor
-    status: LMStatus
-    iterations: Tensor
-    grad_norm: Tensor
-    residual_norm: Tensor
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _fill_stats(self.stats, self.iterations, self.grad_norm, self.residual_norm)
-
-    @property
-    def converged(self) -> bool:
-        return self.status is LMStatus.CONVERGED
 
     def _throw(self, what: str) -> MoEResult:
         if self.status is not LMStatus.CONVERGED:
@@ -185,7 +169,35 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-class MoEHardConstraint:
+class _LMSettings:
+    """The Levenberg-Marquardt settings of a layer built on one inner
+    :class:`HardConstraint` (``self._layer``), read-only."""
+
+    _layer: HardConstraint
+
+    @property
+    def residual(self) -> Residual:
+        return self._layer.residual
+
+    @property
+    def ridge(self) -> float:
+        return self._layer.ridge
+
+    @property
+    def max_iter(self) -> int:
+        """Levenberg-Marquardt iterations at most (a call's ``max_iter=`` overrides it)."""
+        return self._layer.max_iter
+
+    @property
+    def tol(self) -> float:
+        return self._layer.tol
+
+    @property
+    def jacobian(self):
+        return self._layer.jacobian
+
+
+class MoEHardConstraint(_LMSettings):
     """``K`` hard constraints on the pieces of a domain, solved together.
 
     Args:
@@ -220,27 +232,6 @@ class MoEHardConstraint:
         self._layer = HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol,
                                      jacobian=jacobian)
         self.distributed = bool(distributed)
-
-    @property
-    def residual(self) -> Residual:
-        return self._layer.residual
-
-    @property
-    def ridge(self) -> float:
-        return self._layer.ridge
-
-    @property
-    def max_iter(self) -> int:
-        """Levenberg-Marquardt iterations at most (a call's ``max_iter=`` overrides it)."""
-        return self._layer.max_iter
-
-    @property
-    def tol(self) -> float:
-        return self._layer.tol
-
-    @property
-    def jacobian(self):
-        return self._layer.jacobian
 
     def _solve(self, data: Sequence[Tensor], c0: Tensor,
                max_iter: int | None) -> HardConstraintResult:
