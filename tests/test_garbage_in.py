@@ -19,7 +19,8 @@ import pytest
 import torch
 
 MODULES = ["sciml.spectral", "sciml.pdes", "sciml.pdes.poisson", "sciml.solvers.linear",
-           "sciml.solvers.ot", "sciml.inverse", "sciml.operators", "sciml.data", "sciml.train"]
+           "sciml.solvers.ot", "sciml.inverse", "sciml.operators", "sciml.data", "sciml.train",
+           "sciml.constraints"]
 BAD = [None, "x", -1, 0, 1.5, float("nan"), float("inf"), (), [], torch.zeros(0),
        torch.full((3,), float("nan")), torch.zeros(2, 3, dtype=torch.int64), np.zeros(3),
        True]
@@ -85,3 +86,16 @@ def test_settings_refuse_strings_nan_and_tensors(cls, field):
     for v in ("x", float("nan"), torch.zeros(2)):
         with pytest.raises((ValueError, TypeError), match=field):
             cls(**{field: v})
+
+
+def test_calibration_refuses_empty_and_non_finite_input():
+    from sciml.inverse import calibration
+
+    e = torch.tensor([0.1, -0.5, 2.5])
+    s = torch.ones(3)
+    assert calibration(e, s) == pytest.approx(2 / 3)
+    for bad, match in ((torch.zeros(0), "empty"), (torch.tensor([float("nan")] * 3), "non-finite")):
+        with pytest.raises(ValueError, match=match):
+            calibration(bad, bad if bad.numel() == 0 else s)
+    with pytest.raises(ValueError, match="negative"):
+        calibration(e, -s)

@@ -187,6 +187,15 @@ def levenberg_marquardt(
 
     Returns ``(c, status, iterations (B,), gradient inf-norm (B,))``.
     """
+    # the settings are checked as the layer checks them
+    HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol, jacobian=jacobian)
+    c0 = check_tensor("c0", c0, ndim=2, real=True)
+    if isinstance(data, torch.Tensor) or not isinstance(data, (list, tuple)):
+        raise TypeError(f"data must be a list or tuple of tensors, got {type(data).__name__}")
+    for i, d in enumerate(data):
+        d = check_tensor(f"data[{i}]", d, min_ndim=1)
+        if d.shape[0] != c0.shape[0]:
+            raise ValueError(f"data[{i}] has batch size {d.shape[0]} but c0 has {c0.shape[0]}")
     return _lm(residual, c0, data, ridge=ridge, max_iter=max_iter, tol=tol,
                jacobian=jacobian)[:4]
 

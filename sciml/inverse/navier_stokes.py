@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._validation import check_real, check_tensor
+from .._validation import check_finite, check_real, check_tensor
 from ..pdes._ns_ops import NSOperators
 from ..pdes._steppers import STEPPERS
 from ..pdes.navier_stokes import NavierStokes2D, check_step_count
@@ -73,6 +73,13 @@ def calibration(error: torch.Tensor, std: torch.Tensor, k: float = 2.0) -> float
     if error.shape != std.shape:
         raise ValueError(f"error has shape {tuple(error.shape)} but std has "
                          f"{tuple(std.shape)}; pass one standard deviation per point")
+    if error.numel() == 0:
+        raise ValueError("error is empty: the calibration of no points is undefined")
+    check_finite("error", error)
+    check_finite("std", std)
+    if bool((std < 0).any()):
+        raise ValueError("std holds negative values; pass standard deviations >= 0")
+    k = check_real("k", k, positive=True, fix="2 gives the fraction within two sd")
     return float((error.abs() <= k * std).double().mean())
 
 
