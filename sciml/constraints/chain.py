@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .._validation import check_int, check_tensor
 from .hard import _WORST, HardConstraint, Residual
-from .moe import MoEResult, _LMSettings
+from .moe import MoEResult, _check_call, _LMSettings
 
 __all__ = ["ChainedHardConstraint"]
 
@@ -107,23 +107,13 @@ class ChainedHardConstraint(_LMSettings):
         return res._throw("slab problem(s)") if throw else res
 
     def _call(self, data: tuple[Tensor, ...], c0: Tensor, max_iter: int | None) -> MoEResult:
-        if max_iter is not None:
-            max_iter = check_int("max_iter", max_iter, minimum=1)
-        c0 = check_tensor("c0", c0, ndim=3, real=True)
+        c0, max_iter = _check_call(data, c0, max_iter, self.n_experts, "slabs")
         B, K, N = c0.shape
-        if K != self.n_experts:
-            raise ValueError(f"c0 has {K} slabs on dim 1 but the layer has n_experts="
-                             f"{self.n_experts}")
         need = max(self.start_basis, self.start_target) + 1
         if len(data) < need:
             raise ValueError(f"the layer reads data[{self.start_basis}] (start_basis) and "
                              f"data[{self.start_target}] (start_target) but got "
                              f"{len(data)} data tensor(s)")
-        for i, d in enumerate(data):
-            d = check_tensor(f"data[{i}]", d, min_ndim=2)
-            if tuple(d.shape[:2]) != (B, K):
-                raise ValueError(f"data[{i}] has leading shape {tuple(d.shape[:2])} but c0 "
-                                 f"has (B, K) = {(B, K)}; stack the slabs on dim 1")
         basis = check_tensor(f"data[{self.start_basis}]", data[self.start_basis], ndim=4,
                              real=True)
         if basis.shape[-1] != N:

@@ -197,6 +197,24 @@ class _LMSettings:
         return self._layer.jacobian
 
 
+def _check_call(data: Sequence[Tensor], c0: object, max_iter: object, n_experts: int,
+                what: str) -> tuple[Tensor, int | None]:
+    """The checks every K-piece layer makes of a call: ``c0`` ``(B, K, N)`` with ``K`` the
+    layer's pieces (``what``: experts, slabs), each data tensor ``(B, K, ...)``."""
+    if max_iter is not None:
+        max_iter = check_int("max_iter", max_iter, minimum=1)
+    c0 = check_tensor("c0", c0, ndim=3, real=True)
+    B, K, _ = c0.shape
+    if K != n_experts:
+        raise ValueError(f"c0 has {K} {what} on dim 1 but the layer has n_experts={n_experts}")
+    for i, d in enumerate(data):
+        d = check_tensor(f"data[{i}]", d, min_ndim=2)
+        if tuple(d.shape[:2]) != (B, K):
+            raise ValueError(f"data[{i}] has leading shape {tuple(d.shape[:2])} but c0 "
+                             f"has (B, K) = {(B, K)}; stack the {what} on dim 1")
+    return c0, max_iter  # type: ignore[return-value]
+
+
 class MoEHardConstraint(_LMSettings):
     """``K`` hard constraints on the pieces of a domain, solved together.
 
@@ -245,18 +263,8 @@ class MoEHardConstraint(_LMSettings):
         return res._throw("expert problem(s)") if throw else res
 
     def _call(self, data: Sequence[Tensor], c0: Tensor, max_iter: int | None) -> MoEResult:
-        if max_iter is not None:
-            max_iter = check_int("max_iter", max_iter, minimum=1)
-        c0 = check_tensor("c0", c0, ndim=3, real=True)
+        c0, max_iter = _check_call(data, c0, max_iter, self.n_experts, "experts")
         B, K, N = c0.shape
-        if K != self.n_experts:
-            raise ValueError(f"c0 has {K} experts on dim 1 but the layer has n_experts="
-                             f"{self.n_experts}")
-        for i, d in enumerate(data):
-            d = check_tensor(f"data[{i}]", d, min_ndim=2)
-            if tuple(d.shape[:2]) != (B, K):
-                raise ValueError(f"data[{i}] has leading shape {tuple(d.shape[:2])} but c0 "
-                                 f"has (B, K) = {(B, K)}; stack the experts on dim 1")
         rank, world = _world()
         if not self.distributed or world == 1:
             res = self._solve(data, c0, max_iter)
