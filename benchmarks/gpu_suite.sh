@@ -17,7 +17,7 @@ python3 benchmarks/ot.py --device cuda --quick || status=1
 python3 benchmarks/message_passing.py --device cuda || status=1
 python3 benchmarks/poisson.py --device cuda --sizes 64 128 --repeats 3 || status=1
 # full SFNO run: generate the 256^2-solved file on the GPU (minutes), then train both models
-python3 -m sciml.cli generate ns2d --preset fno --samples 64 --resolution 128 \
+python3 -m sciml_recipes generate ns2d --preset fno --samples 64 --resolution 128 \
   --solver-resolution 256 --dtype float32 --batch-size 16 --device cuda \
   --out /tmp/ns_fno_128.h5 --no-progress || status=1
 python3 benchmarks/sfno_vs_fno.py --device cuda --data /tmp/ns_fno_128.h5 --budget 300 || status=1

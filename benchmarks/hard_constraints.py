@@ -1,7 +1,7 @@
 """Hard constraints on 1D diffusion-sorption: errors of soft / single / MoE, and layer timings.
 
 1. Errors (case ``diffusion-sorption``): trains the four methods of
-   :mod:`sciml.train.hardc` (or reuses them from ``--runs``) and scores them against the
+   :mod:`sciml_recipes.hardc.pipeline` (or reuses them from ``--runs``) and scores them against the
    finite-volume reference (``rel_l2``, ``lm_iterations``).
 2. Timings (cases ``points-1e2`` ... ``points-1e5``): the single hard constraint and the
    MoE (K experts, ``m / K`` points each, the same total ``m``) on the same basis data,
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.benchtools import format_table, time_alternating, write_results
 from sciml.constraints import HardConstraint, MoEHardConstraint
-from sciml.train.hardc import DiffSorpModel, HardCConfig, _jacobian, _residual
-from sciml.train.hardc_run import error_rows, run_hardc, train_hardc
+from sciml_recipes.benchtools import format_table, time_alternating, write_results
+from sciml_recipes.hardc.pipeline import DiffSorpModel, HardCConfig, _jacobian, _residual
+from sciml_recipes.hardc.run import error_rows, run_hardc, train_hardc
 
 RESULTS = Path(__file__).parent / "results"
 _BASIS = (0, 1, 2, 4, 7, 9, 10)  # the basis-value tensors among the constraint's data

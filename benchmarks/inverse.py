@@ -12,8 +12,8 @@
 3. ``ns-viscosity``: ``(log nu, A)`` with the initial field known, from ``--draws``
    independent noise draws of the same observations (one batched solve): ``bias``,
    ``spread`` (of the estimates over the draws) and the dense Laplace ``laplace_std``.
-4. ``w2-vs-l2``: cycle skipping (:func:`sciml.inverse.cycle_skipping`): the fraction of
-   50 random starts from which L2 and W2 recover an advected pulse's position.
+4. ``w2-vs-l2``: cycle skipping (:func:`sciml_recipes.cycle_skipping.cycle_skipping`): the
+   fraction of 50 random starts from which L2 and W2 recover an advected pulse's position.
 
     python benchmarks/inverse.py             # about 15 minutes on 2 cores (first run)
     python benchmarks/inverse.py --quick     # smoke test (32^2, short training, 8 starts)
@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sciml.benchtools import format_table, write_results
-from sciml.inverse import cycle_skipping, plot_cycle_skipping
-from sciml.inverse.ns_experiments import experiment_settings, run_ns_inverse
+from sciml_recipes.benchtools import format_table, write_results
+from sciml_recipes.cycle_skipping import cycle_skipping, plot_cycle_skipping
+from sciml_recipes.ns_inverse.experiment import experiment_settings, run_ns_inverse
 
 RESULTS = Path(__file__).parent / "results"
 

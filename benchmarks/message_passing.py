@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sciml.benchtools import format_table, time_alternating, write_results
 from sciml.operators import MPPDELayer, periodic_graph
+from sciml_recipes.benchtools import format_table, time_alternating, write_results
 
 # (case, graphs, nodes per graph, neighbours per side, hidden, K, PDE parameters)
 CASES = [("16x100-h128", 16, 100, 3, 128, 25, 3)]

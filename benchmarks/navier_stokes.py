@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 
 from sciml._malloc import tune_malloc
-from sciml.benchtools import format_table, time_alternating, write_results
 from sciml.pdes import (
     NavierStokes2D,
     kolmogorov_forcing,
     mcwilliams_vorticity,
 )
 from sciml.pdes._steppers import STEPPERS
+from sciml_recipes.benchtools import format_table, time_alternating, write_results
 
 # (case, n, dtype, batch, steps timed per run)
 PART1 = [

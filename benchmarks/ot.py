@@ -49,21 +49,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.benchtools import (
+from sciml.solvers.ot import OTStatus, sinkhorn, sns
+from sciml_recipes.benchtools import (
     format_table,
     import_peer,
     machine_info,
     time_alternating,
     write_results,
 )
-from sciml.demo.ot_problems import (
+from sciml_recipes.demo.ot_problems import (
     OTProblem,
     grid_densities,
     marginal_error,
     random_assignment,
     random_points,
 )
-from sciml.solvers.ot import OTStatus, sinkhorn, sns
 
 POT_MAX_ITER = 5000        # POT's numpy log-domain sweep costs ~10-100 ms at n = 1000-2000
 SINKHORN_MAX_ITER = 20000  # sciml's sweep is two matrix-vector products

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.benchtools import format_table, import_peer, write_results
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
 from sciml.solvers.linear import IncompleteCholesky, cg, dcdm, load_pretrained
+from sciml_recipes.benchtools import format_table, import_peer, write_results
 
 RESULTS = Path(__file__).parent / "results"
 RTOL = 1e-6

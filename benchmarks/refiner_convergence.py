@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from sciml._malloc import tune_malloc
-from sciml.benchtools import format_table, write_results
 from sciml.operators import SFNO, SpectralRefiner
 from sciml.train import load_model_state
-from sciml.train.ns import NSData, refine_model, summary
+from sciml_recipes.benchtools import format_table, write_results
+from sciml_recipes.sfno.pipeline import NSData, refine_model, summary
 
 
 def main() -> None:

@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from sciml._malloc import tune_malloc
-from sciml.benchtools import format_table, import_peer, time_alternating, write_results
 from sciml.data import generate_ns2d
 from sciml.operators import FNO, SFNO, NSResidualLoss, RelativeLpLoss, SpectralRefiner, relative_lp
 from sciml.train import TrainConfig, Trainer
-from sciml.train.ns import NSData, evaluate_model, refine_model, summary
+from sciml_recipes.benchtools import format_table, import_peer, time_alternating, write_results
+from sciml_recipes.sfno.pipeline import NSData, evaluate_model, refine_model, summary
 
 
 class FramesToFNO3d(nn.Module):

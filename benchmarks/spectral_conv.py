@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from sciml.benchtools import (
+from sciml.spectral import SpectralConv
+from sciml.spectral._paths import best_order, choose_method, dft_flops
+from sciml_recipes.benchtools import (
     format_table,
     measure_bandwidth,
     measure_matmul,
     time_alternating,
     write_results,
 )
-from sciml.spectral import SpectralConv
-from sciml.spectral._paths import best_order, choose_method, dft_flops
 
 # (case, batch, channels, grid, neuraloperator n_modes); sciml's per-sign modes are
 # n/2 on full axes and n//2 + 1 on the halved axis (the same kept frequencies)

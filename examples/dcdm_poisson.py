@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sciml.demo.dcdm import plot, solve_all
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
 from sciml.solvers.linear import load_pretrained
+from sciml_recipes.demo.dcdm import plot, solve_all
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from sciml.train.hardc import HardCConfig
-from sciml.train.hardc_run import run_hardc
+from sciml_recipes.hardc.pipeline import HardCConfig
+from sciml_recipes.hardc.run import run_hardc
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sciml.benchtools import format_table, write_results
-from sciml.inverse.ns_experiments import experiment_settings, run_ns_inverse
+from sciml_recipes.benchtools import format_table, write_results
+from sciml_recipes.ns_inverse.experiment import experiment_settings, run_ns_inverse
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sciml.benchtools import format_table, write_results
-from sciml.inverse import cycle_skipping, plot_cycle_skipping
+from sciml_recipes.benchtools import format_table, write_results
+from sciml_recipes.cycle_skipping import cycle_skipping, plot_cycle_skipping
 
 
 def main(argv: list[str] | None = None) -> None:

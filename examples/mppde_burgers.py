@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from sciml.train.mppde_run import run_mppde
+from sciml_recipes.mppde.run import run_mppde
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Entropic W2 between two densities on a 28 x 28 grid by Sinkhorn-Newton-Sparse.
 
-Two seeded Gaussian-mixture densities on [0, 1]^2 (``sciml.demo.ot_problems``), cost
+Two seeded Gaussian-mixture densities on [0, 1]^2 (``sciml_recipes.demo.ot_problems``), cost
 ``|x - y|^2`` scaled to a maximum of 1, reg 1e-3, solved by ``sciml.solvers.ot.sns`` to an
 L1 marginal error of 1e-8. Prints W2 and the timings; draws the two densities, the
 heaviest plan entries and the displacement field of the plan's barycentric map.
@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from sciml.demo.ot import draw_transport, solve_w2
+from sciml_recipes.demo.ot import draw_transport, solve_w2
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 For diffusion (k in {1, 5}), the porous medium equation (m in {1, 3, 6}) and the Stefan
 problem (p* in {0.5, 0.6}): trains a deep ensemble of conditional neural processes on
-sparse observations (parameters from the training ranges in sciml.train.gpme), a second one
+sparse observations (parameters from the training ranges in sciml_recipes.gpme), a second one
 with a PDE-residual penalty, then at t* = 0.5 compares base / soft / HardC / ProbConserv
 (and ProbConserv followed by the differentiable nonnegative-monotone projection) on
 conservation error, MSE, log-likelihood and the Stefan shock position. Writes
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from sciml.train.gpme_run import run_probconserv
+from sciml_recipes.gpme.run import run_probconserv
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sciml.cli import main
 from sciml.data import BurgersDataset, generate_burgers, sample_seed
 from sciml.pdes import (
     FAMILIES,
@@ -37,6 +36,7 @@ from sciml.pdes import (
     solve_combined,
 )
 from sciml.pdes._weno import weno5_flux_difference
+from sciml_recipes.cli import main
 
 L = 16.0
 F64 = torch.float64

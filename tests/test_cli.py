@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from sciml.benchtools import format_table, time_alternating, write_json_atomic, write_results
-from sciml.cli import main
-from sciml.demo import PARTS, run_demo
+from sciml_recipes.benchtools import (
+    format_table,
+    time_alternating,
+    write_json_atomic,
+    write_results,
+)
+from sciml_recipes.cli import main
+from sciml_recipes.demo import PARTS, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +102,7 @@ def test_readme_commands_are_what_ci_runs():
 
 
 def test_console_script_entry_point():
-    # the installed `sciml` entry point (beside this interpreter) resolves to sciml.cli:main
+    # the installed `sciml` entry point (beside this interpreter) resolves to sciml_recipes.cli:main
     script = Path(sys.executable).parent / "sciml"
     if not script.exists():
         pytest.skip(f"no console script at {script}: the package is not pip-installed here")
@@ -116,7 +121,7 @@ def test_cli_rejects_bad_arguments(bad):
 def test_torch_threads_not_changed_by_import():
     # in a fresh interpreter: here sciml is already imported, so the import is a no-op
     code = ("import torch; torch.set_num_threads(1); before = torch.get_num_threads(); "
-            "import sciml, sciml.cli, sciml.solvers.linear, sciml.pdes, sciml.operators; "
+            "import sciml, sciml_recipes.cli, sciml.solvers.linear, sciml.pdes, sciml.operators; "
             "assert torch.get_num_threads() == before == 1, torch.get_num_threads()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from sciml.cli import main
 from sciml.data import generate_ns2d
 from sciml.solvers.linear import load_pretrained
 from sciml.train import load_checkpoint
-from sciml.train.dcdm import DCDMData, train_dcdm
-from sciml.train.gpme_run import run_probconserv
-from sciml.train.mppde import load_stepper, train_stepper
-from sciml.train.mppde_run import run_mppde
-from sciml.train.ns import load_sfno
+from sciml_recipes.cli import main
+from sciml_recipes.dcdm.pipeline import DCDMData, train_dcdm
+from sciml_recipes.gpme.run import run_probconserv
+from sciml_recipes.mppde.pipeline import load_stepper, train_stepper
+from sciml_recipes.mppde.run import run_mppde
+from sciml_recipes.sfno.pipeline import load_sfno
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 #: a GPU index this machine does not have (with or without CUDA)
@@ -137,7 +137,7 @@ def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
 
 def test_library_errors_of_other_kinds_print_one_line(tmp_path, capsys, monkeypatch):
     """An OSError deep in a run (here a PermissionError on writing) is one line too."""
-    import sciml.train.gpme_run as gpme_run
+    import sciml_recipes.gpme.run as gpme_run
 
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path / "o" / "probconserv.json"))
@@ -269,7 +269,7 @@ def test_loaders_refuse_a_foreign_file_by_name(kind, tmp_path):
 
 def test_load_pretrained_reads_a_trained_file(tmp_path):
     from sciml.operators import DCDMNet
-    from sciml.train.dcdm import save_pretrained
+    from sciml_recipes.dcdm.pipeline import save_pretrained
 
     torch.manual_seed(0)
     net = DCDMNet(2, channels=3)

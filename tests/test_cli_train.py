@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from sciml.cli import main
 from sciml.data import generate_ns2d
 from sciml.train import load_checkpoint
-from sciml.train.ns import NSData, evaluate_model, load_sfno
+from sciml_recipes.cli import main
+from sciml_recipes.sfno.pipeline import NSData, evaluate_model, load_sfno
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sciml.cli import main
 from sciml.data import PRESETS, NS2DDataset, NS2DPreset, generate_ns2d, sample_seed, shard_path
 from sciml.pdes import (
     NavierStokes2D,
@@ -31,6 +30,7 @@ from sciml.pdes import (
     kolmogorov_forcing,
     mcwilliams_vorticity,
 )
+from sciml_recipes.cli import main
 
 # small runs: 32^2 solves stored on 16^2, 4 snapshots up to t = 0.2
 SMALL = {"resolution": 16, "solver_resolution": 32, "t_start": 0.0, "t_end": 0.2,
@@ -42,7 +42,7 @@ SAMPLES = 5
 TWO_PI = 2 * math.pi
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, module: str = "sciml.cli"):
+def _cli(*args: str, env: dict[str, str] | None = None, module: str = "sciml_recipes.cli"):
     cmd = [sys.executable, "-m", module, *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=full_env)
@@ -225,7 +225,7 @@ def test_resume_trusts_flagged_samples_only(tmp_path, ref_file):
 
 def test_torchrun_two_processes_merge_to_the_single_process_file(tmp_path, ref_file):
     out = tmp_path / "merged.h5"
-    r = _cli("--standalone", "--nproc_per_node", "2", "-m", "sciml.cli",
+    r = _cli("--standalone", "--nproc_per_node", "2", "-m", "sciml_recipes",
              *_generate_cmd(out, 2), module="torch.distributed.run")
     assert r.returncode == 0, r.stderr[-3000:]
     _assert_identical(out, ref_file)

@@ -13,7 +13,7 @@ from scipy.sparse.linalg import spsolve
 from sciml.operators import DCDMNet
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
 from sciml.solvers.linear import LinearStatus, cg, dcdm
-from sciml.train.dcdm import DCDMData, dcdm_energy_loss, dcdm_loss, train_dcdm
+from sciml_recipes.dcdm.pipeline import DCDMData, dcdm_energy_loss, dcdm_loss, train_dcdm
 
 
 class _Exact(torch.nn.Module):
@@ -106,7 +106,7 @@ def test_training_lowers_the_energy_loss_and_the_iterations() -> None:
 
 def test_training_on_two_grid_sizes_lowers_the_loss_on_both() -> None:
     """Mixed sizes train from batches of one shape each; both sizes improve."""
-    from sciml.train.dcdm import _ShapeBatches
+    from sciml_recipes.dcdm.pipeline import _ShapeBatches
 
     systems = [fluid_proxy(16, d=2), random_obstacles(24, d=2, seed=1)]
     data = DCDMData(systems, 12, k=8, seed=3)
@@ -137,9 +137,9 @@ def test_bad_input(scene) -> None:
 
 
 def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
-    from sciml.cli import main
     from sciml.solvers.linear import load_pretrained
     from sciml.solvers.linear.pretrained import WEIGHTS
+    from sciml_recipes.cli import main
 
     for dim in (2, 3):
         if (WEIGHTS / f"dcdm_{dim}d.pt").exists():
@@ -157,8 +157,8 @@ def test_shipped_weights_load_and_cli_trains(tmp_path) -> None:
 
 
 def test_demo_dcdm_quick(tmp_path) -> None:
-    from sciml.cli import main
     from sciml.solvers.linear.pretrained import WEIGHTS
+    from sciml_recipes.cli import main
 
     if not (WEIGHTS / "dcdm_2d.pt").exists():
         pytest.fail("the shipped 2D DCDM weights are missing from the package")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sciml.benchtools import import_peer
-from sciml.demo import PARTS
-from sciml.demo.ot_problems import (
+from sciml_recipes.benchtools import import_peer
+from sciml_recipes.demo import PARTS
+from sciml_recipes.demo.ot_problems import (
     barycentric_map,
     gaussian_mixture_density,
     grid_densities,

@@ -32,11 +32,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from sciml._files import writer_lock
-from sciml.cli import main
 from sciml.data import BurgersDataset, NS2DDataset, fingerprint, generate_burgers, generate_ns2d
 from sciml.train import TrainConfig, Trainer, load_checkpoint
 from sciml.train._checkpoint import save
-from sciml.train.ns import load_sfno
+from sciml_recipes.cli import main
+from sciml_recipes.sfno.pipeline import load_sfno
 
 NS = {"preset": "fno", "samples": 4, "resolution": 16, "solver_resolution": 32,
       "t_start": 0.0, "t_end": 1.2, "snapshots": 13, "progress": False}
@@ -169,7 +169,7 @@ def test_two_writers_started_together_one_writes_the_other_is_told_who(tmp_path)
 def test_a_cli_writer_finding_the_file_locked_exits_with_the_holders_pid(tmp_path):
     out = tmp_path / "x.h5"
     with writer_lock(out):  # as a running writer holds it
-        r = subprocess.run([sys.executable, "-m", "sciml.cli", *NS_CLI, "--out", str(out)],
+        r = subprocess.run([sys.executable, "-m", "sciml_recipes", *NS_CLI, "--out", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert f"another process is writing {out} (lock file {out}.lock held by pid {os.getpid()})" \
@@ -226,7 +226,7 @@ def test_a_flipped_byte_in_any_tensor_of_a_checkpoint_is_detected(run_dir, tmp_p
 def test_a_flipped_byte_in_a_weights_file_is_detected(tmp_path):
     from sciml.operators import DCDMNet
     from sciml.solvers.linear import load_pretrained
-    from sciml.train.dcdm import save_pretrained
+    from sciml_recipes.dcdm.pipeline import save_pretrained
 
     torch.manual_seed(0)
     path = save_pretrained(DCDMNet(2, channels=3), tmp_path / "dcdm_2d.pt", {"steps": 0})
@@ -296,7 +296,7 @@ def test_a_single_infinite_weight_is_refused(tmp_path):
 def test_a_weights_file_with_non_finite_weights_is_refused(tmp_path):
     from sciml.operators import DCDMNet
     from sciml.solvers.linear import load_pretrained
-    from sciml.train.dcdm import save_pretrained
+    from sciml_recipes.dcdm.pipeline import save_pretrained
 
     net = DCDMNet(2, channels=3)
     with torch.no_grad():

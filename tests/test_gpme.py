@@ -14,8 +14,6 @@ from scipy.special import erf
 
 from sciml.pdes.gpme import (
     T_FINAL,
-    TEST_VALUES,
-    TRAIN_RANGES,
     Diffusion,
     GPMEProblem,
     PorousMedium,
@@ -23,6 +21,7 @@ from sciml.pdes.gpme import (
     make_problem,
     sample_points,
 )
+from sciml_recipes.gpme import TEST_VALUES, TRAIN_RANGES
 
 CASES = [(name, v) for name, values in TEST_VALUES.items() for v in values]
 IDS = [f"{name}-{v}" for name, v in CASES]

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from sciml.cli import main
 from sciml.operators import ConditionalNP, DeepEnsemble, gaussian_nll
 from sciml.pdes import make_problem
-from sciml.train.gpme import (
+from sciml_recipes.cli import main
+from sciml_recipes.gpme.pipeline import (
     constraint,
     evaluate_case,
     make_tasks,

@@ -12,9 +12,9 @@ import json
 import pytest
 import torch
 
-from sciml.cli import main
 from sciml.constraints.hard import _jacobian as forward_mode_jacobian
-from sciml.train.hardc import DiffSorpModel, HardCConfig, _jacobian, _residual, reference
+from sciml_recipes.cli import main
+from sciml_recipes.hardc.pipeline import DiffSorpModel, HardCConfig, _jacobian, _residual, reference
 
 SMALL = dict(n_basis=6, width=16, depth=2, points=64, ic_points=16, bc_points=8,
              loss_points=64, max_iter=5)
@@ -61,7 +61,7 @@ def test_single_constraint_beats_an_untrained_head() -> None:
 
 
 def test_train_hardc_resumes_and_reuses(tmp_path) -> None:
-    from sciml.train.hardc_run import train_hardc
+    from sciml_recipes.hardc.run import train_hardc
 
     cfg = HardCConfig(**SMALL)
     m1 = train_hardc("single", cfg, steps=3, tasks=16, out_dir=tmp_path / "a", progress=False)
@@ -85,7 +85,7 @@ def test_cli_train_hardc_writes_results(tmp_path, capsys) -> None:
     # finite-volume reference with the same seeded collocation points
     from dataclasses import fields
 
-    from sciml.train.hardc_run import TEST_U0, train_hardc
+    from sciml_recipes.hardc.run import TEST_U0, train_hardc
 
     names = {f.name for f in fields(HardCConfig)}
     cfg = HardCConfig(**{k: v for k, v in data["settings"].items() if k in names})

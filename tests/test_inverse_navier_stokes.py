@@ -24,13 +24,13 @@ from sciml.inverse.navier_stokes import (
     calibration,
     grf_prior,
 )
-from sciml.inverse.ns_experiments import (
+from sciml.pdes import NavierStokes2D, fno_forcing, gaussian_random_field
+from sciml_recipes.ns_inverse.experiment import (
     NSInverseSetup,
     recover_initial_condition,
     recover_parameters,
     run_ns_inverse,
 )
-from sciml.pdes import NavierStokes2D, fno_forcing, gaussian_random_field
 
 D = torch.float64
 

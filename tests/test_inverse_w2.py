@@ -1,4 +1,4 @@
-"""The cycle-skipping experiment (sciml.inverse.cycle_skipping), its demo part and example.
+"""The cycle-skipping experiment (sciml_recipes.cycle_skipping), its demo part and example.
 
 References: the forward map against an exact grid translation (``np.roll``) and central
 finite differences; the W2 misfit of grid-translated pulses against the squared shift
@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from sciml.demo import PARTS
-from sciml.inverse import (
-    InverseStatus,
+from sciml.inverse import InverseStatus
+from sciml_recipes.cycle_skipping import (
     ShiftedPulse,
     cycle_skipping,
     cycle_skipping_problems,
     plot_cycle_skipping,
     recover_positions,
 )
+from sciml_recipes.demo import PARTS
 
 DT = torch.float64
 P_TRUE = 0.3

@@ -274,7 +274,7 @@ def test_chain_rejects_bad_input() -> None:
 
 @pytest.mark.parametrize("method", ["soft", "single", "moe"])
 def test_diffusion_sorption_model_trains_one_step(method) -> None:
-    from sciml.train.hardc import DiffSorpModel, HardCConfig
+    from sciml_recipes.hardc.pipeline import DiffSorpModel, HardCConfig
 
     torch.manual_seed(0)
     cfg = HardCConfig(n_basis=6, width=16, depth=2, points=64, ic_points=16, bc_points=8,

@@ -10,14 +10,14 @@ import torch
 
 from sciml.data.burgers import BurgersDataset, generate_burgers
 from sciml.spectral import cell_average_resample
-from sciml.train.mppde import (
+from sciml.train.rollout import Pushforward
+from sciml_recipes.mppde.pipeline import (
     build_stepper,
     load_stepper,
     rollout_error,
     train_stepper,
     weno5_error,
 )
-from sciml.train.rollout import Pushforward
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_scores_and_resume(data, tmp_path) -> None:
 
 
 def test_run_mppde_end_to_end_and_cli_errors(tmp_path, capsys) -> None:
-    from sciml.cli import main
+    from sciml_recipes.cli import main
 
     out = tmp_path / "bench"
     args = ["train", "mppde", "--out", str(out), "--families", "E1", "--conventions",
@@ -126,7 +126,7 @@ def test_run_mppde_end_to_end_and_cli_errors(tmp_path, capsys) -> None:
 
 
 def test_demo_mppde_quick(tmp_path) -> None:
-    from sciml.demo import run_demo
+    from sciml_recipes.demo import run_demo
 
     res = run_demo(["mppde"], tmp_path, quick=True, echo=lambda s: None)[0]
     values = {(r["case"], r["metric"]): r["value"] for r in res.rows}

@@ -107,7 +107,7 @@ def _parameter_forward_tiny_dt():
 
 
 def _cli_generate_tiny_dt():
-    from sciml.cli import main
+    from sciml_recipes.cli import main
 
     with tempfile.TemporaryDirectory() as d:
         code = main(["generate", "ns2d", "--preset", "fno", "--samples", "2", "--dt", "1e-12",

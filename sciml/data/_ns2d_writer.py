@@ -172,7 +172,7 @@ def _init_distributed(rank: int, world_size: int, device: torch.device) -> bool:
         raise ValueError(
             f"world_size = {world_size} needs a torch.distributed job (MASTER_ADDR and "
             f"MASTER_PORT are not set): launch with `torchrun --nproc_per_node {world_size} "
-            "-m sciml.cli generate ns2d ...`, or pass world_size=1"
+            "-m sciml_recipes generate ns2d ...`, or pass world_size=1"
         )
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -12,19 +12,12 @@ differentiable forward map.
 * 2D Navier-Stokes: the forward maps :class:`SolverForward` (initial vorticity through
   the solver), :class:`SurrogateForward` (through a trained SFNO) and
   :class:`ParameterForward` (viscosity and forcing amplitude), the data's prior
-  :func:`grf_prior` and :func:`calibration`; the experiments in
-  :mod:`sciml.inverse.ns_experiments`;
-* the cycle-skipping experiment (L2 against W2 on an advected oscillatory pulse):
-  :class:`ShiftedPulse`, :func:`cycle_skipping`, :func:`plot_cycle_skipping`.
+  :func:`grf_prior` and :func:`calibration`.
+
+The experiments built on these (the Navier-Stokes recoveries, the cycle-skipping study of
+the L2 against the W2 misfit) live in :mod:`sciml_recipes`.
 """
 
-from .cycle_skipping import (
-    ShiftedPulse,
-    cycle_skipping,
-    cycle_skipping_problems,
-    plot_cycle_skipping,
-    recover_positions,
-)
 from .laplace import Laplace, Posterior, gauss_newton_hvp, laplace
 from .map import MAP, InverseError, InverseResult, InverseStatus, solve_map
 from .misfit import L2Misfit, Misfit, QuadraticMisfit, SobolevMisfit, W2Misfit
@@ -58,7 +51,6 @@ __all__ = [
     "Prior",
     "QuadraticMisfit",
     "ScalarPrior",
-    "ShiftedPulse",
     "SobolevMisfit",
     "SobolevPrior",
     "SolverForward",
@@ -66,13 +58,9 @@ __all__ = [
     "TotalVariation",
     "W2Misfit",
     "calibration",
-    "cycle_skipping",
-    "cycle_skipping_problems",
     "gauss_newton_hvp",
     "grf_prior",
     "laplace",
-    "plot_cycle_skipping",
     "random_points",
-    "recover_positions",
     "solve_map",
 ]

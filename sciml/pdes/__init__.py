@@ -16,8 +16,6 @@ from .burgers import (
 from .diffusion_sorption import DiffusionSorption, solve_diffusion_sorption
 from .gpme import (
     T_FINAL,
-    TEST_VALUES,
-    TRAIN_RANGES,
     Diffusion,
     GPMEProblem,
     PorousMedium,
@@ -56,8 +54,6 @@ from .poisson import (
 
 __all__ = [
     "FAMILIES",
-    "TEST_VALUES",
-    "TRAIN_RANGES",
     "T_FINAL",
     "CellType",
     "CombinedFamily",

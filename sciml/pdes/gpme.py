@@ -40,8 +40,6 @@ from scipy.optimize import brentq
 from .._validation import check_int, check_real, check_tensor
 
 __all__ = [
-    "TEST_VALUES",
-    "TRAIN_RANGES",
     "T_FINAL",
     "Diffusion",
     "GPMEProblem",
@@ -51,18 +49,6 @@ __all__ = [
     "sample_points",
 ]
 
-#: Parameter ranges sampled for training (uniformly), per problem name.
-TRAIN_RANGES: dict[str, tuple[float, float]] = {
-    "diffusion": (1.0, 5.0),
-    "pme": (1.0, 6.0),
-    "stefan": (0.55, 0.7),
-}
-#: Parameter values of the test problems (Stefan's are outside the training range).
-TEST_VALUES: dict[str, tuple[float, ...]] = {
-    "diffusion": (1.0, 5.0),
-    "pme": (1.0, 3.0, 6.0),
-    "stefan": (0.5, 0.6),
-}
 #: The evaluation time t* of the metrics (conservation error, MSE, shock position).
 T_FINAL = 0.5
 
@@ -425,7 +411,7 @@ def make_problem(name: str, param: float) -> GPMEProblem:
 
     Example::
 
-        problems = [make_problem("stefan", p) for p in TEST_VALUES["stefan"]]
+        problems = [make_problem("stefan", p) for p in (0.5, 0.6)]
     """
     cls = _PROBLEMS.get(name) if isinstance(name, str) else None
     if cls is None:

@@ -1,0 +1,322 @@
+"""``sciml train``, ``sciml refine`` and ``sciml evaluate``: argument parsing and dispatch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sciml_recipes._cli_types import (
+    device,
+    finite_float,
+    int_at_least,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a neural operator on a data set (resumable, torchrun)")
+    models = t.add_subparsers(dest="model", required=True, metavar="MODEL")
+    s = models.add_parser(
+        "sfno", help="the spatiotemporal FNO on Navier-Stokes data",
+        description="Train an SFNO on a file from `sciml generate ns2d` with the relative L2 "
+        "loss. Rerun with --resume to continue a killed run; launch under `torchrun "
+        "--nproc_per_node K -m sciml_recipes train sfno ...` for data parallel training.")
+    s.add_argument("--data", required=True, help="the HDF5 file")
+    s.add_argument("--out", required=True, help="folder for checkpoint.pt, model.pt, metrics")
+    s.add_argument("--input-steps", type=int, default=10)
+    s.add_argument("--output-steps", type=int, default=10)
+    s.add_argument("--stride", type=int, default=4, help="steps between training windows")
+    s.add_argument("--test-stride", type=int, default=40, help="steps between test windows")
+    s.add_argument("--test-samples", type=int, default=8,
+                   help="trajectories held out for testing (the last ones in the file)")
+    s.add_argument("--subsample", type=int, default=1,
+                   help="spatial stride: 2 trains at 64^2 on a file stored at 128^2")
+    s.add_argument("--modes", type=int, default=12, help="spatial Fourier modes")
+    s.add_argument("--modes-t", type=int, default=5, help="temporal Fourier modes")
+    s.add_argument("--width", type=int, default=20)
+    s.add_argument("--layers", type=int, default=4)
+    s.add_argument("--epochs", type=positive_int, default=10)
+    s.add_argument("--lr", type=positive_float, default=1e-3)
+    s.add_argument("--batch-size", type=positive_int, default=4, help="per process")
+    s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "constant"])
+    s.add_argument("--max-steps", type=int, default=None)
+    s.add_argument("--time-budget", type=float, default=None, help="seconds of training")
+    s.add_argument("--checkpoint-every", type=int, default=None, help="optimiser steps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    s.add_argument("--device", type=device, default=None,
+                   help="cpu, cuda or cuda:N (default: the GPU if any)")
+    s.add_argument("--no-progress", action="store_true")
+
+    pc = models.add_parser(
+        "probconserv", help="ProbConserv on the GPME family (diffusion, PME, Stefan)",
+        description="Train deep ensembles of conditional neural processes (base, and with a "
+        "PDE-residual penalty) on each GPME problem, apply HardC and the ProbConserv update "
+        "at t* = 0.5 on the test parameters, and write OUT/probconserv.json and "
+        "OUT/probconserv_profiles.png. A rerun reuses or resumes the trained members.")
+    pc.add_argument("--out", required=True, help="folder for the members, JSON and figure")
+    pc.add_argument("--problems", nargs="+", default=["diffusion", "pme", "stefan"],
+                    choices=["diffusion", "pme", "stefan"])
+    pc.add_argument("--members", type=int, default=4, help="ensemble size")
+    pc.add_argument("--steps", type=int, default=2000, help="optimiser steps per member")
+    pc.add_argument("--tasks", type=int, default=2048, help="training tasks per problem")
+    pc.add_argument("--soft", type=nonnegative_float, default=1e-3,
+                    help="weight of the PDE-residual penalty of the soft baseline (0: skip it)")
+    pc.add_argument("--n-eval", type=int, default=50, help="context draws per test case")
+    pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--no-progress", action="store_true")
+
+    hc = models.add_parser(
+        "hardc", help="soft / hard / MoE hard constraints on 1D diffusion-sorption",
+        description="Train basis networks on the diffusion-sorption physics loss alone with "
+        "the coefficients from a trained head (soft), one hard-constraint solve (single) or "
+        "K experts (moe), score them against the finite-volume reference and write "
+        "OUT/hard_constraints.json and OUT/hard_constraints.png. A rerun reuses finished "
+        "runs and resumes unfinished ones.")
+    hc.add_argument("--out", required=True, help="folder for the runs, JSON and figure")
+    hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe", "moe-chain"],
+                    choices=["soft", "single", "moe", "moe-chain"])
+    hc.add_argument("--steps", type=int, default=400, help="optimiser steps per method")
+    hc.add_argument("--lr", type=float, default=2e-3)
+    hc.add_argument("--points", type=int, default=512,
+                    help="collocation points of the constraint (total over experts)")
+    hc.add_argument("--experts", type=int, default=4)
+    hc.add_argument("--split", default="t", choices=["x", "t", "xt"],
+                    help="how the MoE cuts the (x, t) domain")
+    hc.add_argument("--n-basis", type=int, default=16)
+    hc.add_argument("--results", default=None,
+                    help="JSON path (default OUT/hard_constraints.json)")
+    hc.add_argument("--seed", type=int, default=0)
+    hc.add_argument("--no-progress", action="store_true")
+
+    dc = models.add_parser(
+        "dcdm", help="the DCDM network on Poisson systems with obstacles",
+        description="Train a DCDMNet (scale-equivariant multilevel network) with the "
+        "energy-norm loss on right-hand sides from Ritz vectors, divergence fields and noise "
+        "of the fluid proxy and random obstacle scenes, and write OUT/dcdm_<dim>d.pt "
+        "(config, weights, settings). Rerun to resume from OUT/checkpoint.pt.")
+    dc.add_argument("--out", required=True, help="folder for the checkpoint and weights")
+    dc.add_argument("--dim", type=int, default=2, choices=[2, 3])
+    dc.add_argument("--size", type=int_at_least(8, " (DCDMNet needs two levels at least: "
+                                                 "it halves grids whose sides stay >= 4)"),
+                    nargs="+", default=[64],
+                    help="grid side(s) of the training scenes: several sizes train one "
+                    "network on all of them (--scenes scenes at each)")
+    dc.add_argument("--scenes", type=positive_int, default=8,
+                    help="training geometries: the fluid proxy and random obstacle sets")
+    dc.add_argument("--per-scene", type=positive_int, default=128,
+                    help="right-hand sides per scene")
+    dc.add_argument("--ritz", type=positive_int, default=96, help="Ritz vectors per scene")
+    dc.add_argument("--power", type=finite_float, default=0.0,
+                    help="weight (lambda_1/lambda_i)^power on Ritz vector i")
+    dc.add_argument("--channels", type=positive_int, default=16)
+    dc.add_argument("--max-levels", type=positive_int, default=None,
+                    help="cap the network's depth (levels, finest included) at run time; "
+                    "the shipped 3D network uses 4, its training depth at 32^3")
+    dc.add_argument("--steps", type=positive_int, default=2000)
+    dc.add_argument("--lr", type=positive_float, default=1e-3)
+    dc.add_argument("--batch-size", type=positive_int, default=8)
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--no-progress", action="store_true")
+
+    mp = models.add_parser(
+        "mppde", help="MP-PDE and the FNO baseline on the 1D Burgers family, against WENO5",
+        description="Generate the E1/E2/E3 data (both grid conventions), train an MP-PDE "
+        "and a temporally bundled FNO per case with the pushforward trick, score them and "
+        "WENO5 at the same nx by the paper's accumulated MSE, and write OUT/mppde.json and "
+        "OUT/mppde_rollout.png. A rerun reuses finished runs and resumes unfinished ones; "
+        "--train-only trains without scoring (for background training).")
+    mp.add_argument("--out", required=True, help="folder for data, runs, JSON and figure")
+    mp.add_argument("--families", nargs="+", default=["E1", "E2", "E3"],
+                    choices=["E1", "E2", "E3"])
+    mp.add_argument("--conventions", nargs="+", default=["paper", "conservative"],
+                    choices=["paper", "conservative"])
+    mp.add_argument("--nx", type=int, nargs="+", default=[50, 40])
+    mp.add_argument("--models", nargs="+", default=["mppde", "fno"], choices=["mppde", "fno"])
+    mp.add_argument("--train-samples", type=int, default=512)
+    mp.add_argument("--test-samples", type=int, default=128)
+    mp.add_argument("--steps", type=positive_int, default=100_000,
+                    help="most optimiser steps per model")
+    mp.add_argument("--time-budget", type=nonnegative_float, default=600.0,
+                    help="seconds of training per model (0: none, --steps alone decides)")
+    mp.add_argument("--batch-size", type=positive_int, default=16)
+    mp.add_argument("--lr", type=positive_float, default=1e-3)
+    mp.add_argument("--max-unroll", type=nonnegative_int, default=2,
+                    help="most pushforward unrolls")
+    mp.add_argument("--hidden", type=positive_int, default=128, help="MP-PDE width")
+    mp.add_argument("--fno-width", type=positive_int, default=64)
+    mp.add_argument("--train-only", action="store_true", help="train, do not score")
+    mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
+    mp.add_argument("--seed", type=int, default=0)
+    mp.add_argument("--no-progress", action="store_true")
+
+    r = sub.add_parser(
+        "refine", help="Spectral-Refiner: fine-tune a trained SFNO per trajectory on the residual",
+        description="Freeze a trained SFNO, rebuild its last spectral layer with all modes and "
+        "fit it to each test trajectory's Navier-Stokes residual (no ground truth; the truth "
+        "is read only to report the true error before and after).")
+    _model_args(r)
+    r.add_argument("--steps", type=int, default=100)
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--norm", default="h-1", choices=["h-1", "l2"],
+                   help="spatial norm of the residual (h-1: the paper's)")
+    r.add_argument("--windows", type=int, default=None,
+                   help="refine the first N test windows (default all)")
+    r.add_argument("--batch-size", type=positive_int, default=4,
+                   help="trajectories refined together")
+
+    e = sub.add_parser(
+        "evaluate", help="errors of a trained SFNO per sample and time, spectra, figures")
+    _model_args(e)
+    e.add_argument("--batch-size", type=positive_int, default=4)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model.pt (or checkpoint.pt) of `sciml train`")
+    p.add_argument("--data", default=None, help="HDF5 file (default: the model's training file)")
+    p.add_argument("--subsample", type=int, default=None,
+                   help="spatial stride on the file (default: the model's; 1 on a finer file "
+                   "evaluates zero-shot super-resolution)")
+    p.add_argument("--out", required=True, help="folder for the JSON results and figures")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _test_set(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from sciml_recipes.sfno.pipeline import load_sfno
+
+    model, data = load_sfno(args.model, device=args.device)
+    if args.data is not None:
+        data = replace(data, path=args.data)
+    ds = data.dataset("test", subsample=args.subsample)
+    return model, ds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sciml train``, ``refine`` or ``evaluate`` (:func:`sciml_recipes.cli.main` reports the
+    library's errors)."""
+    if args.command == "train":
+        return _train(args)
+    if args.command == "refine":
+        return _refine(args)
+    return _evaluate(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.model == "probconserv":
+        from sciml_recipes.gpme.run import run_probconserv
+
+        run_probconserv(args.out, problems=args.problems, members=args.members,
+                        steps=args.steps, soft=args.soft, tasks=args.tasks, n_eval=args.n_eval,
+                        seed=args.seed, results_json=args.results,
+                        progress=not args.no_progress)
+        return 0
+    if args.model == "dcdm":
+        from sciml.operators import DCDMNet
+        from sciml_recipes.dcdm.pipeline import save_pretrained, train_dcdm, training_scenes
+
+        settings = {k: getattr(args, k) for k in ("dim", "size", "scenes", "per_scene", "ritz",
+                                                  "power", "channels", "max_levels", "steps",
+                                                  "lr", "batch_size", "seed")}
+        scenes = [sc for j, size in enumerate(args.size)
+                  for sc in training_scenes(args.dim, size, args.scenes,
+                                            seed=args.seed + 1000 * j)]
+        import torch
+
+        torch.manual_seed(args.seed)
+        net = train_dcdm(scenes, net=DCDMNet(args.dim, channels=args.channels,
+                                             max_levels=args.max_levels),
+                         per_system=args.per_scene, k=args.ritz, power=args.power,
+                         steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                         seed=args.seed, out_dir=args.out, progress=not args.no_progress)
+        path = save_pretrained(net, Path(args.out) / f"dcdm_{args.dim}d.pt", settings)
+        print(f"trained DCDMNet ({sum(p.numel() for p in net.parameters())} parameters); "
+              f"wrote {path}")
+        return 0
+    if args.model == "mppde":
+        from sciml_recipes.mppde.run import run_mppde
+
+        run_mppde(args.out, families=args.families, conventions=args.conventions,
+                  nxs=args.nx, models=args.models, train_samples=args.train_samples,
+                  test_samples=args.test_samples, steps=args.steps,
+                  time_budget=args.time_budget or None, batch_size=args.batch_size,
+                  lr=args.lr,
+                  max_unroll=args.max_unroll, hidden=args.hidden, fno_width=args.fno_width,
+                  seed=args.seed, train_only=args.train_only, results_json=args.results,
+                  progress=not args.no_progress)
+        return 0
+    if args.model == "hardc":
+        from sciml_recipes.hardc.pipeline import HardCConfig
+        from sciml_recipes.hardc.run import run_hardc
+
+        cfg = HardCConfig(points=args.points, experts=args.experts, split=args.split,
+                          n_basis=args.n_basis)
+        run_hardc(args.out, methods=args.methods, config=cfg, steps=args.steps, lr=args.lr,
+                  seed=args.seed, results_json=args.results, progress=not args.no_progress)
+        return 0
+    from sciml.operators import SFNO
+    from sciml.train import TrainConfig
+    from sciml_recipes.sfno.pipeline import NSData, train_sfno
+
+    data = NSData(args.data, input_steps=args.input_steps, output_steps=args.output_steps,
+                  stride=args.stride, test_stride=args.test_stride, subsample=args.subsample,
+                  test_samples=args.test_samples)
+    import torch
+
+    torch.manual_seed(args.seed)  # the initial weights follow --seed too
+    model = SFNO(args.modes, args.modes_t, args.width, layers=args.layers,
+                 out_steps=args.output_steps)
+    config = TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
+        max_steps=args.max_steps, time_budget=args.time_budget,
+        checkpoint_every=args.checkpoint_every, seed=args.seed,
+        progress=not args.no_progress)
+    _, result = train_sfno(data, args.out, config, model=model, resume=args.resume,
+                           device=args.device)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {result.global_step} steps ({result.stopped}); "
+          f"test rel_l2 {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(args.out)}")
+    return 0
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from sciml.operators import SpectralRefiner
+    from sciml_recipes.sfno.figures import plot_refinement
+    from sciml_recipes.sfno.pipeline import refine_model, summary, write_json
+
+    model, ds = _test_set(args)
+    windows = None if args.windows is None else list(range(min(args.windows, len(ds))))
+    refiner = SpectralRefiner(steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                              progress=not args.no_progress)
+    rows = refine_model(model, ds, refiner, norm=args.norm, windows=windows,
+                        device=args.device)
+    out = Path(args.out)
+    write_json(out / f"refine_{args.norm}.json", {"summary": summary(rows), **rows})
+    plot_refinement(rows, out / f"refine_{args.norm}.png")
+    s = summary(rows)
+    print(f"refined {len(rows['windows'])} trajectories ({args.norm} residual, {args.steps} "
+          f"steps): true rel L2 {s['rel_l2_before']:.4g} -> {s['rel_l2_after']:.4g}; H^-1 "
+          f"residual {s['residual_h-1_before']:.3g} -> {s['residual_h-1_after']:.3g} "
+          f"(solver data: {s['truth_residual_h-1']:.3g}); wrote {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from sciml_recipes.sfno.figures import plot_evaluation
+    from sciml_recipes.sfno.pipeline import evaluate_model, write_json
+
+    model, ds = _test_set(args)
+    res = evaluate_model(model, ds, batch_size=args.batch_size, device=args.device)
+    out = Path(args.out)
+    write_json(out / "evaluate.json", res)
+    figs = plot_evaluation(model, ds, res, out, device=args.device)
+    print(f"{len(ds)} test windows at {ds.resolution}^2: rel L2 {res['rel_l2']:.4g}, "
+          f"rel H1 {res['rel_h1']:.4g}; wrote {out / 'evaluate.json'} and "
+          f"{', '.join(f.name for f in figs)}")
+    return 0

@@ -1,0 +1,183 @@
+"""The ``sciml`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from sciml_recipes.demo import PARTS
+
+    p = argparse.ArgumentParser(
+        prog="sciml", description="Scientific machine learning for PDEs and inverse problems."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser(
+        "demo",
+        help="a tour of every method: results table and figures (under 5 min on 2 cores)",
+    )
+    d.add_argument("parts", nargs="*", metavar="NAME",
+                   help=f"parts to run (default all): {', '.join(PARTS)}")
+    d.add_argument("--out", default="sciml-demo", help="folder for figures and results.json")
+    d.add_argument("--quick", action="store_true", help="a shorter run (smoke test)")
+    d.add_argument("--seed", type=int, default=0)
+    _add_generate(sub)
+    from sciml_recipes._cli_train import add_parsers
+
+    add_parsers(sub)
+    return p
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from sciml.data import PRESETS
+    from sciml_recipes._cli_types import device
+
+    g = sub.add_parser("generate", help="generate a PDE data set into an HDF5 file (resumable)")
+    kinds = g.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    ns = kinds.add_parser(
+        "ns2d",
+        help="2D Navier-Stokes vorticity trajectories",
+        description="2D Navier-Stokes vorticity trajectories. Rerun the same command to resume "
+        "an interrupted run; launch under `torchrun --nproc_per_node K -m sciml_recipes generate "
+        "ns2d ...` to split the samples over K processes.",
+    )
+    ns.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    ns.add_argument("--samples", type=int, required=True, help="number of trajectories")
+    ns.add_argument("--out", required=True, help="the HDF5 file to write (or resume)")
+    ns.add_argument("--resolution", type=int, default=64, help="stored grid size (default 64)")
+    ns.add_argument("--solver-resolution", type=int, default=256,
+                    help="grid size of the solve, a multiple of --resolution (default 256)")
+    ns.add_argument("--seed", type=int, default=0)
+    ns.add_argument("--batch-size", type=int, default=4, help="samples solved together")
+    ns.add_argument("--t-start", type=float, default=None, help="first stored time (preset)")
+    ns.add_argument("--t-end", type=float, default=None, help="last stored time (preset)")
+    ns.add_argument("--snapshots", type=int, default=None, help="stored times (preset)")
+    ns.add_argument("--dt", type=float, default=None,
+                    help="time step (default 0.5 dx / the preset's velocity bound)")
+    ns.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                    help="precision of the solve (the file stores float32)")
+    ns.add_argument("--device", type=device, default=None,
+                    help="e.g. cpu or cuda:0 (default: GPU if any)")
+    ns.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bu = kinds.add_parser(
+        "burgers",
+        help="1D combined Burgers/KdV trajectories (MP-PDE's E1, E2, E3)",
+        description="1D combined Burgers/KdV trajectories (MP-PDE's E1, E2, E3), solved by "
+        "WENO5 at the finest resolution and stored at every one. Rerun the same command to "
+        "resume an interrupted run.",
+    )
+    bu.add_argument("--family", required=True, choices=["E1", "E2", "E3"])
+    bu.add_argument("--convention", default="conservative", choices=["conservative", "paper"],
+                    help="cell averages throughout (default) or the original pipeline's grids")
+    bu.add_argument("--samples", type=int, required=True, help="number of trajectories")
+    bu.add_argument("--out", required=True, help="the HDF5 file to write (or resume)")
+    bu.add_argument("--seed", type=int, default=0)
+    bu.add_argument("--batch-size", type=int, default=64, help="samples solved together")
+    bu.add_argument("--device", type=device, default=None,
+                    help="e.g. cpu or cuda:0 (default: GPU if any)")
+    bu.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.dataset == "burgers":
+        return _generate_burgers(args)
+    from sciml.data import generate_ns2d
+    from sciml.pdes import NavierStokesBlowUp
+
+    # under torchrun every process sees its place in the job in the environment
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        path = generate_ns2d(
+            args.out, preset=args.preset, samples=args.samples, resolution=args.resolution,
+            solver_resolution=args.solver_resolution, seed=args.seed,
+            batch_size=args.batch_size, t_start=args.t_start, t_end=args.t_end,
+            snapshots=args.snapshots, dt=args.dt, dtype=args.dtype,
+            progress=not args.no_progress, rank=rank, world_size=world_size,
+            device=args.device,
+        )
+    except (ValueError, TypeError) as e:
+        print(f"sciml generate: error: {e}", file=sys.stderr)
+        return 2
+    except NavierStokesBlowUp as e:
+        print(f"sciml generate: the solver blew up: {e}", file=sys.stderr)
+        return 1
+    if rank == 0:
+        print(f"wrote {path}")
+    return 0
+
+
+def _generate_burgers(args: argparse.Namespace) -> int:
+    from sciml.data import generate_burgers
+
+    try:
+        path = generate_burgers(
+            args.out, family=args.family, convention=args.convention, samples=args.samples,
+            seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+            device=args.device,
+        )
+    except (ValueError, TypeError) as e:
+        print(f"sciml generate: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The failures the library raises on purpose, with a message for the user: bad input
+    (exit status 2) and runs that failed (status 1). Anything else is a bug and keeps its
+    traceback."""
+    from sciml.inverse import InverseError
+    from sciml.pdes import NavierStokesBlowUp
+    from sciml.solvers.linear import LinearSolveError
+    from sciml.solvers.ot import OTError
+
+    bad_input = (ValueError, TypeError, OSError)
+    failed = (FloatingPointError, NavierStokesBlowUp, InverseError, LinearSolveError, OTError)
+    return bad_input, failed
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sciml_recipes._cli_types import check_writable
+
+    check_writable(args.out, file=args.command == "generate")
+    if args.command == "demo":
+        from sciml_recipes.demo import run_demo
+
+        run_demo(args.parts, args.out, quick=args.quick, seed=args.seed)
+        return 0
+    if args.command == "generate":
+        return _generate(args)
+    if args.command in ("train", "refine", "evaluate"):
+        from sciml_recipes._cli_train import run
+
+        return run(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    Bad arguments make argparse exit with status 2; an error the library raises on purpose
+    (a bad value, a missing or foreign file, a folder that cannot be written, a run that
+    diverged) prints ``sciml COMMAND: error: <message>`` to stderr and returns 2 (bad
+    input) or 1 (the run failed), without a traceback. Set ``SCIML_TRACEBACK=1`` to see
+    the traceback anyway.
+    """
+    args = _build_parser().parse_args(argv)
+    bad_input, failed = _expected_errors()
+    try:
+        return _run(args)
+    except (*bad_input, *failed) as e:
+        if os.environ.get("SCIML_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"sciml {args.command}: error: {msg}", file=sys.stderr)
+        return 1 if isinstance(e, failed) else 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

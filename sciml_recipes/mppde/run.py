@@ -1,0 +1,297 @@
+"""The MP-PDE benchmark end to end: data, training, rollouts, WENO5, JSON and a figure.
+
+Shared by ``sciml train mppde``, ``examples/mppde_burgers.py`` and the demo. Every case
+is a family (E1, E2, E3), a grid convention (``paper`` or ``conservative``, see
+:mod:`sciml.pdes.burgers`) and a resolution ``nx``; per case it trains an MP-PDE and the
+FNO baseline with pushforward (resumable runs under ``OUT/runs``), scores them and WENO5
+at the same ``nx`` with the paper's accumulated MSE, and in the conservative convention
+finds the coarsest WENO5 grid that is at least as accurate as MP-PDE (time to equal
+accuracy). Training and scoring are separate phases (``train_only``) so that several
+training processes can share a machine while the timings are taken on a quiet one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from sciml.utils import check_int
+from sciml_recipes.benchtools import format_table, write_results
+
+__all__ = ["CONVENTIONS", "FAMILIES", "case_name", "plot_rollout", "run_mppde"]
+
+FAMILIES = ("E1", "E2", "E3")
+CONVENTIONS = ("paper", "conservative")
+MODELS = ("mppde", "fno")
+
+
+def case_name(family: str, nx: int, convention: str) -> str:
+    """``"E1-nx50-paper"``: the case label of the result rows."""
+    return f"{family}-nx{nx}-{convention}"
+
+
+def _data(out: Path, family: str, convention: str, split: str, samples: int, seed: int,
+          progress: bool) -> Path:
+    from sciml.data.burgers import generate_burgers
+
+    path = out / "data" / f"{family}-{convention}-{split}.h5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return generate_burgers(path, family=family, convention=convention, samples=samples,
+                            seed=seed, progress=progress)
+
+
+def _divisors(n: int, smallest: int = 5) -> list[int]:
+    return [d for d in range(n, smallest - 1, -1) if n % d == 0]
+
+
+def run_mppde(
+    out: str | os.PathLike,
+    *,
+    families: Sequence[str] = FAMILIES,
+    conventions: Sequence[str] = CONVENTIONS,
+    nxs: Sequence[int] = (50, 40),
+    models: Sequence[str] = MODELS,
+    train_samples: int = 512,
+    test_samples: int = 128,
+    steps: int = 100_000,
+    time_budget: float | None = 600.0,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    max_unroll: int = 2,
+    hidden: int = 128,
+    fno_width: int = 64,
+    seed: int = 0,
+    train_only: bool = False,
+    results_json: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train (or resume, or reuse) and score every case; return the result rows.
+
+    Args:
+        out: folder for ``data/``, ``runs/``, ``mppde.json`` and ``mppde_rollout.png``.
+        families, conventions, nxs, models: the cases to run.
+        train_samples, test_samples: trajectories per family and convention (the paper:
+            2048 / 128).
+        steps, time_budget: per model, the most optimiser steps and seconds of training
+            (both summed over resumed segments; a finished run is reused as it is).
+        batch_size, lr, max_unroll: pushforward training (:func:`train_stepper`).
+        hidden: MP-PDE width; fno_width: the FNO's.
+        train_only: train and stop (no scoring, no timings): for background training.
+        results_json: where to write the rows (default ``OUT/mppde.json``).
+
+    Returns:
+        rows in the shared benchmark shape: case, impl "sciml", method (mppde / fno /
+        weno5), metric (accumulated_mse, rollout_s, train_s, train_steps), value.
+    """
+    from sciml.data.burgers import BurgersDataset
+    from sciml_recipes.mppde.pipeline import (
+        build_stepper,
+        load_stepper,
+        rollout_error,
+        train_stepper,
+        weno5_error,
+    )
+
+    out = Path(out)
+    for name, values, allowed in (("families", families, FAMILIES),
+                                  ("conventions", conventions, CONVENTIONS),
+                                  ("models", models, MODELS)):
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise ValueError(f"{name} must be a non-empty selection of {allowed}, got "
+                             f"{list(values)}")
+    for nx in nxs:
+        check_int("nx", nx, minimum=8)
+        if 200 % nx:
+            raise ValueError(f"nx must divide the base resolution 200, got {nx}")
+    # checked before any data is generated (train_stepper checks them again, much later)
+    for name, v, low in (("train_samples", train_samples, 1), ("test_samples", test_samples, 1),
+                         ("steps", steps, 1), ("batch_size", batch_size, 1),
+                         ("max_unroll", max_unroll, 0), ("hidden", hidden, 1),
+                         ("fno_width", fno_width, 1)):
+        check_int(name, v, minimum=low)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}; a typical value is 1e-3")
+    if time_budget is not None and (isinstance(time_budget, bool)
+                                    or not isinstance(time_budget, (int, float))
+                                    or not 0 < time_budget < math.inf):
+        raise ValueError(f"time_budget must be a finite number of seconds > 0 or None (no "
+                         f"limit), got {time_budget!r}")
+    rows: list[dict] = []
+    rollouts: dict[str, dict] = {}
+    for family in families:
+        for conv in conventions:
+            train_path = _data(out, family, conv, "train", train_samples, seed, progress)
+            test_path = _data(out, family, conv, "test", test_samples, seed + 10**6, progress)
+            for nx in nxs:
+                case = case_name(family, nx, conv)
+                train = BurgersDataset(train_path, nx)
+                test = BurgersDataset(test_path, nx)
+                for kind in models:
+                    run = out / "runs" / f"{case}-{kind}"
+                    if (run / "model.pt").exists():
+                        model = load_stepper(run)
+                    else:
+                        torch.manual_seed(seed)
+                        opts = {"hidden": hidden} if kind == "mppde" else {"width": fno_width}
+                        model = build_stepper(kind, train, **opts)
+                        t0 = time.perf_counter()
+                        train_stepper(model, train, steps=steps, lr=lr, batch_size=batch_size,
+                                      max_unroll=max_unroll, time_budget=time_budget,
+                                      out_dir=run, seed=seed, progress=progress)
+                        print(f"{case} {kind}: trained in {time.perf_counter() - t0:.0f} s")
+                    if train_only:
+                        continue
+                    res = rollout_error(model, test)
+                    info = torch.load(run / "model.pt", weights_only=True)
+                    hist = _train_seconds(run)
+                    for metric, value in (("accumulated_mse", res["accumulated_mse"]),
+                                          ("rollout_s", res["rollout_s"]),
+                                          ("train_steps", float(info["steps"])),
+                                          ("train_s", hist)):
+                        rows.append({"case": case, "impl": "sciml", "method": kind,
+                                     "metric": metric, "value": value,
+                                     "samples": res["samples"]})
+                    rollouts.setdefault(case, {})[kind] = model
+                if train_only:
+                    continue
+                # WENO5 at the same nx from the label a learned model reads last, and
+                # (the original pipeline's baseline) from t = 0 on its own initial state
+                for start in ("label", "t0"):
+                    res = weno5_error(test, start=start)
+                    for metric in ("accumulated_mse", "rollout_s"):
+                        rows.append({"case": case, "impl": "sciml", "method": "weno5",
+                                     "metric": metric, "value": res[metric], "solver_nx": nx,
+                                     "start": start, "samples": res["samples"]})
+                if conv == "conservative" and "mppde" in models:
+                    rows += _equal_accuracy(case, test, rows)
+                rollouts[case]["data"] = test
+    if train_only:
+        return rows
+    _print(rows)
+    path = write_results(results_json or out / "mppde.json", "mppde", rows)
+    print(f"wrote {path}")
+    first = next(iter(rollouts))
+    fig = plot_rollout(rollouts[first], out / "mppde_rollout.png", title=first)
+    print(f"wrote {fig}")
+    return rows
+
+
+def _train_seconds(run: Path) -> float:
+    """Seconds of training the run's checkpoint records (summed over resumed segments)."""
+    ck = run / "checkpoint.pt"
+    if not ck.exists():
+        return float("nan")
+    blob = torch.load(ck, weights_only=True)
+    prog = blob.get("progress", {})
+    return float(prog.get("elapsed", float("nan")))
+
+
+def _equal_accuracy(case: str, test, rows: list[dict]) -> list[dict]:
+    """WENO5 on coarser grids: the coarsest at least as accurate as MP-PDE, and its time."""
+    from sciml_recipes.mppde.pipeline import weno5_error
+
+    target = next(r["value"] for r in rows if r["case"] == case and r["method"] == "mppde"
+                  and r["metric"] == "accumulated_mse")
+    extra = []
+    match = None
+    for n in _divisors(test.nx)[1:]:
+        res = weno5_error(test, nx=n)
+        for metric in ("accumulated_mse", "rollout_s"):
+            extra.append({"case": case, "impl": "sciml", "method": "weno5", "metric": metric,
+                          "value": res[metric], "solver_nx": n, "start": "label",
+                          "samples": res["samples"]})
+        if res["accumulated_mse"] <= target:
+            match = (n, res)
+    if match is not None:
+        extra.append({"case": case, "impl": "sciml", "method": "weno5",
+                      "metric": "equal_accuracy_nx", "value": match[0]})
+    return extra
+
+
+def _print(rows: list[dict]) -> None:
+    table: dict[str, dict] = {}
+    for r in rows:
+        nx = int(r["case"].split("-nx")[1].split("-")[0])
+        if r["metric"] not in ("accumulated_mse", "rollout_s") or \
+                r.get("solver_nx", nx) != nx:
+            continue
+        name = r["method"] if r.get("start", "label") == "label" else "weno5-t0"
+        table.setdefault(r["case"], {})[(name, r["metric"])] = r["value"]
+    cols = [("mppde", "accumulated_mse"), ("mppde", "rollout_s"), ("fno", "accumulated_mse"),
+            ("fno", "rollout_s"), ("weno5", "accumulated_mse"), ("weno5", "rollout_s"),
+            ("weno5-t0", "accumulated_mse")]
+    lines = [[case] + [v.get(c, float("nan")) for c in cols] for case, v in table.items()]
+    print(format_table(lines, ["case", "mppde mse", "mppde s", "fno mse", "fno s",
+                               "weno5 mse", "weno5 s", "weno5 from t0 mse"]))
+    for r in rows:
+        if r["metric"] == "equal_accuracy_nx":
+            print(f"{r['case']}: WENO5 at nx = {r['value']} is as accurate as MP-PDE")
+
+
+def plot_rollout(models: dict, path: str | os.PathLike, *, sample: int = 0,
+                 title: str = "") -> Path:
+    """x-t pictures of one test trajectory from step 2K on: the label, each model's
+    rollout, WENO5 at the data's grid (started from the same label) and their errors.
+
+    ``models`` maps ``"mppde"`` / ``"fno"`` to trained models and ``"data"`` to the
+    :class:`~sciml.data.BurgersDataset` the trajectory comes from.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciml.pdes.burgers import solve_combined
+    from sciml.train.rollout import rollout
+    from sciml_recipes.mppde.pipeline import _stack
+
+    data = models["data"]
+    u, theta = _stack(data, sample + 1)
+    u, theta = u[sample:sample + 1], theta[sample:sample + 1]
+    K = next((m.time_window for k, m in models.items() if k in MODELS), 25)
+    t = torch.as_tensor(data.t, dtype=torch.float64)
+    panels = [("label", u[0])]
+    for kind in MODELS:
+        if kind in models:
+            m = models[kind]
+            dtype = next(m.parameters()).dtype
+            with torch.no_grad():
+                p = rollout(m, u[:, K:2 * K].to(dtype), t[2 * K - 1:2 * K].to(dtype),
+                            theta.to(dtype), u.shape[1] - 2 * K)
+            panels.append((kind, torch.cat([u[0, :2 * K], p[0].float()])))
+    w = solve_combined(u[:, 2 * K - 1].double(), data.parameters([sample]), t[2 * K:],
+                       length=data.length, convention=data.convention, t0=float(t[2 * K - 1]))
+    panels.append(("weno5", torch.cat([u[0, :2 * K], w[0].float()])))
+    cols = 2 * len(panels) - 1
+    fig, axes = plt.subplots(1, cols, figsize=(2.9 * cols, 3.2), squeeze=False)
+    lim = float(u.abs().max())
+    extent = [0, data.length, float(t[-1]), 0]
+    for j, (name, field) in enumerate(panels):
+        ax = axes[0, j]
+        ax.imshow(field.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto",
+                  extent=extent)
+        ax.axhline(float(t[2 * K]), color="k", lw=0.6, ls="--")
+        ax.set_title(name)
+        ax.set_xlabel("x")
+        if j == 0:
+            ax.set_ylabel("t (rollout below the dashed line)")
+    err_max = max(float((f - u[0]).abs().max()) for _, f in panels[1:]) or 1.0
+    for j, (name, field) in enumerate(panels[1:]):
+        ax = axes[0, len(panels) + j]
+        ax.imshow((field - u[0]).abs().numpy(), cmap="magma", vmin=0, vmax=err_max,
+                  aspect="auto", extent=extent)
+        ax.set_title(f"|{name} - label|")
+        ax.set_xlabel("x")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
