@@ -100,7 +100,19 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         )
 
 
-def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
+def check_int(name: str, v: object, *, minimum: int | None = None, fix: str | None = None
+              ) -> int:
+    """``v`` as an int (numpy and torch integer scalars too; never a bool or a float).
+
+    Args:
+        name: the argument's name, as the caller spells it.
+        minimum: require ``v >= minimum``.
+        fix: appended to the range message (``"; fix"``): how to choose a valid value.
+
+    Raises:
+        TypeError: ``v`` is not an integer.
+        ValueError: ``v < minimum``.
+    """
     if isinstance(v, bool) or not isinstance(v, int):
         # accept numpy / torch integer scalars
         if hasattr(v, "__index__") and not isinstance(v, bool):
@@ -112,7 +124,7 @@ def check_int(name: str, v: object, *, minimum: int | None = None) -> int:
         else:
             raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
     if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+        raise ValueError(f"{name} must be >= {minimum}, got {v}" + (f"; {fix}" if fix else ""))
     return v
 
 
@@ -155,6 +167,44 @@ def check_real(
     if minimum is not None and (x < minimum or (strict and x == minimum)):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {v!r}{tail}")
     return x
+
+
+def check_positive(name: str, v: object, *, allow_zero: bool = False, fix: str | None = None
+                   ) -> float:
+    """``v`` as a float, checked to be finite and ``> 0`` (``>= 0`` with ``allow_zero``).
+
+    The common case of a step size, a length, a weight, a regularisation or a tolerance.
+
+    Args:
+        name: the argument's name, as the caller spells it.
+        allow_zero: accept 0 (a weight or a shift that may be switched off).
+        fix: appended to the message (``"; fix"``): how to choose a valid value.
+
+    Raises:
+        TypeError: ``v`` is not a real number (a bool, a string, a tensor, None).
+        ValueError: ``v`` is NaN, infinite or out of range; the message shows the value.
+    """
+    tail = f"; {fix}" if fix else ""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}){tail}")
+    x = float(v)
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(
+            f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}{tail}"
+        )
+    return x
+
+
+def check_tolerances(rtol: object, atol: object, *, fix: str | None = None
+                     ) -> tuple[float, float]:
+    """A relative and an absolute tolerance, each finite and ``>= 0``; return them as floats.
+
+    Raises:
+        TypeError: a tolerance is not a real number.
+        ValueError: a tolerance is NaN, infinite or negative (the message names which).
+    """
+    return (check_positive("rtol", rtol, allow_zero=True, fix=fix),
+            check_positive("atol", atol, allow_zero=True, fix=fix))
 
 
 def check_int_tuple(

@@ -194,13 +194,13 @@ def calculus_cases(fn, name):
           f"{name}-nan"),
         P(lambda: fn(with_value(U, -math.inf)), ValueError, r"\bu\b contains 1 non-finite",
           f"{name}-inf"),
-        P(lambda: fn(U, (0.0, 1.0)), ValueError, r"lengths\[0\] must be a finite positive",
+        P(lambda: fn(U, (0.0, 1.0)), ValueError, r"lengths\[0\] must be finite and > 0",
           f"{name}-zero-length"),
-        P(lambda: fn(U, (1.0, -3.0)), ValueError, r"lengths\[1\] must be a finite positive",
+        P(lambda: fn(U, (1.0, -3.0)), ValueError, r"lengths\[1\] must be finite and > 0",
           f"{name}-negative-length"),
         P(lambda: fn(U, (1.0, math.nan)), ValueError, r"lengths\[1\]", f"{name}-nan-length"),
         P(lambda: fn(U, (1.0, math.inf)), ValueError, r"lengths\[1\]", f"{name}-inf-length"),
-        P(lambda: fn(U, (True, 1.0)), ValueError, r"lengths\[0\]", f"{name}-bool-length"),
+        P(lambda: fn(U, (True, 1.0)), TypeError, r"lengths\[0\]", f"{name}-bool-length"),
         P(lambda: fn(U, 2.0), TypeError, r"\blengths\b", f"{name}-scalar-lengths"),
         P(lambda: fn(U, "ab"), TypeError, r"\blengths\b", f"{name}-str-lengths"),
         P(lambda: fn(U, ()), ValueError, r"\blengths\b", f"{name}-empty-lengths"),
@@ -422,3 +422,36 @@ def test_generated_nonpositive_grid_sizes(shape):
     c = torch.zeros(1, *([2] * (len(shape) - 1)), 1, dtype=torch.complex64)
     with pytest.raises(ValueError, match=rf"shape\[{bad}\] must be >= 1"):
         irfftn_truncated(c, tuple(shape))
+
+
+# ---------------------------------------------------------------------- shared scalar checks
+
+
+def test_check_positive_and_tolerances_name_the_value_and_the_fix():
+    import numpy as np
+
+    from sciml._validation import check_int, check_positive, check_tolerances
+
+    assert check_positive("reg", 1) == 1.0 and isinstance(check_positive("reg", 1), float)
+    assert check_positive("shift", 0.0, allow_zero=True) == 0.0
+    assert check_positive("reg", np.float32(0.5)) == 0.5
+    for v, exc, words in ((0.0, ValueError, "reg must be finite and > 0, got 0.0; raise it"),
+                          (-1, ValueError, "reg must be finite and > 0, got -1"),
+                          (math.nan, ValueError, "reg must be finite and > 0, got nan"),
+                          (math.inf, ValueError, "got inf"),
+                          ("x", TypeError, "reg must be a number, got 'x' (str)"),
+                          (True, TypeError, "reg must be a number, got True"),
+                          (None, TypeError, "got None"),
+                          (torch.ones(1), TypeError, "(Tensor)")):
+        with pytest.raises(exc) as e:
+            check_positive("reg", v, fix="raise it")
+        assert words in str(e.value)
+    with pytest.raises(ValueError, match=r"shift must be finite and >= 0, got -0\.5"):
+        check_positive("shift", -0.5, allow_zero=True)
+    assert check_tolerances(1e-5, 0) == (1e-5, 0.0)
+    with pytest.raises(ValueError, match=r"atol must be finite and >= 0, got nan; e\.g\. 1e-8"):
+        check_tolerances(1e-5, math.nan, fix="e.g. 1e-8")
+    with pytest.raises(TypeError, match="rtol must be a number"):
+        check_tolerances("1e-5", 0.0)
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0; train for one at least"):
+        check_int("epochs", 0, minimum=1, fix="train for one at least")

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_choice, check_int, check_tensor
+from .._validation import check_choice, check_int, check_positive, check_real, check_tensor
 from ._weno import rates, second_derivative, third_derivative, weno5_flux_difference
 from .navier_stokes import check_step_count
 
@@ -216,12 +216,17 @@ def _check_convention(convention: str) -> str:
     return check_choice("convention", convention, CONVENTIONS)
 
 
+def _check_length(length: object) -> float:
+    return check_positive("length", length, fix=f"the period of the domain (default {LENGTH})")
+
+
 def grid(nx: int, *, convention: str = "conservative", length: float = LENGTH,
          dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
          ) -> torch.Tensor:
     """The ``nx`` coordinates of the data: cell centres ``(i + 1/2) L / nx``
     (conservative) or ``linspace(0, L, nx)``, endpoint included (paper)."""
     nx = check_int("nx", nx, minimum=2)
+    length = _check_length(length)
     if _check_convention(convention) == "paper":
         return torch.linspace(0.0, length, nx, dtype=dtype, device=device)
     return (torch.arange(nx, dtype=dtype, device=device) + 0.5) * (length / nx)
@@ -254,7 +259,7 @@ def forcing(params: CombinedParameters, t: float | torch.Tensor, x: torch.Tensor
     """
     _check_params(params)
     x = check_tensor("x", x, ndim=1, real=True).to(params.amplitude)
-    k = (2 * math.pi / length) * params.l.to(params.amplitude)  # (n, 5)
+    k = (2 * math.pi / _check_length(length)) * params.l.to(params.amplitude)  # (n, 5)
     arg = _angles(params, t)[..., None] + k[..., None] * x  # (n, 5, nx)
     return (params.amplitude[..., None] * torch.sin(arg)).sum(1)
 
@@ -392,8 +397,8 @@ def solve_combined(
     convention = _check_convention(convention)
     if not (isinstance(cfl, (int, float)) and 0 < cfl <= 1):
         raise ValueError(f"cfl must be in (0, 1], got {cfl!r}")
-    if not (isinstance(length, (int, float)) and math.isfinite(length) and length > 0):
-        raise ValueError(f"length must be a finite number > 0, got {length!r}")
+    _check_length(length)
+    t0 = check_real("t0", t0, fix="the time of u0, such as 0.0")
     ts = [float(t) for t in (times.tolist() if isinstance(times, torch.Tensor) else times)]
     if any(not math.isfinite(t) for t in ts) or any(b < a for a, b in itertools.pairwise(ts)):
         raise ValueError(f"times must be finite and non-decreasing, got {ts[:6]}...")

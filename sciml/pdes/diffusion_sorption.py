@@ -32,7 +32,7 @@ import torch
 from scipy.integrate import solve_ivp
 from scipy.sparse import diags
 
-from .._validation import check_int
+from .._validation import check_int, check_positive, check_tolerances
 
 __all__ = ["DiffusionSorption", "solve_diffusion_sorption"]
 
@@ -49,17 +49,14 @@ class DiffusionSorption:
     eps: float = 1e-6
 
     def __post_init__(self) -> None:
-        for name in ("D", "phi", "rho_s", "n_f", "eps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v)
-                                           and v > 0):
-                raise ValueError(f"DiffusionSorption.{name} must be a finite number > 0, got "
-                                 f"{v!r}")
-        if isinstance(self.k_f, bool) or not (isinstance(self.k_f, (int, float))
-                                              and np.isfinite(self.k_f) and self.k_f >= 0):
-            raise ValueError(f"DiffusionSorption.k_f must be a finite number >= 0 (0: no "
-                             f"sorption), got "
-                             f"{self.k_f!r}")
+        for name, fix in (("D", "the effective diffusion coefficient (PDEBench: 5e-4)"),
+                          ("phi", "the porosity, in (0, 1) (PDEBench: 0.29)"),
+                          ("rho_s", "the bulk density (PDEBench: 2880)"),
+                          ("n_f", "the Freundlich exponent (PDEBench: 0.874)"),
+                          ("eps", "the regularisation of u^(n_f - 1) at 0 (PDEBench: 1e-6)")):
+            check_positive(f"DiffusionSorption.{name}", getattr(self, name), fix=fix)
+        check_positive("DiffusionSorption.k_f", self.k_f, allow_zero=True,
+                       fix="the Freundlich constant; 0 switches sorption off")
         if not self.phi < 1:
             raise ValueError(f"DiffusionSorption.phi is a porosity in (0, 1), got {self.phi}")
 
@@ -88,6 +85,17 @@ def _laplacian(n: int, D: float) -> tuple[object, np.ndarray]:
     s = np.zeros(n)
     s[0] = D / h**2  # ghost_{-1} = 1
     return L, s
+
+
+def _as_float64(name: str, v: object) -> np.ndarray:
+    """``v`` (a number, a sequence or a tensor of real numbers) flattened to float64."""
+    if isinstance(v, (str, bytes, bool)) or v is None:
+        raise TypeError(f"{name} must be a number or a tensor of real numbers, got {v!r}")
+    try:
+        return np.asarray(torch.as_tensor(v, dtype=torch.float64)).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or a tensor of real numbers, got "
+                        f"{type(v).__name__}") from None
 
 
 def solve_diffusion_sorption(
@@ -119,15 +127,20 @@ def solve_diffusion_sorption(
         ValueError: fewer than 4 cells, negative initial values, times that are not
             increasing, or a failed solve (scipy's message is passed on).
     """
-    eq = eq or DiffusionSorption()
-    u = np.asarray(torch.as_tensor(u0, dtype=torch.float64)).reshape(-1)
+    eq = DiffusionSorption() if eq is None else eq
+    if not isinstance(eq, DiffusionSorption):
+        raise TypeError(f"eq must be a DiffusionSorption (the constants) or None for "
+                        f"PDEBench's, got {type(eq).__name__}")
+    rtol, atol = check_tolerances(rtol, atol, fix="BDF tolerances such as rtol=1e-7, "
+                                  "atol=1e-10")
+    u = _as_float64("u0", u0)
     if u.size == 1:
         u = np.full(check_int("n", n, minimum=4), float(u[0]))
     n = check_int("len(u0)", u.size, minimum=4)
     if not np.all(np.isfinite(u)) or u.min() < 0:
         raise ValueError(f"u0 must be finite and >= 0 (a concentration), got min {u.min()}")
-    t = np.asarray(torch.as_tensor(times, dtype=torch.float64)).reshape(-1)
-    if t.size == 0 or t[0] < 0 or np.any(np.diff(t) <= 0):
+    t = _as_float64("times", times)
+    if t.size == 0 or not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) <= 0):
         raise ValueError(f"times must be non-negative and strictly increasing, got {t}")
     L, s = _laplacian(n, eq.D)
 

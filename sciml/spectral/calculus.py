@@ -18,7 +18,14 @@ from typing import Any
 
 import torch
 
-from .._validation import check_finite, check_int, check_int_tuple, check_tensor
+from .._validation import (
+    check_finite,
+    check_int,
+    check_int_tuple,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 from .modes import hermitian_weights
 
 # ---------------------------------------------------------------------------------------
@@ -32,11 +39,8 @@ def _lengths(name: str, lengths: object, d: int | None = None) -> tuple[float, .
         lengths = (float(lengths),) * d
     if not isinstance(lengths, Sequence) or isinstance(lengths, (str, bytes)):
         raise TypeError(f"{name} must be a sequence of positive box lengths, got {lengths!r}")
-    out = []
-    for i, v in enumerate(lengths):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name}[{i}] must be a finite positive length, got {v!r}")
-        out.append(float(v))
+    out = [check_positive(f"{name}[{i}]", v, fix="a box side length, such as 2 * math.pi")
+           for i, v in enumerate(lengths)]
     if not out:
         raise ValueError(f"{name} must name at least one axis, got {lengths!r}")
     if d is not None and len(out) != d:
@@ -234,12 +238,8 @@ def sobolev_norm(
     Returns:
         Tensor of the remaining (leading) shape, dtype of ``u``.
     """
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
-        raise ValueError(f"s must be a finite real number, got {s!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
-        math.isfinite(alpha) and alpha >= 0
-    ):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    check_real("s", s, fix="the Sobolev order, e.g. -1 for H^-1")
+    check_positive("alpha", alpha, allow_zero=True, fix="the usual weight shift is 1")
     L = _lengths("lengths", lengths)
     d = len(L)
     check_tensor("u", u, real=True, fft_dtype=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from .._validation import check_bool, check_choice, check_int, check_positive
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 
@@ -20,34 +21,6 @@ RUN_FIELDS = (
     "epochs", "lr", "batch_size", "schedule", "weight_decay", "grad_clip", "max_steps",
     "seed", "shuffle",
 )
-
-
-def _count(name: str, v: object, minimum: int, fix: str, *, optional: bool = False) -> None:
-    """Raise unless ``v`` is an int >= ``minimum`` (or None when ``optional``)."""
-    if v is None and optional:
-        return
-    if isinstance(v, bool) or not isinstance(v, int):
-        none = " or None" if optional else ""
-        raise TypeError(f"TrainConfig.{name} must be an int{none}, got {v!r} ({type(v).__name__})")
-    if v < minimum:
-        raise ValueError(f"TrainConfig.{name} must be >= {minimum}, got {v}; {fix}")
-
-
-def _positive(
-    name: str, v: object, fix: str, *, optional: bool = False, allow_zero: bool = False
-) -> None:
-    """Raise unless ``v`` is a finite real > 0 (>= 0 with ``allow_zero``; None if optional)."""
-    if v is None and optional:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        none = " or None" if optional else ""
-        raise TypeError(
-            f"TrainConfig.{name} must be a number{none}, got {v!r} ({type(v).__name__})"
-        )
-    bad = not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero)
-    if bad:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"TrainConfig.{name} must be finite and {bound}, got {v}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -105,26 +78,34 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        _count("epochs", self.epochs, 1, "train for at least one epoch")
-        _positive("lr", self.lr, "a typical value is 1e-3")
-        _count("batch_size", self.batch_size, 1, "use at least one sample per batch")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"TrainConfig.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}"
-            )
-        _positive("weight_decay", self.weight_decay, "use 0 for none", allow_zero=True)
-        _positive("grad_clip", self.grad_clip, "use None for no clipping", optional=True)
-        _count("max_steps", self.max_steps, 1, "use None for no cap", optional=True)
-        _positive("time_budget", self.time_budget, "use None for no limit", optional=True)
-        _count("checkpoint_every", self.checkpoint_every, 1,
-               "use None to checkpoint at epoch ends only", optional=True)
-        _count("eval_every", self.eval_every, 1, "use 1 to evaluate after every epoch")
-        _count("seed", self.seed, 0, "use a non-negative seed")
+        # (name, minimum, fix, None allowed); numpy/torch integer scalars are stored as int
+        for name, minimum, fix, optional in (
+            ("epochs", 1, "train for at least one epoch", False),
+            ("batch_size", 1, "use at least one sample per batch", False),
+            ("max_steps", 1, "use None for no cap", True),
+            ("checkpoint_every", 1, "use None to checkpoint at epoch ends only", True),
+            ("eval_every", 1, "use 1 to evaluate after every epoch", False),
+            ("seed", 0, "use a non-negative seed", False),
+            ("num_workers", 0, "use 0 to load in the main process", False),
+        ):
+            v = getattr(self, name)
+            if not (optional and v is None):
+                object.__setattr__(self, name, check_int(f"TrainConfig.{name}", v,
+                                                         minimum=minimum, fix=fix))
+        # (name, 0 allowed, fix, None allowed); stored as float
+        for name, zero, fix, optional in (
+            ("lr", False, "a typical value is 1e-3", False),
+            ("weight_decay", True, "use 0 for none", False),
+            ("grad_clip", False, "use None for no clipping", True),
+            ("time_budget", False, "use None for no limit", True),
+        ):
+            v = getattr(self, name)
+            if not (optional and v is None):
+                object.__setattr__(self, name, check_positive(f"TrainConfig.{name}", v,
+                                                              allow_zero=zero, fix=fix))
+        check_choice("TrainConfig.schedule", self.schedule, SCHEDULES)
         for name in ("shuffle", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"TrainConfig.{name} must be True or False, "
-                                f"got {getattr(self, name)!r}")
-        _count("num_workers", self.num_workers, 0, "use 0 to load in the main process")
+            object.__setattr__(self, name, check_bool(f"TrainConfig.{name}", getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-safe dict (inverse of :meth:`from_dict`)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ... import _validation
+from ..._validation import check_int
 
 
 class LinearStatus(enum.Enum):
@@ -67,14 +69,10 @@ class Solution:
 def check_tolerances(rtol: object, atol: object, max_iter: object,
                      check_every: object) -> None:
     """Validate the settings every Krylov solver shares."""
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
-            v < 0
-        ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    _validation.check_tolerances(rtol, atol, fix="0 switches that test off")
     for name, v in (("max_iter", max_iter), ("check_every", check_every)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {v!r}")
+        if v is not None:
+            check_int(name, v, minimum=1, fix="use None for the default")
 
 
 def raise_if_failed(status: LinearStatus, stats: dict[str, Any]) -> None:

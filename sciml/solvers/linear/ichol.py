@@ -29,6 +29,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from ..._validation import check_positive
 from .operators import to_scipy_csr
 
 # use the level schedule for the solves when levels hold this many rows on average;
@@ -205,10 +206,8 @@ class IncompleteCholesky:
 
     def __init__(self, A: object, *, shift: float = 0.0,
                  dtype: torch.dtype = torch.float64) -> None:
-        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not (
-            np.isfinite(shift) and shift >= 0
-        ):
-            raise ValueError(f"shift must be a finite number >= 0, got {shift!r}")
+        check_positive("shift", shift, allow_zero=True,
+                       fix="0 for plain IC(0), or a small diagonal shift such as 1e-3")
         t0 = time.perf_counter()
         S = to_scipy_csr(A)
         n = S.shape[0]

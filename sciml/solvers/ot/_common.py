@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..._validation import check_tensor
+from ..._validation import check_positive, check_tensor
 
 # rows per chunk of the n x m work, so no full-size temporary beyond the plan itself
 _CHUNK_ELEMENTS = 1 << 22
@@ -79,10 +79,8 @@ def check_problem(a: object, b: object, M: object, reg: object):
     M = check_tensor("M", M, min_ndim=2, real=True, fft_dtype=True)
     a = check_tensor("a", a, min_ndim=1, real=True, fft_dtype=True)
     b = check_tensor("b", b, min_ndim=1, real=True, fft_dtype=True)
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not math.isfinite(reg) or (
-        reg <= 0
-    ):
-        raise ValueError(f"reg must be a finite positive number, got {reg!r}")
+    check_positive("reg", reg, fix="the entropic regularisation is a positive number such as "
+                   "0.05 times the typical cost")
     n, m = M.shape[-2:]
     if a.shape[-1] != n or b.shape[-1] != m:
         raise ValueError(
