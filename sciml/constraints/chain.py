@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._frozen import frozen_settings
 from .._validation import check_int, check_tensor
 from .hard import _WORST, HardConstraint, Residual
 from .moe import MoEResult, _check_call, _LMSettings
@@ -30,6 +31,9 @@ from .moe import MoEResult, _check_call, _LMSettings
 __all__ = ["ChainedHardConstraint"]
 
 
+@frozen_settings(("residual", "ridge", "max_iter", "tol", "jacobian", "n_experts",
+                  "start_basis", "start_target", "_n_experts", "_start_basis",
+                  "_start_target", "_layer"), per_call=("max_iter",))
 class ChainedHardConstraint(_LMSettings):
     """``K`` hard constraints on slabs in time, solved in sequence, each slab's initial
     rows asking for the previous slab's end state.
@@ -48,7 +52,8 @@ class ChainedHardConstraint(_LMSettings):
             float64 (``data[start_target][:, k]`` is not read). The residual must accept
             both shapes.
         ridge, max_iter, tol, jacobian: the Levenberg-Marquardt settings (see
-            :class:`HardConstraint`); read-only after construction.
+            :class:`HardConstraint`); read-only after construction (assigning one raises
+            ``AttributeError``: pass ``max_iter=`` per call, or build a new layer).
 
     Call ``layer(*data, c0=c0)`` with each data tensor ``(B, K, ...)`` and ``c0``
     ``(B, K, N)`` (``max_iter=`` overrides the layer's setting for this call); returns
@@ -74,15 +79,19 @@ class ChainedHardConstraint(_LMSettings):
                  start_target: int, ridge: float = 1e-8, max_iter: int = 50,
                  tol: float = 1e-10,
                  jacobian: Callable[..., tuple[Tensor, Tensor]] | None = None) -> None:
-        self._n_experts = check_int("n_experts", n_experts, minimum=1)
-        self._start_basis = check_int("start_basis", start_basis, minimum=0)
-        self._start_target = check_int("start_target", start_target, minimum=0)
-        if self._start_basis == self._start_target:
+        # read-only settings (see frozen_settings): set once, here
+        n_experts = check_int("n_experts", n_experts, minimum=1)
+        start_basis = check_int("start_basis", start_basis, minimum=0)
+        start_target = check_int("start_target", start_target, minimum=0)
+        if start_basis == start_target:
             raise ValueError(f"start_basis and start_target must name different data "
                              f"tensors, both are {start_basis}")
         # validates residual, ridge, max_iter, tol and jacobian
-        self._layer = HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol,
-                                     jacobian=jacobian)
+        layer = HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol,
+                               jacobian=jacobian)
+        for name, value in (("_n_experts", n_experts), ("_start_basis", start_basis),
+                            ("_start_target", start_target), ("_layer", layer)):
+            object.__setattr__(self, name, value)
 
     @property
     def n_experts(self) -> int:

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._frozen import frozen_settings
 from .._validation import check_choice, check_finite, check_int, check_tensor
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ def _bound(name: str, v: object) -> float | None:
     return float(v)
 
 
+@frozen_settings(("n", "nonneg", "monotone", "n_eq", "lower", "upper", "polish", "_lo",
+                  "_hi", "_unconstrained", "_layer"))
 class ConvexProjection(nn.Module):
     """Differentiable weighted projection of profiles onto a convex set (order, bounds, G u = b).
 
@@ -139,6 +142,9 @@ class ConvexProjection(nn.Module):
             docstring); ``False`` returns the cvxpylayers solution as is (accurate to
             ~1e-5 where constraints are weakly active).
 
+    The settings are read-only: assigning one (``layer.nonneg = False``) raises
+    ``AttributeError``; build a new projection instead.
+
     Raises:
         ValueError: ``n < 1``, ``n_eq`` not in ``[0, n]``, an unknown ``monotone``, or
             bounds that no profile can meet (``lower > upper``, ``upper < 0`` with
@@ -160,11 +166,11 @@ class ConvexProjection(nn.Module):
         polish: bool = True,
     ) -> None:
         super().__init__()
-        self.n = check_int("n", n, minimum=1)
-        self.n_eq = check_int("n_eq", n_eq, minimum=0)
-        if self.n_eq > self.n:
+        n = check_int("n", n, minimum=1)
+        n_eq = check_int("n_eq", n_eq, minimum=0)
+        if n_eq > n:
             raise ValueError(
-                f"n_eq={self.n_eq} equality rows on n={self.n} unknowns leave no freedom "
+                f"n_eq={n_eq} equality rows on n={n} unknowns leave no freedom "
                 "to project; use n_eq <= n"
             )
         if monotone is not None:
@@ -172,27 +178,29 @@ class ConvexProjection(nn.Module):
         for name, flag in (("nonneg", nonneg), ("polish", polish)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
-        self.nonneg = nonneg
-        self.monotone = monotone
-        self.polish = polish
-        self.lower = _bound("lower", lower)
-        self.upper = _bound("upper", upper)
-        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+        lower = _bound("lower", lower)
+        upper = _bound("upper", upper)
+        if lower is not None and upper is not None and lower > upper:
             raise ValueError(
-                f"lower={self.lower} > upper={self.upper}: no profile fits; swap them"
+                f"lower={lower} > upper={upper}: no profile fits; swap them"
             )
-        if nonneg and self.upper is not None and self.upper < 0:
+        if nonneg and upper is not None and upper < 0:
             raise ValueError(
-                f"upper={self.upper} < 0 with nonneg=True: no profile fits; raise upper to "
+                f"upper={upper} < 0 with nonneg=True: no profile fits; raise upper to "
                 ">= 0 or pass nonneg=False"
             )
         # effective entrywise bounds lo <= u <= hi (nonneg folded into lo)
-        lo = -math.inf if self.lower is None else self.lower
-        self._lo = max(lo, 0.0) if nonneg else lo
-        self._hi = math.inf if self.upper is None else self.upper
-        self._unconstrained = (
-            monotone is None and self.n_eq == 0 and math.isinf(self._lo) and math.isinf(self._hi)
-        )
+        lo = -math.inf if lower is None else lower
+        lo = max(lo, 0.0) if nonneg else lo
+        hi = math.inf if upper is None else upper
+        unconstrained = monotone is None and n_eq == 0 and math.isinf(lo) and math.isinf(hi)
+        # read-only settings (see frozen_settings): set once, here; the derived bounds
+        # and the cvxpy problem follow from them
+        for key, value in (("n", n), ("n_eq", n_eq), ("nonneg", nonneg),
+                           ("monotone", monotone), ("polish", polish), ("lower", lower),
+                           ("upper", upper), ("_lo", lo), ("_hi", hi),
+                           ("_unconstrained", unconstrained)):
+            object.__setattr__(self, key, value)
         self._build()
 
     def _build(self) -> None:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._frozen import frozen_settings
 from .._validation import check_finite, check_int, check_tensor
 from .convex import _SOLVER_ARGS, _cvxpy
 
@@ -59,6 +60,7 @@ _FEAS_RTOL = 1e-6  # an unpolished answer further than this from feasible: infea
 _NAMES = ("A", "b", "G", "h", "E", "f")
 
 
+@frozen_settings()
 @dataclass(frozen=True, eq=False)
 class ConvexHardConstraint:
     """Differentiable constrained ridge least squares for basis coefficients (cvxpylayers).
@@ -101,6 +103,9 @@ class ConvexHardConstraint:
         solver_args: extra Clarabel settings for diffcp, overriding the tight defaults of
             :mod:`sciml.constraints.convex` (e.g. ``{"max_iter": 500}``).
         polish: certify and polish the interior-point answer (see above).
+
+    The settings are read-only: assigning one raises ``AttributeError`` (build a new
+    layer, or ``dataclasses.replace(layer, ridge=...)``).
 
     Call ``layer(A, b, G=None, h=None, E=None, f=None)`` with ``A`` ``(B, R, N)`` or
     ``(R, N)``, ``b`` ``(B, R)`` or ``(R,)``, ``G`` ``([B,] n_ineq, N)``, ``h``

@@ -33,6 +33,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.func import jvp, vmap
 
+from .._frozen import frozen_settings
 from .._validation import check_finite, check_int, check_tensor
 
 __all__ = ["HardConstraint", "HardConstraintError", "HardConstraintResult", "LMStatus",
@@ -184,6 +185,13 @@ def levenberg_marquardt(
 
     ``jacobian(c, *data) -> (r, J)``, where given, replaces the forward-mode Jacobian
     (``N`` vectorised forward-mode products of ``residual``).
+
+    Similar to ``scipy.optimize.least_squares(fun, x0, method="lm")`` per sample (with the
+    ridge as extra residual rows ``sqrt(ridge) c``), batched and on the device. Names:
+    scipy's ``gtol`` (a gradient test) is ``tol`` here (scaled as above, not scipy's
+    scaling), and ``max_iter`` counts iterations, each one Jacobian, where scipy's
+    ``max_nfev`` counts function evaluations; scipy's ``ftol``/``xtol`` tests have no
+    counterpart.
 
     Returns ``(c, status, iterations (B,), gradient inf-norm (B,))``.
     """
@@ -353,6 +361,7 @@ class _Solve(torch.autograd.Function):
         return (None, None, None, *out)
 
 
+@frozen_settings(("residual", "ridge", "max_iter", "tol", "jacobian"), per_call=("max_iter",))
 class HardConstraint:
     """Coefficients that make a residual vanish in least squares, as a differentiable layer.
 
@@ -377,7 +386,9 @@ class HardConstraint:
     :class:`HardConstraintResult`; gradients reach every floating ``data`` tensor by the
     implicit function theorem. Raises ``ValueError`` for inconsistent batch sizes;
     ``throw=True`` raises :class:`HardConstraintError` instead of returning a status other
-    than ``CONVERGED``.
+    than ``CONVERGED``. The settings are read-only attributes: assigning one
+    (``layer.max_iter = 5``) raises ``AttributeError``; pass ``max_iter=`` to the call, or
+    build a new layer.
 
     Example (a linear residual: least squares ``Phi c ~ y``)::
 
@@ -403,8 +414,10 @@ class HardConstraint:
         if jacobian is not None and not callable(jacobian):
             raise TypeError(f"jacobian must be callable as jacobian(c, *data) -> (r, J), got "
                             f"{jacobian!r}")
-        self.residual, self.ridge, self.max_iter, self.tol = residual, float(ridge), max_iter, tol
-        self.jacobian = jacobian
+        # read-only settings (see frozen_settings): set once, here
+        for name, value in (("residual", residual), ("ridge", float(ridge)),
+                            ("max_iter", max_iter), ("tol", tol), ("jacobian", jacobian)):
+            object.__setattr__(self, name, value)
 
     def __call__(self, *data: Tensor, c0: Tensor, max_iter: int | None = None,
                  throw: bool = False) -> HardConstraintResult:

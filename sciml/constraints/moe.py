@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .._frozen import frozen_settings
 from .._validation import check_int, check_tensor
 from .hard import (
     _WORST,
@@ -215,6 +216,8 @@ def _check_call(data: Sequence[Tensor], c0: object, max_iter: object, n_experts:
     return c0, max_iter  # type: ignore[return-value]
 
 
+@frozen_settings(("residual", "ridge", "max_iter", "tol", "jacobian", "n_experts",
+                  "distributed", "_layer"), per_call=("max_iter",))
 class MoEHardConstraint(_LMSettings):
     """``K`` hard constraints on the pieces of a domain, solved together.
 
@@ -236,9 +239,10 @@ class MoEHardConstraint(_LMSettings):
     Call ``layer(*data, c0=c0)`` with each data tensor ``(B, K, ...)`` and ``c0``
     ``(B, K, N)`` (``max_iter=`` overrides the layer's setting for this call, e.g. fewer
     iterations in training than in inference; the settings themselves are read-only
-    attributes); returns :class:`MoEResult` with coefficients ``(B, K, N)`` (float64,
-    differentiable by the implicit function theorem), the worst status over experts, and
-    per-expert iterations, gradient and residual norms ``(B, K)``. ``throw=True`` raises
+    attributes: assigning one raises ``AttributeError``); returns :class:`MoEResult` with
+    coefficients ``(B, K, N)`` (float64, differentiable by the implicit function
+    theorem), the worst status over experts, and per-expert iterations, gradient and
+    residual norms ``(B, K)``. ``throw=True`` raises
     :class:`~sciml.constraints.HardConstraintError` instead of returning a status other
     than ``CONVERGED`` (after the solve, on every rank alike).
     """
@@ -246,10 +250,11 @@ class MoEHardConstraint(_LMSettings):
     def __init__(self, residual: Residual, n_experts: int, *, ridge: float = 1e-8,
                  max_iter: int = 50, tol: float = 1e-10, distributed: bool = True,
                  jacobian=None) -> None:
-        self.n_experts = check_int("n_experts", n_experts, minimum=1)
-        self._layer = HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol,
-                                     jacobian=jacobian)
-        self.distributed = bool(distributed)
+        # read-only settings (see frozen_settings): set once, here
+        object.__setattr__(self, "n_experts", check_int("n_experts", n_experts, minimum=1))
+        object.__setattr__(self, "_layer", HardConstraint(
+            residual, ridge=ridge, max_iter=max_iter, tol=tol, jacobian=jacobian))
+        object.__setattr__(self, "distributed", bool(distributed))
 
     def _solve(self, data: Sequence[Tensor], c0: Tensor,
                max_iter: int | None) -> HardConstraintResult:

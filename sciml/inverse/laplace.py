@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from .._frozen import frozen_settings
 from .._validation import check_choice, check_int, check_real, check_tensor
 from ..solvers.linear import CallableOperator, cg
 from ._lanczos import lanczos
@@ -136,6 +137,7 @@ class Posterior:
         return self.mean + out.reshape(num, *self.mean.shape)
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class Laplace:
     """Settings of the Laplace approximation (see the module docstring).

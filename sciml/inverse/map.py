@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from .._frozen import frozen_settings
 from .._validation import check_bool, check_choice, check_finite, check_int, check_real
 from ..constraints import project_mean
 from .prior import GaussianPrior
@@ -174,6 +175,7 @@ def _two_loop(g: torch.Tensor, pairs: list, gamma: torch.Tensor) -> torch.Tensor
     return r
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class MAP:
     """Settings of the MAP solver (see the module docstring and :func:`solve_map`).

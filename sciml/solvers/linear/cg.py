@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..._frozen import frozen_settings
 from ._common import Solution, check_tolerances
 from ._krylov import Counter, prepare, run
 
@@ -57,6 +58,7 @@ class _CGDirection:
             self.rho = self.rho.index_select(0, keep)
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class CG:
     """Settings of the (preconditioned) conjugate gradient solver; see :func:`cg`.

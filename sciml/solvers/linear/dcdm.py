@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..._frozen import frozen_settings
 from ..._validation import check_bool
 from ._common import Solution
 from ._krylov import as_operator, check_rhs
@@ -77,6 +78,7 @@ def _check_net_and_system(net: object, system: object) -> None:
                         f"got {system!r}")
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class DCDM:
     """DCDM settings; call ``DCDM(...)(A, b, net=..., system=...)`` (see :func:`dcdm`)."""

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from ..._frozen import frozen_settings
 from ._common import Solution, check_tolerances
 from ._krylov import Counter, prepare, run
 
@@ -85,6 +86,7 @@ class _FlexDirection:
         self.D = [t.index_select(0, keep) for t in self.D]
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class FlexibleCG:
     """Settings of flexible conjugate directions; see :func:`flexible_cg`.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..._frozen import frozen_settings
 from ._common import OTResult, check_problem, finish, kernel, lse_sweep, marginal_errors
 
 
@@ -125,6 +126,7 @@ def _absorb(f, g, u, v, reg):
             g + reg * torch.where(v > 0, v.log(), -math.inf))
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class Sinkhorn:
     """Settings of the stabilised log-domain Sinkhorn solver (see :func:`sinkhorn`)."""

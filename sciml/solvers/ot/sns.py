@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..._frozen import frozen_settings
 from ._common import (
     OTResult,
     check_problem,
@@ -174,6 +175,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
     return f, g, err, False
 
 
+@frozen_settings()
 @dataclass(frozen=True)
 class SNS:
     """Settings of Sinkhorn-Newton-Sparse (see :func:`sns`)."""
