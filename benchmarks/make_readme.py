@@ -243,7 +243,7 @@ def poisson(r: Results) -> str:
         f"{r.v('fluid-64', 'break_even_iterations_vs_cg', 'dcdm'):.0f} on `fluid-64`, "
         f"{r.v('fluid-128', 'break_even_iterations_vs_cg', 'dcdm'):.0f} on `fluid-128`. The "
         "depth cap of the 3D network (`max_levels`, see `sciml.operators.dcdm`) and the 2D "
-        "network (`examples/dcdm_poisson.py`) are not in this result file.")
+        "network (`sciml_recipes.dcdm`) are not in this result file.")
 
 
 def mppde(r: Results) -> str:
@@ -264,8 +264,8 @@ def mppde(r: Results) -> str:
         return "; ".join(out) if out else "none"
     steps = sorted({row["value"] for row in r.rows if row["metric"] == "train_steps"})
     return (
-        "`sciml train mppde --out runs/mppde --results benchmarks/results/mppde.json` (or "
-        "`examples/mppde_burgers.py`) generates E1/E2/E3 Burgers data in both grid "
+        "`sciml train mppde --out runs/mppde --results benchmarks/results/mppde.json` (the "
+        "recipe `sciml_recipes.mppde`) generates E1/E2/E3 Burgers data in both grid "
         "conventions (`paper` and `conservative`), trains an MP-PDE and a temporally "
         "bundled FNO per case with the pushforward trick, and scores them and WENO5 at the "
         "same nx by the paper's accumulated MSE over "
@@ -304,7 +304,7 @@ def inverse(r: Results) -> str:
         return r.v("ns-viscosity", k, m)
     return (
         "`python benchmarks/inverse.py` runs every inverse case (the Navier-Stokes ones are "
-        f"also `examples/inverse_navier_stokes.py`): the FNO setting at {ns['n']}^2 (nu = "
+        f"the recipe `sciml_recipes.ns_inverse`): the FNO setting at {ns['n']}^2 (nu = "
         f"{g(ns['viscosity'])}) observed at T = {g(ns['time'])} at {pct(ns['fraction'], 0)} "
         f"of the grid points ({ns['observations']}) with noise of {pct(ns['noise'], 0)} of "
         "the field's rms. The initial vorticity is recovered through the pseudo-spectral "
@@ -344,8 +344,8 @@ def probconserv(r: Results) -> str:
         return f"`{c}` {g(r.v(c, 'mse', 'base'), 5)} -> {g(r.v(c, 'mse', 'probconserv'), 5)}"
     train = sum(r["train_seconds_first_run_1_thread_shared"].values())
     return (
-        "`python examples/probconserv_gpme.py --out runs/pc --results "
-        "benchmarks/results/probconserv.json` (the same as `sciml train probconserv`) "
+        "`sciml train probconserv --out runs/pc --results "
+        "benchmarks/results/probconserv.json` (the recipe `sciml_recipes.gpme`) "
         f"trains {s['members']}-member deep ensembles of conditional neural processes "
         f"({s['steps']} steps each, with and without a PDE-residual penalty) per GPME "
         "problem and scores base / soft / HardC / ProbConserv (and ProbConserv followed by "
