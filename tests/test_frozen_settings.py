@@ -65,6 +65,8 @@ CASES = [
     (lambda: MAP(), "max_iter", 5, False),
     (lambda: MAP(), "gtol", 1e-3, False),
     (lambda: Laplace(), "rank", 3, False),
+    (lambda: Laplace(), "max_iter", 3, False),
+    (lambda: Laplace(), "tol", 1e-3, False),
 ]
 
 

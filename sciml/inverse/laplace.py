@@ -31,6 +31,16 @@ Methods:
 * ``"cg"``: solve ``H c_j = e_j`` for every column by :func:`sciml.solvers.linear.cg`
   on the matrix-free ``H`` (a check of the others on small problems).
 
+Status (per problem, the worst over the batch in :attr:`Posterior.status`, an
+:class:`~sciml.inverse.InverseStatus` as for MAP): ``"lowrank"`` is CONVERGED when every
+kept Ritz pair ``(theta_i, v_i)`` of the whitened data Hessian ``A`` has ``||A v_i -
+theta_i v_i|| <= tol (1 + theta_1)`` (the pairs are exact for an operator within a
+relative distance ``tol`` of the whitened Hessian ``I + A``), else MAX_ITER (``steps``
+was too small); ``"cg"`` is MAX_ITER when a column's solve stops at ``max_iter`` before
+``cg_rtol``; ``"dense"`` is not iterative. BREAKDOWN, for every method, means that the
+Hessian-vector products at the estimate were not finite; that problem's ``std``,
+covariance and samples are then NaN.
+
 A constraint ``G x = b`` of the problem conditions the Gaussian on it (the ProbConserv
 update with exact constraints: ``C - C G^T (G C G^T)^{-1} G C``).
 """
@@ -44,9 +54,17 @@ from typing import Any
 import torch
 
 from .._frozen import frozen_settings
-from .._validation import check_choice, check_int, check_real, check_tensor
-from ..solvers.linear import CallableOperator, cg
+from .._validation import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_real,
+    check_tensor,
+)
+from ..solvers.linear import CallableOperator, LinearStatus, cg
 from ._lanczos import lanczos
+from .map import _BREAK, _CONV, _MAXIT, _STATUS, InverseError, InverseStatus
 from .misfit import QuadraticMisfit
 from .prior import GaussianPrior
 from .problem import InverseProblem
@@ -104,19 +122,30 @@ class Posterior:
 
     Attributes:
         mean: the MAP estimate, ``(B, ...)``.
-        std: pointwise standard deviations ``sqrt(diag C)``, shaped like ``mean``.
+        std: pointwise standard deviations ``sqrt(diag C)``, shaped like ``mean`` (NaN
+            for a problem whose status is BREAKDOWN).
         method: ``"lowrank"``, ``"dense"`` or ``"cg"``.
-        stats: ``eigenvalues`` (lowrank: ``(B, r)``, decreasing), ``rank``,
-            ``lanczos_steps``; ``hessian`` (dense: the Gauss-Newton ``H``, ``(B, n, n)``);
-            ``cg_iterations`` (cg: the most over the columns' solves).
+        status: an :class:`~sciml.inverse.InverseStatus`, the worst over the batch
+            (BREAKDOWN, then MAX_ITER, then CONVERGED; see the module docstring).
+        stats: for every method ``iterations`` (lowrank: the Lanczos steps; cg: the most
+            CG iterations over the columns' solves; dense: 0) and ``codes`` (each
+            problem's status name); ``eigenvalues`` (lowrank: ``(B, r)``, decreasing),
+            ``rank``, ``lanczos_steps``, ``ritz_residual`` (lowrank: ``(B, r)``, each kept
+            pair's ``||A v - theta v|| / (1 + theta_1)``), ``tol``; ``hessian`` (dense: the
+            Gauss-Newton ``H``, ``(B, n, n)``); ``cg_iterations`` (cg, as ``iterations``).
     """
 
     mean: torch.Tensor
     std: torch.Tensor
     method: str
+    status: InverseStatus = InverseStatus.CONVERGED
     stats: dict[str, Any] = field(default_factory=dict)
     _apply: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     _draw: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def converged(self) -> bool:
+        return self.status is InverseStatus.CONVERGED
 
     def apply_covariance(self, Y: torch.Tensor) -> torch.Tensor:
         """``C Y`` for ``Y`` of shape ``(B, n, K)`` (``n`` unknowns per problem)."""
@@ -150,7 +179,19 @@ class Laplace:
         steps: Lanczos steps; ``None`` is ``min(n, 2 rank + 10)`` (more steps than kept
             pairs, so the kept pairs are converged).
         seed: the seed of Lanczos's random start vector.
-        cg_rtol: the relative residual of the ``"cg"`` solves.
+        cg_rtol: the relative residual of the ``"cg"`` solves (``rtol`` of
+            :func:`~sciml.solvers.linear.cg`).
+        tol: ``"lowrank"``: the Ritz residual, relative to ``1 + theta_1``, that every
+            kept pair must meet for CONVERGED (see the module docstring); ``None`` is the
+            square root of the dtype's machine epsilon (1.5e-8 in float64, 3.5e-4 in
+            float32).
+        max_iter: ``"cg"``: the iteration limit of each column's CG solve; ``None`` is
+            ``10 n`` (``n`` unknowns per problem). ``"lowrank"`` always runs ``steps``
+            Lanczos steps, its budget.
+
+    The settings are read-only (build a new ``Laplace`` or use ``dataclasses.replace``).
+    Call ``Laplace(...)(problem, x_map, throw=False)``; ``throw=True`` raises
+    :class:`~sciml.inverse.InverseError` unless the status is CONVERGED.
     """
 
     method: str = "auto"
@@ -158,6 +199,8 @@ class Laplace:
     steps: int | None = None
     seed: int = 0
     cg_rtol: float = 1e-10
+    tol: float | None = None
+    max_iter: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, ("auto", "lowrank", "dense", "cg"))
@@ -167,11 +210,18 @@ class Laplace:
             check_int("steps", self.steps, minimum=1)
         check_int("seed", self.seed, minimum=0)
         check_real("cg_rtol", self.cg_rtol, positive=True)
+        if self.tol is not None:
+            check_real("tol", self.tol, positive=True)
+        if self.max_iter is not None:
+            check_int("max_iter", self.max_iter, minimum=1)
 
-    def __call__(self, problem: InverseProblem, x_map: torch.Tensor) -> Posterior:
+    def __call__(self, problem: InverseProblem, x_map: torch.Tensor, *,
+                 throw: bool = False) -> Posterior:
         if not isinstance(problem, InverseProblem):
             raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
         x = check_tensor("x_map", x_map, min_ndim=2, real=True).detach()
+        check_finite("x_map", x)
+        check_bool("throw", throw)
         _quadratic(problem)
         problem.check_differentiable(x)
         method = self.method
@@ -183,16 +233,24 @@ class Laplace:
                 raise TypeError(f"method='lowrank' needs a Gaussian prior (SobolevPrior, "
                                 f"ScalarPrior), got {type(problem.prior).__name__}; use "
                                 "method='dense' or 'cg'")
-            post = self._lowrank(problem, x)
+            post, codes = self._lowrank(problem, x)
         else:
-            cov, stats = self._cov(problem, x, method)
+            cov, stats, codes = self._cov(problem, x, method)
             post = _from_covariance(x, method, cov, stats)
         if problem.constraint is not None:
             _condition(post, problem.constraint.G.to(x))
+        broken = codes == _BREAK
+        if bool(broken.any()):
+            _poison(post, broken)
+        post.status = _STATUS[int(codes.max())]
+        post.stats["codes"] = [_STATUS[int(c)].name for c in codes.tolist()]
+        if throw and post.status is not InverseStatus.CONVERGED:
+            raise InverseError(_failure(post, method))
         return post
 
     # -- low rank -------------------------------------------------------------------
-    def _lowrank(self, problem: InverseProblem, x: torch.Tensor) -> Posterior:
+    def _lowrank(self, problem: InverseProblem, x: torch.Tensor
+                 ) -> tuple[Posterior, torch.Tensor]:
         prior: Any = problem.prior
         B, fs = x.shape[0], tuple(x.shape[1:])
         n = x[0].numel()
@@ -209,15 +267,36 @@ class Laplace:
             K = Y.shape[0]
             return prior.apply_sqrt(Y.reshape(K * B, *fs)).reshape(K, B, n)
 
+        broken = torch.zeros(B, dtype=torch.bool, device=x.device)
+        qs: list[torch.Tensor] = []
+        ws: list[torch.Tensor] = []
+
         def op(z: torch.Tensor) -> torch.Tensor:  # Gamma^{1/2} J^T W J Gamma^{1/2}
             sz = S(z[None])[0].reshape(B, *fs)
             hv = gauss_newton_hvp(problem, x, sz, prior=False)
-            return S(hv.reshape(1, B, n))[0]
+            w = S(hv.reshape(1, B, n))[0]
+            # a non-finite product ends that problem (BREAKDOWN); zeros keep Lanczos
+            # running for the others
+            finite = torch.isfinite(w).all(-1)
+            broken.logical_or_(~finite)
+            w = torch.where(finite[:, None], w, 0.0)
+            qs.append(z)
+            ws.append(w)
+            return w
 
         theta, U = lanczos(op, n, steps, batch=B, dtype=x.dtype, device=x.device,
                            seed=self.seed)
         lam = theta[:, :rank].clamp_min(0.0)
         V = U[:, :, :rank]  # (B, n, r)
+        # Ritz residuals from the stored products, no new ones: V = Q^T Y, so A V = (A
+        # Q^T) (Q V)
+        Q, AQ = torch.stack(qs, 1), torch.stack(ws, 1)  # (B, steps, n)
+        AV = AQ.transpose(1, 2) @ (Q @ V)
+        scale = 1.0 + theta[:, :1].clamp_min(0.0)
+        ritz = (AV - V * theta[:, None, :rank]).norm(dim=1) / scale  # (B, r)
+        tol = _default_tol(x.dtype) if self.tol is None else self.tol
+        codes = torch.where((ritz <= tol).all(-1), _CONV, _MAXIT)
+        codes = torch.where(broken, _BREAK, codes).cpu()
         D = lam / (1.0 + lam)
         SV = S(V.permute(2, 0, 1))  # (r, B, n)
         var = prior.variance(x).reshape(B, n) - (D.T[:, :, None] * SV**2).sum(0)
@@ -233,13 +312,17 @@ class Laplace:
             return S(w)
 
         std = var.clamp_min(0.0).sqrt().reshape(x.shape)
-        return Posterior(mean=x, std=std, method="lowrank",
-                         stats={"eigenvalues": lam, "rank": rank, "lanczos_steps": steps},
-                         _apply=apply, _draw=draw)
+        stats = {"iterations": steps, "eigenvalues": lam, "rank": rank,
+                 "lanczos_steps": steps, "ritz_residual": ritz, "tol": tol}
+        return Posterior(mean=x, std=std, method="lowrank", stats=stats, _apply=apply,
+                         _draw=draw), codes
 
     # -- dense and CG -----------------------------------------------------------------
     def _cov(self, problem: InverseProblem, x: torch.Tensor,
-             method: str) -> tuple[torch.Tensor, dict[str, Any]]:
+             method: str) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor]:
+        """The covariance ``(B, n, n)``, the stats and each problem's status code; a
+        broken problem's covariance is the identity here (finite, for the batched
+        conditioning) and NaN after :func:`_poison`."""
         B, fs = x.shape[0], tuple(x.shape[1:])
         n = x[0].numel()
         eye = torch.eye(n, dtype=x.dtype, device=x.device)
@@ -248,15 +331,14 @@ class Laplace:
             E = eye[:, None, :].expand(n, B, n).reshape(n * B, *fs).contiguous()
             H = gauss_newton_hvp(problem, xr, E).reshape(n, B, n).permute(1, 2, 0)
             H = 0.5 * (H + H.transpose(1, 2))
+            broken = ~torch.isfinite(H).flatten(1).all(-1)
+            H = torch.where(broken[:, None, None], eye, H)
             L, info = torch.linalg.cholesky_ex(H)
             if bool((info > 0).any()):
-                raise ValueError(
-                    "the Gauss-Newton Hessian is not positive definite at the estimate: "
-                    "the data do not determine every unknown (fewer independent "
-                    "observations than unknowns, or an unidentifiable parameter); add a "
-                    "prior (e.g. ScalarPrior) or more observations")
-            return torch.cholesky_inverse(L), {"hessian": H}
-        covs, iters = [], 0
+                raise ValueError(_NOT_PD)
+            codes = torch.where(broken, _BREAK, _CONV).cpu()
+            return torch.cholesky_inverse(L), {"iterations": 0, "hessian": H}, codes
+        covs, iters, codes = [], 0, []
         for b in range(B):
             xb = x[b:b + 1]
 
@@ -266,10 +348,69 @@ class Laplace:
                 return gauss_newton_hvp(problem, xr, V.reshape(K, *fs)).reshape(K, n)
 
             A = CallableOperator(matvec, (n, n), x.dtype, x.device)
-            sol = cg(A, eye, rtol=self.cg_rtol, max_iter=10 * n, throw=True)
-            covs.append(0.5 * (sol.x + sol.x.T))
+            max_iter = 10 * n if self.max_iter is None else self.max_iter
+            sol = cg(A, eye, rtol=self.cg_rtol, max_iter=max_iter)
+            if sol.status is LinearStatus.INDEFINITE:
+                raise ValueError(_NOT_PD)
+            code = {LinearStatus.CONVERGED: _CONV, LinearStatus.MAX_ITER: _MAXIT}.get(
+                sol.status, _BREAK)
+            if code == _BREAK or not bool(torch.isfinite(sol.x).all()):
+                code, cov = _BREAK, eye
+            else:
+                cov = 0.5 * (sol.x + sol.x.T)
+            covs.append(cov)
+            codes.append(code)
             iters = max(iters, int(sol.stats["iterations"]))
-        return torch.stack(covs), {"cg_iterations": iters}
+        return (torch.stack(covs), {"iterations": iters, "cg_iterations": iters},
+                torch.tensor(codes))
+
+
+_NOT_PD = ("the Gauss-Newton Hessian is not positive definite at the estimate: the data do "
+           "not determine every unknown (fewer independent observations than unknowns, or "
+           "an unidentifiable parameter); add a prior (e.g. ScalarPrior) or more "
+           "observations")
+
+
+def _default_tol(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps ** 0.5
+
+
+def _poison(post: Posterior, broken: torch.Tensor) -> None:
+    """NaN for the problems marked ``broken`` (``(B,)``): their std, covariance and
+    samples, so that a BREAKDOWN cannot pass for an answer."""
+    broken = broken.to(post.mean.device)
+    base_apply, base_draw = post._apply, post._draw
+    nan = float("nan")
+    post.std = torch.where(broken.reshape(-1, *[1] * (post.std.ndim - 1)), nan, post.std)
+
+    def apply(Y: torch.Tensor) -> torch.Tensor:  # (B, n, K)
+        return torch.where(broken[:, None, None], nan, base_apply(Y))  # type: ignore[misc]
+
+    def draw(xi: torch.Tensor) -> torch.Tensor:  # (num, B, n)
+        return torch.where(broken[None, :, None], nan, base_draw(xi))  # type: ignore[misc]
+
+    post._apply, post._draw = apply, draw
+
+
+def _failure(post: Posterior, method: str) -> str:
+    """The ``throw=True`` message: the status, how many problems, what to do."""
+    codes = post.stats["codes"]
+    bad = sum(c != "CONVERGED" for c in codes)
+    if post.status is InverseStatus.BREAKDOWN:
+        fix = ("the Gauss-Newton Hessian-vector products at x_map are not finite (NaN or "
+               "Inf): check the forward map and its derivative at the estimate (overflow, "
+               "sqrt or log at 0, a MAP solve that broke down), or use float64")
+    elif method == "lowrank":
+        worst = float(post.stats["ritz_residual"].max())
+        fix = (f"the kept Ritz pairs did not converge in steps = "
+               f"{post.stats['lanczos_steps']} Lanczos steps (largest relative residual "
+               f"{worst:.3g} > tol = {post.stats['tol']:.3g}): raise steps (up to n), keep "
+               "fewer pairs (rank), or loosen tol")
+    else:
+        fix = (f"a column's CG solve stopped at max_iter ({post.stats['cg_iterations']} "
+               "iterations) before cg_rtol: raise max_iter, loosen cg_rtol, or use "
+               "method='dense' for a small problem")
+    return f"{post.status.name}: {fix} ({bad} of {len(codes)} problem(s))"
 
 
 def _from_covariance(x: torch.Tensor, method: str, cov: torch.Tensor,
@@ -317,7 +458,8 @@ def _condition(post: Posterior, G: torch.Tensor) -> None:
 
 def laplace(problem: InverseProblem, x_map: torch.Tensor, *, method: str = "auto",
             rank: int | None = None, steps: int | None = None, seed: int = 0,
-            cg_rtol: float = 1e-10) -> Posterior:
+            cg_rtol: float = 1e-10, tol: float | None = None, max_iter: int | None = None,
+            throw: bool = False) -> Posterior:
     """The Laplace approximation ``N(x_map, H^{-1})``: ``Laplace(...)(problem, x_map)``.
 
     Args:
@@ -325,14 +467,18 @@ def laplace(problem: InverseProblem, x_map: torch.Tensor, *, method: str = "auto
             quadratic: :class:`~sciml.inverse.L2Misfit` or
             :class:`~sciml.inverse.SobolevMisfit`).
         x_map: the MAP estimate ``(B, ...)``, e.g. ``solve_map(problem, x0).estimate``.
-        method, rank, steps, seed, cg_rtol: see :class:`Laplace`.
+        method, rank, steps, seed, cg_rtol, tol, max_iter: see :class:`Laplace`.
+        throw: raise :class:`~sciml.inverse.InverseError` unless the status is CONVERGED.
 
     Returns:
-        :class:`Posterior` (``std``, ``sample``, ``covariance``).
+        :class:`Posterior` (``std``, ``sample``, ``covariance``, ``status``, ``stats``,
+        ``converged``).
 
     Raises:
         TypeError: a non-quadratic misfit, or ``"lowrank"`` without a Gaussian prior.
-        ValueError: a singular Hessian (``"dense"``), bad ``rank``/``steps``.
+        ValueError: a Hessian that is not positive definite (``"dense"``, ``"cg"``), bad
+            ``rank``/``steps``, a non-finite ``x_map``.
+        InverseError: with ``throw=True``, a status other than CONVERGED.
     """
-    return Laplace(method=method, rank=rank, steps=steps, seed=seed,
-                   cg_rtol=cg_rtol)(problem, x_map)
+    return Laplace(method=method, rank=rank, steps=steps, seed=seed, cg_rtol=cg_rtol,
+                   tol=tol, max_iter=max_iter)(problem, x_map, throw=throw)

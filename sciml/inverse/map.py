@@ -49,20 +49,26 @@ _PATIENCE = 5  # iterations over which the ftol decrease is measured
 
 
 class InverseStatus(enum.Enum):
-    """How a MAP solve ended; the value says what went wrong and what to do about it."""
+    """How a MAP solve (or a Laplace approximation, :class:`~sciml.inverse.Posterior`)
+    ended; the value says what went wrong and what to do about it. The same names mean
+    the same conditions as in the other families (linear solvers, optimal transport,
+    hard constraints)."""
 
-    CONVERGED = "converged: the gradient norm fell below gtol (relative) or J stopped " \
-                "decreasing (ftol)"
+    CONVERGED = ("converged: the gradient norm fell below gtol (relative) or J stopped "
+                 "decreasing (ftol); Laplace: the kept Ritz pairs met tol, or every CG "
+                 "solve met cg_rtol")
     MAX_ITER = ("stopped at max_iter before the stopping rule held: raise max_iter, loosen "
                 "gtol/ftol, use method='lbfgs' (Adam with a fixed lr only reaches a "
-                "neighbourhood of the minimum), or whiten with a Gaussian prior")
+                "neighbourhood of the minimum), or whiten with a Gaussian prior; Laplace: "
+                "raise steps (lowrank) or max_iter (cg)")
     STALLED = ("the line search found no decrease along the search direction: the iterate "
                "is at the precision limit of the dtype (use float64 or loosen gtol), or the "
                "gradient does not match the objective (check that the forward map is "
                "differentiable and deterministic)")
     BREAKDOWN = ("the objective or its gradient became non-finite (NaN or Inf): lower lr, "
                 "check the forward map for overflow at the iterates (bound the unknown, "
-                "e.g. solve for log(viscosity)), add a prior, or use float64")
+                "e.g. solve for log(viscosity)), add a prior, or use float64; Laplace: the "
+                "Hessian-vector products at the estimate were non-finite")
 
 
 _STATUS = {_CONV: InverseStatus.CONVERGED, _MAXIT: InverseStatus.MAX_ITER,
@@ -70,7 +76,8 @@ _STATUS = {_CONV: InverseStatus.CONVERGED, _MAXIT: InverseStatus.MAX_ITER,
 
 
 class InverseError(RuntimeError):
-    """Raised by ``throw=True`` when a MAP solve does not converge."""
+    """Raised by ``throw=True`` when a MAP solve or a Laplace approximation does not
+    converge."""
 
 
 @dataclass
@@ -323,13 +330,14 @@ class MAP:
             stats["constraint_residual"] = float(problem.constraint.residual(x).abs().max())
         result = InverseResult(estimate=x, status=status, history=torch.stack(history),
                                misfit=misfit, stats=stats)
-        if uncertainty is not None:
-            post = uncertainty(problem, x)
-            result.posterior, result.std = post, post.std
         if throw and status is not InverseStatus.CONVERGED:
             bad = sum(c != "CONVERGED" for c in stats["codes"])
             raise InverseError(f"{status.name}: {status.value} ({bad} of {B} problem(s) did "
                                f"not converge after {it} iterations)")
+        if uncertainty is not None:
+            # throw=True also covers the posterior (its own status otherwise)
+            post = uncertainty(problem, x, throw=throw)
+            result.posterior, result.std = post, post.std
         return result
 
 
@@ -351,7 +359,14 @@ def solve_map(
 
     Equivalent in purpose to ``scipy.optimize.minimize(J, x0, jac=True,
     method="L-BFGS-B")`` per problem, batched and on the device, with gradients by
-    autograd through the forward map.
+    autograd through the forward map. Names: scipy's ``options={"maxiter": ...}`` is
+    ``max_iter``, ``"maxcor"`` is ``history_size`` (of :class:`MAP`) and ``"maxls"`` is
+    ``max_linesearch``; ``gtol`` and ``ftol`` keep scipy's names but not its exact
+    tests: ``gtol`` is relative to the starting gradient norm (scipy: the absolute
+    largest projected gradient entry) and ``ftol`` measures the decrease of ``J`` over
+    the last five iterations relative to ``|J|`` (scipy: one iteration, relative to
+    ``max(|J_k|, |J_k+1|, 1)``). ``OptimizeResult.success``/``message``/``nit`` are
+    ``converged``/``status``/``stats["iterations"]``.
 
     Args:
         problem: the :class:`~sciml.inverse.InverseProblem`.
@@ -359,8 +374,10 @@ def solve_map(
             layout; data may be ``(B, m)`` or broadcast).
         method, max_iter, gtol, ftol, lr, whiten, progress: see :class:`MAP`.
         uncertainty: a :class:`~sciml.inverse.Laplace` to attach the Laplace posterior
-            (and its pointwise ``std``) at the estimate.
-        throw: raise :class:`InverseError` unless the status is CONVERGED.
+            (and its pointwise ``std``) at the estimate; its own ``status`` says whether it
+            converged.
+        throw: raise :class:`InverseError` unless the status is CONVERGED (and, with
+            ``uncertainty``, unless the posterior's is).
 
     Returns:
         :class:`InverseResult`.
