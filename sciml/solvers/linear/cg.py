@@ -115,8 +115,10 @@ def cg(
 
     Equivalent to ``scipy.sparse.linalg.cg(A, b, x0=x0, rtol=rtol, atol=atol,
     maxiter=max_iter, M=M, callback=callback)`` (same iterates; scipy's ``maxiter`` is
-    ``max_iter`` here, the name every sciml solver uses), batched over the leading
-    dimensions of ``b``: each system stops on its own. Runs on ``b``'s device and dtype
+    ``max_iter`` here, the name every sciml solver uses; ``rtol``, ``atol`` and the
+    stopping rule are scipy's; scipy's ``(x, info)`` is :class:`Solution` ``(x, status,
+    stats)``, ``info > 0`` being MAX_ITER), batched over the leading dimensions of ``b``:
+    each system stops on its own. Runs on ``b``'s device and dtype
     (float32 or float64). Not differentiable; see :func:`sciml.solvers.linear.solve`.
 
     Args:

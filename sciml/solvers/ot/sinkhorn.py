@@ -175,7 +175,13 @@ def sinkhorn(
     """Entropic OT between ``a`` and ``b`` with cost ``M`` by log-domain Sinkhorn.
 
     Equivalent to POT's ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log")`` (same plan),
-    batched over leading dimensions, on CPU or CUDA, float32 or float64.
+    batched over leading dimensions, on CPU or CUDA, float32 or float64. Names: POT's
+    ``numItermax`` is ``max_iter`` (the limit every sciml solver names so; default 10000
+    here, 1000 in POT), ``stopThr`` is ``tol`` (but POT compares the 2-norm of the column
+    marginal's error every 10 iterations; here the L1 error of both marginals of the
+    returned plan, every ``check_every``), ``log=True`` is ``stats`` (always returned, with
+    the potentials as ``f``, ``g``), and ``warn=True`` is ``status`` (``throw=True`` to
+    raise instead).
 
     Args:
         a: source masses ``(..., n)``, >= 0.

@@ -279,7 +279,10 @@ def sns(
     """Entropic OT by Sinkhorn-Newton-Sparse (Tang et al., ICLR 2024).
 
     Same problem and result as :func:`sinkhorn` (the same plan to the tolerance), in a few
-    Newton steps where Sinkhorn needs thousands at small ``reg``. Batched problems are
+    Newton steps where Sinkhorn needs thousands at small ``reg``. The signature follows
+    POT's ``ot.sinkhorn(a, b, M, reg, ...)`` with its names mapped as for :func:`sinkhorn`:
+    ``numItermax`` -> ``max_iter`` (here the Newton steps; the Sinkhorn iterations have
+    their own limit, ``max_sinkhorn_iter``) and ``stopThr`` -> ``tol``. Batched problems are
     solved one after another (each Newton step is a sparse solve of its own), each with its
     own budget: a member stops when its own plan reaches ``tol``, after its own ``max_iter``
     Newton steps, or when a Newton step finds no ascent and its own ``max_sinkhorn_iter``
