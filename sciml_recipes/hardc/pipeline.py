@@ -42,7 +42,9 @@ from sciml.constraints.chain import ChainedHardConstraint
 from sciml.constraints.hard import HardConstraint
 from sciml.constraints.moe import MoEHardConstraint, Partition, assemble
 from sciml.pdes.diffusion_sorption import DiffusionSorption, solve_diffusion_sorption
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_choice, check_int, check_real, check_tensor
+
+from .._checks import check_instance, check_seed
 
 __all__ = ["METHODS", "DiffSorpModel", "HardCConfig", "reference", "relative_l2"]
 
@@ -83,11 +85,8 @@ class HardCConfig:
             raise ValueError(f"split='xt' needs a square number of experts, got "
                              f"{self.experts}")
         for name in ("t_final", "u0_max", "bc_weight", "ic_weight", "interface_weight"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"HardCConfig.{name} must be a number > 0, got {v!r}")
-        if not (isinstance(self.ridge, (int, float)) and self.ridge >= 0):
-            raise ValueError(f"HardCConfig.ridge must be >= 0, got {self.ridge!r}")
+            check_real(f"HardCConfig.{name}", getattr(self, name), positive=True)
+        check_real("HardCConfig.ridge", self.ridge, minimum=0.0, fix="use 0 for none")
 
     def partition(self, method: str) -> Partition:
         k = self.experts if method.startswith("moe") else 1
@@ -171,8 +170,9 @@ class DiffSorpModel(nn.Module):
                  eq: DiffusionSorption | None = None) -> None:
         super().__init__()
         self.method = check_choice("method", method, METHODS)
-        self.cfg = config or HardCConfig()
-        self.eq = eq or DiffusionSorption()
+        self.cfg = check_instance("config", config, HardCConfig, optional=True) or HardCConfig()
+        self.eq = check_instance("eq", eq, DiffusionSorption, optional=True
+                                 ) or DiffusionSorption()
         self.phys = _Physics(self.eq, self.cfg.t_final)
         c = self.cfg
         layers: list[nn.Module] = [nn.Linear(3, c.width), nn.Tanh()]
@@ -349,9 +349,23 @@ class DiffSorpModel(nn.Module):
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
+def _check_u0(u0: object) -> Tensor:
+    """``u0``: the initial states ``(B,)``, finite and >= 0 (concentrations)."""
+    u0 = check_tensor("u0", u0, ndim=1, real=True)
+    if u0.numel() == 0 or not bool(torch.isfinite(u0).all()) or bool((u0 < 0).any()):
+        raise ValueError(f"u0 must hold at least one finite initial state >= 0, got "
+                         f"{u0.tolist()[:6]}")
+    return u0
+
+
 def reference(u0: Tensor, n: int = 256, nt: int = 26, t_final: float = 500.0,
               eq: DiffusionSorption | None = None) -> tuple[Tensor, Tensor]:
     """Reference states ``(B, nt, n)`` and the grid points ``(nt * n, 2)`` in ``(x, tau)``."""
+    u0 = _check_u0(u0)
+    n = check_int("n", n, minimum=4)
+    nt = check_int("nt", nt, minimum=2)
+    t_final = check_real("t_final", t_final, positive=True)
+    check_instance("eq", eq, DiffusionSorption, optional=True)
     tau = torch.linspace(0.0, 1.0, nt, dtype=torch.float64)
     x = (torch.arange(n, dtype=torch.float64) + 0.5) / n
     ref = torch.stack([solve_diffusion_sorption(float(v), tau * t_final, n=n, eq=eq)
@@ -367,6 +381,17 @@ def relative_l2(model: DiffSorpModel, u0: Tensor, ref: Tensor, grid: Tensor,
     The constraint is solved on a fixed seeded set of collocation points with the
     model's own sizes (``max_iter`` raised to 50 for inference).
     """
+    check_instance("model", model, DiffSorpModel)
+    u0 = _check_u0(u0)
+    ref = check_tensor("ref", ref, ndim=3, real=True)
+    grid = check_tensor("grid", grid, ndim=2, real=True)
+    if ref.shape[0] != u0.shape[0] or ref.numel() == 0:
+        raise ValueError(f"ref must be (B, nt, n) with B = {u0.shape[0]} (one per u0), got "
+                         f"shape {tuple(ref.shape)}: pass reference(u0)[0]")
+    if grid.shape != (ref.shape[1] * ref.shape[2], 2):
+        raise ValueError(f"grid must be ({ref.shape[1] * ref.shape[2]}, 2), the points of "
+                         f"ref, got shape {tuple(grid.shape)}: pass reference(u0)[1]")
+    check_seed(seed)
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()

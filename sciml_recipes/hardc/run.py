@@ -16,9 +16,11 @@ import torch
 from torch.utils.data import Dataset
 
 from sciml.train import TrainConfig, Trainer, load_model_state
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_bool, check_choice, check_int, check_real
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.hardc.pipeline import METHODS, DiffSorpModel, HardCConfig, reference, relative_l2
+
+from .._checks import check_callable, check_choices, check_instance, check_path, check_seed
 
 __all__ = ["TEST_U0", "error_rows", "evaluate_hardc", "plot_hardc", "run_hardc", "train_hardc"]
 
@@ -70,13 +72,18 @@ def train_hardc(
     one resumes from its checkpoint.
     """
     method = check_choice("method", method, METHODS)
+    config = check_instance("config", config, HardCConfig, optional=True) or HardCConfig()
     check_int("steps", steps, minimum=1)
+    check_real("lr", lr, positive=True, fix="a typical value is 2e-3")
     check_int("batch_size", batch_size, minimum=1)
     check_int("tasks", tasks, minimum=1)
-    config = config or HardCConfig()
+    check_seed(seed)
+    if time_budget is not None:
+        check_real("time_budget", time_budget, positive=True, fix="seconds, or None")
+    run = check_path("out_dir", out_dir, optional=True)
+    check_bool("progress", progress)
     torch.manual_seed(seed)
     model = DiffSorpModel(method, config)
-    run = None if out_dir is None else Path(out_dir)
     if run is not None and (run / "model.pt").exists():
         load_model_state(model, run / "model.pt")
         return model.eval()
@@ -94,10 +101,22 @@ def evaluate_hardc(models: dict[str, DiffSorpModel], u0: Sequence[float] = TEST_
                    n: int = 256, nt: int = 26) -> tuple[dict[str, dict], tuple]:
     """Relative L2 error of each model against the finite-volume reference on an
     ``nt x n`` grid, with the constraint's LM iterations and the inference time."""
-    u = torch.tensor(list(u0), dtype=torch.float64)
+    _check_models(models)
+    if isinstance(u0, (str, bytes)) or not isinstance(u0, Sequence) or not u0:
+        raise TypeError(f"u0 must be a non-empty sequence of initial states, got {u0!r}")
+    u = torch.tensor([check_real(f"u0[{i}]", v, minimum=0.0) for i, v in enumerate(u0)],
+                     dtype=torch.float64)
     ref, grid = reference(u, n=n, nt=nt)
     out = {name: relative_l2(m, u, ref, grid) for name, m in models.items()}
     return out, (u, ref, grid)
+
+
+def _check_models(models: object) -> None:
+    if not isinstance(models, dict) or not models:
+        raise TypeError(f"models must be a non-empty dict of name: DiffSorpModel, got "
+                        f"{type(models).__name__}")
+    for k, m in models.items():
+        check_instance(f"models[{k!r}]", m, DiffSorpModel)
 
 
 def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
@@ -108,8 +127,16 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _check_models(models)
+    if not (isinstance(test, tuple) and len(test) == 3):
+        raise TypeError("test must be the (u0, ref, grid) tuple evaluate_hardc returns, got "
+                        f"{type(test).__name__}")
     u, ref, grid = test
     nt, n = ref.shape[1:]
+    check_path("path", path)
+    sample = check_int("sample", sample)
+    if not -len(u) <= sample < len(u):
+        raise ValueError(f"sample must index one of the {len(u)} test states, got {sample}")
     preds = {}
     for name, m in models.items():
         m.eval()
@@ -150,6 +177,9 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
 
 def error_rows(scores: dict[str, dict]) -> list[dict]:
     """Result rows (case ``diffusion-sorption``) of :func:`evaluate_hardc`'s scores."""
+    if not isinstance(scores, dict):
+        raise TypeError(f"scores must be the dict evaluate_hardc returns, got "
+                        f"{type(scores).__name__}")
     rows = []
     for m, sc in scores.items():
         for metric in ("rel_l2", "lm_iterations"):
@@ -174,11 +204,15 @@ def run_hardc(
     """Train each method (reusing finished runs in ``out_dir/<method>``), score it on
     :data:`TEST_U0`, write ``results_json`` (default ``out_dir/hard_constraints.json``)
     and ``out_dir/hard_constraints.png``, and print the table."""
-    methods = [check_choice("method", m, METHODS) for m in methods]
-    if not methods:
-        raise ValueError("methods is empty; choose from " + ", ".join(METHODS))
-    config = config or HardCConfig()
-    out = Path(out_dir)
+    methods = check_choices("methods", methods, METHODS)
+    config = check_instance("config", config, HardCConfig, optional=True) or HardCConfig()
+    out = check_path("out_dir", out_dir)
+    check_int("steps", steps, minimum=1)
+    check_real("lr", lr, positive=True, fix="a typical value is 2e-3")
+    check_seed(seed)
+    check_path("results_json", results_json, optional=True)
+    check_bool("progress", progress)
+    check_callable("echo", echo)
     models, seconds = {}, {}
     for m in methods:
         echo(f"hardc: training {m} ({steps} steps)")
