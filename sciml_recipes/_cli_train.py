@@ -42,10 +42,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lr", type=positive_float, default=1e-3)
     s.add_argument("--batch-size", type=positive_int, default=4, help="per process")
     s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "constant"])
-    s.add_argument("--max-steps", type=int, default=None)
-    s.add_argument("--time-budget", type=float, default=None, help="seconds of training")
-    s.add_argument("--checkpoint-every", type=int, default=None, help="optimiser steps")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-steps", type=positive_int, default=None)
+    s.add_argument("--time-budget", type=positive_float, default=None, help="seconds of training")
+    s.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimiser steps")
+    s.add_argument("--seed", type=nonnegative_int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     s.add_argument("--device", type=device, default=None,
                    help="cpu, cuda or cuda:N (default: the GPU if any)")
@@ -60,14 +60,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--out", required=True, help="folder for the members, JSON and figure")
     pc.add_argument("--problems", nargs="+", default=["diffusion", "pme", "stefan"],
                     choices=["diffusion", "pme", "stefan"])
-    pc.add_argument("--members", type=int, default=4, help="ensemble size")
-    pc.add_argument("--steps", type=int, default=2000, help="optimiser steps per member")
-    pc.add_argument("--tasks", type=int, default=2048, help="training tasks per problem")
+    pc.add_argument("--members", type=positive_int, default=4, help="ensemble size")
+    pc.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps per member")
+    pc.add_argument("--tasks", type=positive_int, default=2048, help="training tasks per problem")
     pc.add_argument("--soft", type=nonnegative_float, default=1e-3,
                     help="weight of the PDE-residual penalty of the soft baseline (0: skip it)")
-    pc.add_argument("--n-eval", type=int, default=50, help="context draws per test case")
+    pc.add_argument("--n-eval", type=positive_int, default=50, help="context draws per test case")
     pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
-    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--seed", type=nonnegative_int, default=0)
     pc.add_argument("--no-progress", action="store_true")
 
     hc = models.add_parser(
@@ -80,17 +80,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     hc.add_argument("--out", required=True, help="folder for the runs, JSON and figure")
     hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe", "moe-chain"],
                     choices=["soft", "single", "moe", "moe-chain"])
-    hc.add_argument("--steps", type=int, default=400, help="optimiser steps per method")
-    hc.add_argument("--lr", type=float, default=2e-3)
-    hc.add_argument("--points", type=int, default=512,
+    hc.add_argument("--steps", type=positive_int, default=400, help="optimiser steps per method")
+    hc.add_argument("--lr", type=positive_float, default=2e-3)
+    hc.add_argument("--points", type=positive_int, default=512,
                     help="collocation points of the constraint (total over experts)")
-    hc.add_argument("--experts", type=int, default=4)
+    hc.add_argument("--experts", type=positive_int, default=4)
     hc.add_argument("--split", default="t", choices=["x", "t", "xt"],
                     help="how the MoE cuts the (x, t) domain")
-    hc.add_argument("--n-basis", type=int, default=16)
+    hc.add_argument("--n-basis", type=positive_int, default=16)
     hc.add_argument("--results", default=None,
                     help="JSON path (default OUT/hard_constraints.json)")
-    hc.add_argument("--seed", type=int, default=0)
+    hc.add_argument("--seed", type=nonnegative_int, default=0)
     hc.add_argument("--no-progress", action="store_true")
 
     dc = models.add_parser(
@@ -120,7 +120,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--steps", type=positive_int, default=2000)
     dc.add_argument("--lr", type=positive_float, default=1e-3)
     dc.add_argument("--batch-size", type=positive_int, default=8)
-    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--seed", type=nonnegative_int, default=0)
     dc.add_argument("--no-progress", action="store_true")
 
     mp = models.add_parser(
@@ -137,8 +137,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     choices=["paper", "conservative"])
     mp.add_argument("--nx", type=int, nargs="+", default=[50, 40])
     mp.add_argument("--models", nargs="+", default=["mppde", "fno"], choices=["mppde", "fno"])
-    mp.add_argument("--train-samples", type=int, default=512)
-    mp.add_argument("--test-samples", type=int, default=128)
+    mp.add_argument("--train-samples", type=positive_int, default=512)
+    mp.add_argument("--test-samples", type=positive_int, default=128)
     mp.add_argument("--steps", type=positive_int, default=100_000,
                     help="most optimiser steps per model")
     mp.add_argument("--time-budget", type=nonnegative_float, default=600.0,
@@ -151,7 +151,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--fno-width", type=positive_int, default=64)
     mp.add_argument("--train-only", action="store_true", help="train, do not score")
     mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
-    mp.add_argument("--seed", type=int, default=0)
+    mp.add_argument("--seed", type=nonnegative_int, default=0)
     mp.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser(
@@ -160,8 +160,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "fit it to each test trajectory's Navier-Stokes residual (no ground truth; the truth "
         "is read only to report the true error before and after).")
     _model_args(r)
-    r.add_argument("--steps", type=int, default=100)
-    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--steps", type=positive_int, default=100)
+    r.add_argument("--lr", type=positive_float, default=1e-3)
     r.add_argument("--norm", default="h-1", choices=["h-1", "l2"],
                    help="spatial norm of the residual (h-1: the paper's)")
     r.add_argument("--windows", type=int, default=None,

@@ -70,6 +70,8 @@ MPPDE = ["train", "mppde", "--families", "E1", "--conventions", "paper", "--nx",
          "--hidden", "4", "--no-progress"]
 PROBCONSERV = ["train", "probconserv", "--problems", "diffusion", "--members", "1",
                "--steps", "1", "--tasks", "4", "--n-eval", "1", "--no-progress"]
+SFNO = ["train", "sfno", "--data", "x.h5", "--epochs", "1", "--no-progress"]
+HARDC = ["train", "hardc", "--methods", "soft", "--steps", "1", "--no-progress"]
 
 # (arguments after the command's own, the option the message must name, words it must hold)
 CASES = {
@@ -78,6 +80,19 @@ CASES = {
     "dcdm-size-3": ([*DCDM, "--size", "3"], "--size", [">= 8", "3"]),
     "mppde-max-unroll-neg": ([*MPPDE, "--max-unroll", "-1"], "--max-unroll", [">= 0", "-1"]),
     "probconserv-soft-neg": ([*PROBCONSERV, "--soft", "-1"], "--soft", [">= 0", "-1"]),
+    "sfno-epochs-0": ([*SFNO, "--epochs", "0"], "--epochs", [">= 1", "0"]),
+    "sfno-lr-nan": ([*SFNO, "--lr", "nan"], "--lr", ["finite", "nan"]),
+    "sfno-time-budget-nan": ([*SFNO, "--time-budget", "nan"], "--time-budget", ["nan"]),
+    "sfno-max-steps-0": ([*SFNO, "--max-steps", "0"], "--max-steps", [">= 1", "0"]),
+    "sfno-seed-neg": ([*SFNO, "--seed", "-1"], "--seed", [">= 0", "-1"]),
+    "hardc-steps-0": ([*HARDC, "--steps", "0"], "--steps", [">= 1", "0"]),
+    "hardc-lr-nan": ([*HARDC, "--lr", "nan"], "--lr", ["nan"]),
+    "hardc-experts-0": ([*HARDC, "--experts", "0"], "--experts", [">= 1", "0"]),
+    "probconserv-members-0": ([*PROBCONSERV, "--members", "0"], "--members", [">= 1", "0"]),
+    "mppde-train-samples-neg": ([*MPPDE, "--train-samples", "-4"], "--train-samples",
+                                [">= 1", "-4"]),
+    "generate-ns2d-preset-bogus": (["generate", "ns2d", "--preset", "bogus", "--samples", "1"],
+                                   "--preset", ["invalid choice", "bogus", "fno"]),
     "sfno-device-bogus": (["train", "sfno", "--data", "x.h5", "--device", "bogus"],
                           "--device", ["bogus", "cpu, cuda or cuda:N"]),
     "generate-device-missing-gpu": (
