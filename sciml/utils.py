@@ -5,7 +5,8 @@ arguments and write their files the same way the library does:
 
 * validators that raise ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind,
   bad value) with a message naming the argument, the value and the fix:
-  :func:`check_int`, :func:`check_real`, :func:`check_bool`, :func:`check_choice`,
+  :func:`check_int`, :func:`check_real`, :func:`check_positive`, :func:`check_bool`,
+  :func:`check_choice`, :func:`check_tolerances`,
   :func:`check_int_tuple`, :func:`check_tensor`, :func:`check_finite`,
   :func:`check_device`;
 * files written whole or not at all: :func:`atomic_write` (bytes, text or a writer
@@ -26,8 +27,10 @@ from ._validation import (
     check_finite,
     check_int,
     check_int_tuple,
+    check_positive,
     check_real,
     check_tensor,
+    check_tolerances,
 )
 
 __all__ = [
@@ -39,7 +42,9 @@ __all__ = [
     "check_finite",
     "check_int",
     "check_int_tuple",
+    "check_positive",
     "check_real",
     "check_tensor",
+    "check_tolerances",
     "writer_lock",
 ]
