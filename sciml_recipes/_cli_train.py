@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import inspect
 from pathlib import Path
 
 from sciml_recipes._cli_types import (
@@ -16,7 +19,38 @@ from sciml_recipes._cli_types import (
 )
 
 
+def _default(owner: object, name: str) -> object:
+    """The default of ``name`` in a settings dataclass or a function signature, so that each
+    default is written once, where the recipe defines it, and the command line follows."""
+    if dataclasses.is_dataclass(owner):
+        f = {f.name: f for f in dataclasses.fields(owner)}[name]
+        if f.default is dataclasses.MISSING:
+            raise LookupError(f"{owner.__name__}.{name} has no default")
+        return f.default
+    return inspect.signature(owner).parameters[name].default
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from sciml.operators import SFNO, SpectralRefiner
+    from sciml.train import TrainConfig
+    from sciml_recipes.gpme.run import run_probconserv
+    from sciml_recipes.hardc.pipeline import HardCConfig
+    from sciml_recipes.hardc.run import run_hardc
+    from sciml_recipes.mppde.run import run_mppde
+    from sciml_recipes.sfno.pipeline import NSData, evaluate_model, refine_model
+
+    # one partial per place a default is defined: <prefix>_("name") reads it from there
+    pc_ = functools.partial(_default, run_probconserv)
+    hc_ = functools.partial(_default, run_hardc)
+    mp_ = functools.partial(_default, run_mppde)
+    tc_ = functools.partial(_default, TrainConfig)
+    ns_ = functools.partial(_default, NSData)
+    hcc_ = functools.partial(_default, HardCConfig)
+    sr_ = functools.partial(_default, SpectralRefiner)
+    ev_ = functools.partial(_default, evaluate_model)
+    rf_ = functools.partial(_default, refine_model)
+    sf_ = functools.partial(_default, SFNO)
+
     t = sub.add_parser("train", help="train a neural operator on a data set (resumable, torchrun)")
     models = t.add_subparsers(dest="model", required=True, metavar="MODEL")
     s = models.add_parser(
@@ -26,26 +60,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--nproc_per_node K -m sciml_recipes train sfno ...` for data parallel training.")
     s.add_argument("--data", required=True, help="the HDF5 file")
     s.add_argument("--out", required=True, help="folder for checkpoint.pt, model.pt, metrics")
-    s.add_argument("--input-steps", type=int, default=10)
-    s.add_argument("--output-steps", type=int, default=10)
-    s.add_argument("--stride", type=int, default=4, help="steps between training windows")
-    s.add_argument("--test-stride", type=int, default=40, help="steps between test windows")
-    s.add_argument("--test-samples", type=int, default=8,
+    s.add_argument("--input-steps", type=int, default=ns_("input_steps"))
+    s.add_argument("--output-steps", type=int, default=ns_("output_steps"))
+    s.add_argument("--stride", type=int, default=ns_("stride"),
+                   help="steps between training windows")
+    s.add_argument("--test-stride", type=int, default=ns_("test_stride"),
+                   help="steps between test windows")
+    s.add_argument("--test-samples", type=int, default=ns_("test_samples"),
                    help="trajectories held out for testing (the last ones in the file)")
-    s.add_argument("--subsample", type=int, default=1,
+    s.add_argument("--subsample", type=int, default=ns_("subsample"),
                    help="spatial stride: 2 trains at 64^2 on a file stored at 128^2")
     s.add_argument("--modes", type=int, default=12, help="spatial Fourier modes")
     s.add_argument("--modes-t", type=int, default=5, help="temporal Fourier modes")
-    s.add_argument("--width", type=int, default=20)
-    s.add_argument("--layers", type=int, default=4)
+    s.add_argument("--width", type=int, default=sf_("width"))
+    s.add_argument("--layers", type=int, default=sf_("layers"))
     s.add_argument("--epochs", type=positive_int, default=10)
-    s.add_argument("--lr", type=positive_float, default=1e-3)
-    s.add_argument("--batch-size", type=positive_int, default=4, help="per process")
-    s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "constant"])
+    s.add_argument("--lr", type=positive_float, default=tc_("lr"))
+    s.add_argument("--batch-size", type=positive_int, default=tc_("batch_size"), help="per process")
+    s.add_argument("--schedule", default=tc_("schedule"),
+                   choices=["onecycle", "cosine", "constant"])
     s.add_argument("--max-steps", type=positive_int, default=None)
     s.add_argument("--time-budget", type=positive_float, default=None, help="seconds of training")
     s.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimiser steps")
-    s.add_argument("--seed", type=nonnegative_int, default=0)
+    s.add_argument("--seed", type=nonnegative_int, default=tc_("seed"))
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     s.add_argument("--device", type=device, default=None,
                    help="cpu, cuda or cuda:N (default: the GPU if any)")
@@ -58,16 +95,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "at t* = 0.5 on the test parameters, and write OUT/probconserv.json and "
         "OUT/probconserv_profiles.png. A rerun reuses or resumes the trained members.")
     pc.add_argument("--out", required=True, help="folder for the members, JSON and figure")
-    pc.add_argument("--problems", nargs="+", default=["diffusion", "pme", "stefan"],
+    pc.add_argument("--problems", nargs="+", default=list(pc_("problems")),
                     choices=["diffusion", "pme", "stefan"])
-    pc.add_argument("--members", type=positive_int, default=4, help="ensemble size")
-    pc.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps per member")
-    pc.add_argument("--tasks", type=positive_int, default=2048, help="training tasks per problem")
-    pc.add_argument("--soft", type=nonnegative_float, default=1e-3,
+    pc.add_argument("--members", type=positive_int, default=pc_("members"), help="ensemble size")
+    pc.add_argument("--steps", type=positive_int, default=pc_("steps"),
+                    help="optimiser steps per member")
+    pc.add_argument("--tasks", type=positive_int, default=pc_("tasks"),
+                    help="training tasks per problem")
+    pc.add_argument("--soft", type=nonnegative_float, default=pc_("soft"),
                     help="weight of the PDE-residual penalty of the soft baseline (0: skip it)")
-    pc.add_argument("--n-eval", type=positive_int, default=50, help="context draws per test case")
+    pc.add_argument("--n-eval", type=positive_int, default=pc_("n_eval"),
+                    help="context draws per test case")
     pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
-    pc.add_argument("--seed", type=nonnegative_int, default=0)
+    pc.add_argument("--seed", type=nonnegative_int, default=pc_("seed"))
     pc.add_argument("--no-progress", action="store_true")
 
     hc = models.add_parser(
@@ -78,19 +118,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "OUT/hard_constraints.json and OUT/hard_constraints.png. A rerun reuses finished "
         "runs and resumes unfinished ones.")
     hc.add_argument("--out", required=True, help="folder for the runs, JSON and figure")
-    hc.add_argument("--methods", nargs="+", default=["soft", "single", "moe", "moe-chain"],
+    hc.add_argument("--methods", nargs="+", default=list(hc_("methods")),
                     choices=["soft", "single", "moe", "moe-chain"])
-    hc.add_argument("--steps", type=positive_int, default=400, help="optimiser steps per method")
-    hc.add_argument("--lr", type=positive_float, default=2e-3)
-    hc.add_argument("--points", type=positive_int, default=512,
+    hc.add_argument("--steps", type=positive_int, default=hc_("steps"),
+                    help="optimiser steps per method")
+    hc.add_argument("--lr", type=positive_float, default=hc_("lr"))
+    hc.add_argument("--points", type=positive_int, default=hcc_("points"),
                     help="collocation points of the constraint (total over experts)")
-    hc.add_argument("--experts", type=positive_int, default=4)
-    hc.add_argument("--split", default="t", choices=["x", "t", "xt"],
+    hc.add_argument("--experts", type=positive_int, default=hcc_("experts"))
+    hc.add_argument("--split", default=hcc_("split"), choices=["x", "t", "xt"],
                     help="how the MoE cuts the (x, t) domain")
-    hc.add_argument("--n-basis", type=positive_int, default=16)
+    hc.add_argument("--n-basis", type=positive_int, default=hcc_("n_basis"))
     hc.add_argument("--results", default=None,
                     help="JSON path (default OUT/hard_constraints.json)")
-    hc.add_argument("--seed", type=nonnegative_int, default=0)
+    hc.add_argument("--seed", type=nonnegative_int, default=hc_("seed"))
     hc.add_argument("--no-progress", action="store_true")
 
     dc = models.add_parser(
@@ -100,6 +141,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "of the fluid proxy and random obstacle scenes, and write OUT/dcdm_<dim>d.pt "
         "(config, weights, settings). Rerun to resume from OUT/checkpoint.pt.")
     dc.add_argument("--out", required=True, help="folder for the checkpoint and weights")
+    # the defaults here are the settings the shipped 2D network was trained with (stored in
+    # sciml/solvers/linear/weights/dcdm_2d.pt), not train_dcdm's general-purpose ones
     dc.add_argument("--dim", type=int, default=2, choices=[2, 3])
     dc.add_argument("--size", type=int_at_least(8, " (DCDMNet needs two levels at least: "
                                                  "it halves grids whose sides stay >= 4)"),
@@ -131,27 +174,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "OUT/mppde_rollout.png. A rerun reuses finished runs and resumes unfinished ones; "
         "--train-only trains without scoring (for background training).")
     mp.add_argument("--out", required=True, help="folder for data, runs, JSON and figure")
-    mp.add_argument("--families", nargs="+", default=["E1", "E2", "E3"],
+    mp.add_argument("--families", nargs="+", default=list(mp_("families")),
                     choices=["E1", "E2", "E3"])
-    mp.add_argument("--conventions", nargs="+", default=["paper", "conservative"],
+    mp.add_argument("--conventions", nargs="+", default=list(mp_("conventions")),
                     choices=["paper", "conservative"])
-    mp.add_argument("--nx", type=int, nargs="+", default=[50, 40])
-    mp.add_argument("--models", nargs="+", default=["mppde", "fno"], choices=["mppde", "fno"])
-    mp.add_argument("--train-samples", type=positive_int, default=512)
-    mp.add_argument("--test-samples", type=positive_int, default=128)
-    mp.add_argument("--steps", type=positive_int, default=100_000,
+    mp.add_argument("--nx", type=int, nargs="+", default=list(mp_("nxs")))
+    mp.add_argument("--models", nargs="+", default=list(mp_("models")), choices=["mppde", "fno"])
+    mp.add_argument("--train-samples", type=positive_int, default=mp_("train_samples"))
+    mp.add_argument("--test-samples", type=positive_int, default=mp_("test_samples"))
+    mp.add_argument("--steps", type=positive_int, default=mp_("steps"),
                     help="most optimiser steps per model")
-    mp.add_argument("--time-budget", type=nonnegative_float, default=600.0,
+    mp.add_argument("--time-budget", type=nonnegative_float, default=mp_("time_budget"),
                     help="seconds of training per model (0: none, --steps alone decides)")
-    mp.add_argument("--batch-size", type=positive_int, default=16)
-    mp.add_argument("--lr", type=positive_float, default=1e-3)
-    mp.add_argument("--max-unroll", type=nonnegative_int, default=2,
+    mp.add_argument("--batch-size", type=positive_int, default=mp_("batch_size"))
+    mp.add_argument("--lr", type=positive_float, default=mp_("lr"))
+    mp.add_argument("--max-unroll", type=nonnegative_int, default=mp_("max_unroll"),
                     help="most pushforward unrolls")
-    mp.add_argument("--hidden", type=positive_int, default=128, help="MP-PDE width")
-    mp.add_argument("--fno-width", type=positive_int, default=64)
+    mp.add_argument("--hidden", type=positive_int, default=mp_("hidden"), help="MP-PDE width")
+    mp.add_argument("--fno-width", type=positive_int, default=mp_("fno_width"))
     mp.add_argument("--train-only", action="store_true", help="train, do not score")
     mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
-    mp.add_argument("--seed", type=nonnegative_int, default=0)
+    mp.add_argument("--seed", type=nonnegative_int, default=mp_("seed"))
     mp.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser(
@@ -160,19 +203,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "fit it to each test trajectory's Navier-Stokes residual (no ground truth; the truth "
         "is read only to report the true error before and after).")
     _model_args(r)
-    r.add_argument("--steps", type=positive_int, default=100)
-    r.add_argument("--lr", type=positive_float, default=1e-3)
-    r.add_argument("--norm", default="h-1", choices=["h-1", "l2"],
+    r.add_argument("--steps", type=positive_int, default=sr_("steps"))
+    r.add_argument("--lr", type=positive_float, default=sr_("lr"))
+    r.add_argument("--norm", default=rf_("norm"), choices=["h-1", "l2"],
                    help="spatial norm of the residual (h-1: the paper's)")
     r.add_argument("--windows", type=int, default=None,
                    help="refine the first N test windows (default all)")
-    r.add_argument("--batch-size", type=positive_int, default=4,
+    r.add_argument("--batch-size", type=positive_int, default=sr_("batch_size"),
                    help="trajectories refined together")
 
     e = sub.add_parser(
         "evaluate", help="errors of a trained SFNO per sample and time, spectra, figures")
     _model_args(e)
-    e.add_argument("--batch-size", type=positive_int, default=4)
+    e.add_argument("--batch-size", type=positive_int, default=ev_("batch_size"))
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
