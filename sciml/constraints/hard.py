@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.func import jvp, vmap
 
 from .._frozen import frozen_settings
-from .._validation import check_finite, check_int, check_tensor
+from .._validation import check_bool, check_finite, check_int, check_tensor
 
 __all__ = ["HardConstraint", "HardConstraintError", "HardConstraintResult", "LMStatus",
            "levenberg_marquardt"]
@@ -174,7 +174,8 @@ def levenberg_marquardt(
     max_iter: int = 50,
     tol: float = 1e-10,
     jacobian: Callable[..., tuple[Tensor, Tensor]] | None = None,
-) -> tuple[Tensor, LMStatus, Tensor, Tensor]:
+    throw: bool = False,
+) -> HardConstraintResult:
     """Batched LM for ``min_c 1/2 |r(c)|^2 + ridge/2 |c|^2``, each sample independent.
 
     Step: ``(J^T J + ridge I + mu s I) d = -(J^T r + ridge c)`` with ``s`` the mean
@@ -193,7 +194,15 @@ def levenberg_marquardt(
     ``max_nfev`` counts function evaluations; scipy's ``ftol``/``xtol`` tests have no
     counterpart.
 
-    Returns ``(c, status, iterations (B,), gradient inf-norm (B,))``.
+    Returns:
+        A :class:`HardConstraintResult`: ``coeffs`` (``c0``'s dtype, no gradient: this is
+        the bare solver; :class:`HardConstraint` is the differentiable layer), ``status``
+        (worst over the batch), ``iterations``, ``grad_norm``, ``residual_norm`` per
+        sample, ``stats`` (the same plus ``member_status``) and ``converged``.
+
+    Raises:
+        HardConstraintError: ``throw=True`` and a status other than ``CONVERGED``.
+        ValueError, TypeError: bad settings or data.
     """
     # the settings are checked as the layer checks them
     HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol, jacobian=jacobian)
@@ -204,8 +213,15 @@ def levenberg_marquardt(
         d = check_tensor(f"data[{i}]", d, min_ndim=1)
         if d.shape[0] != c0.shape[0]:
             raise ValueError(f"data[{i}] has batch size {d.shape[0]} but c0 has {c0.shape[0]}")
-    return _lm(residual, c0, data, ridge=ridge, max_iter=max_iter, tol=tol,
-               jacobian=jacobian)[:4]
+    throw = check_bool("throw", throw)
+    c, status, iters, gnorm, codes = _lm(residual, c0, data, ridge=ridge, max_iter=max_iter,
+                                         tol=tol, jacobian=jacobian)
+    members = [_WORST[i] for i in codes.tolist()]
+    if throw and status is not LMStatus.CONVERGED:
+        _raise(status, members, iters, gnorm, "sample(s)")
+    with torch.no_grad():
+        rnorm = residual(c, *data).norm(dim=-1)
+    return HardConstraintResult(c, status, iters, gnorm, rnorm, {"member_status": members})
 
 
 @torch.no_grad()
