@@ -18,6 +18,7 @@ import torch
 from scipy.optimize import lsq_linear, nnls
 
 from sciml.constraints.convex_hard import ConvexHardConstraint
+from sciml.constraints.convex_result import ConvexError, ConvexStatus
 from sciml.constraints.hard import HardConstraint, LMStatus
 
 KAPPA = 0.1
@@ -88,10 +89,12 @@ def test_heat_equation_agrees_with_levenberg_marquardt(polish: bool) -> None:
     (lm.coeffs * w).sum().backward()
 
     A2, b2 = A.clone().requires_grad_(), b.clone().requires_grad_()
-    c = ConvexHardConstraint(R, N, ridge=RIDGE, polish=polish)(A2, b2)
+    res = ConvexHardConstraint(R, N, ridge=RIDGE, polish=polish)(A2, b2)
+    c = res.solution
     (c * w).sum().backward()
 
     assert c.shape == (B, N) and c.dtype == torch.float64
+    assert res.converged and bool(res.stats["polished"].all()) is polish
     assert _rel(c, lm.coeffs) < RTOL[polish]
     assert _rel(A2.grad, A1.grad) < 10 * RTOL[polish]
     assert _rel(b2.grad, b1.grad) < 10 * RTOL[polish]
@@ -113,14 +116,15 @@ def _tiny(seed: int = 0, m: int = 2):
 def test_gradcheck_with_an_active_inequality(polish: bool) -> None:
     A, b, G, h = _tiny()
     layer = ConvexHardConstraint(6, 3, ridge=1e-3, n_ineq=2, polish=polish)
-    c = layer(A, b, G, h)
+    c = layer(A, b, G, h).solution
     slack = h - (G @ c[..., None])[..., 0]
     assert slack.min() < 1e-8 < slack.max()  # one constraint active, one not
-    free = ConvexHardConstraint(6, 3, ridge=1e-3)(A, b)
+    free = ConvexHardConstraint(6, 3, ridge=1e-3)(A, b).solution
     assert not torch.allclose(c, free, atol=1e-3)  # the constraint changes the answer
     inputs = tuple(t.clone().requires_grad_() for t in (A, b, G, h))
     atol, rtol = (1e-7, 1e-5) if polish else (1e-4, 1e-3)
-    assert torch.autograd.gradcheck(layer, inputs, eps=1e-6, atol=atol, rtol=rtol)
+    assert torch.autograd.gradcheck(lambda *x: layer(*x).solution, inputs, eps=1e-6,
+                                    atol=atol, rtol=rtol)
 
 
 def test_gradcheck_unconstrained_and_with_equalities() -> None:
@@ -128,21 +132,23 @@ def test_gradcheck_unconstrained_and_with_equalities() -> None:
     f = torch.tensor([[0.5]], dtype=torch.float64)
     layer = ConvexHardConstraint(6, 3, ridge=1e-3, n_eq=1)
     inputs = tuple(t.clone().requires_grad_() for t in (A, b, E, f))
-    assert torch.autograd.gradcheck(lambda A, b, E, f: layer(A, b, E=E, f=f), inputs,
+    assert torch.autograd.gradcheck(lambda A, b, E, f: layer(A, b, E=E, f=f).solution, inputs,
                                     eps=1e-6, atol=1e-8)
     free = ConvexHardConstraint(6, 3, ridge=1e-3)
-    assert torch.autograd.gradcheck(free, inputs[:2], eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradcheck(lambda A, b: free(A, b).solution, inputs[:2], eps=1e-6,
+                                    atol=1e-8)
 
 
 @pytest.mark.parametrize("polish", [True, False])
 def test_bounds_on_coefficients_match_lsq_linear(polish: bool) -> None:
     A, b = _heat_batch()
     B, R, N = A.shape
-    free = ConvexHardConstraint(R, N, ridge=RIDGE)(A, b)
+    free = ConvexHardConstraint(R, N, ridge=RIDGE)(A, b).solution
     bound = 0.5 * free.abs().amax(-1)  # cuts off the largest coefficients
     G = torch.cat([torch.eye(N), -torch.eye(N)]).double()  # shared by the batch
     h = bound[:, None].expand(B, 2 * N)
-    c = ConvexHardConstraint(R, N, ridge=RIDGE, n_ineq=2 * N, polish=polish)(A, b, G, h)
+    c = ConvexHardConstraint(R, N, ridge=RIDGE, n_ineq=2 * N, polish=polish)(A, b, G, h
+                                                                              ).solution
     assert (c.abs() <= bound[:, None] * (1 + 1e-9)).all()
     for i in range(B):
         bound_i = float(bound[i])
@@ -162,10 +168,10 @@ def test_positive_solution_at_points_satisfies_kkt_and_matches_dual_nnls() -> No
     Phi, _, _ = _features(s, torch.zeros_like(s), 0)
     b = b.clone()
     b[48:60] = torch.sin(2 * math.pi * s)  # negative on x > 1/2
-    free = ConvexHardConstraint(R, N, ridge=RIDGE)(A, b)
+    free = ConvexHardConstraint(R, N, ridge=RIDGE)(A, b).solution
     assert (Phi @ free).min() < -1e-2  # the unconstrained fit goes negative
     layer = ConvexHardConstraint(R, N, ridge=RIDGE, n_ineq=12)
-    c = layer(A, b, -Phi, torch.zeros(12, dtype=torch.float64))
+    c = layer(A, b, -Phi, torch.zeros(12, dtype=torch.float64)).solution
     assert c.shape == (N,)  # unbatched in, unbatched out
     u = Phi @ c
     assert u.min() >= -1e-12
@@ -193,7 +199,7 @@ def test_equality_constraints_match_a_null_space_solve() -> None:
     B, R, N = A.shape
     E = A[:, 48:51]  # reproduce three initial values exactly
     f = b[:, 48:51]
-    c = ConvexHardConstraint(R, N, ridge=RIDGE, n_eq=3)(A, b, E=E, f=f)
+    c = ConvexHardConstraint(R, N, ridge=RIDGE, n_eq=3)(A, b, E=E, f=f).solution
     for i in range(B):
         An, bn, En, fn = (t[i].numpy() for t in (A, b, E, f))
         c0 = np.linalg.lstsq(En, fn, rcond=None)[0]
@@ -211,8 +217,10 @@ def test_dependent_equalities_fall_back_to_the_interior_point_answer() -> None:
     A, b, _, _ = _tiny(seed=4)
     E = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
     f = torch.ones(2, dtype=torch.float64)
-    c = ConvexHardConstraint(6, 3, n_eq=2)(A[0], b[0], E=E, f=f)
-    one = ConvexHardConstraint(6, 3, n_eq=1)(A[0], b[0], E=E[:1], f=f[:1])
+    res = ConvexHardConstraint(6, 3, n_eq=2)(A[0], b[0], E=E, f=f)
+    c = res.solution
+    assert res.converged
+    one = ConvexHardConstraint(6, 3, n_eq=1)(A[0], b[0], E=E[:1], f=f[:1]).solution
     assert _rel(c, one) < 1e-5
     assert (E @ c - f).abs().max() < 1e-7
 
@@ -222,24 +230,28 @@ def test_batch_rows_alone_shared_arguments_and_pickle() -> None:
     A2 = torch.cat([A, 2 * A])
     b2 = torch.cat([b, -b])
     layer = ConvexHardConstraint(6, 3, ridge=1e-3, n_ineq=2)
-    both = layer(A2, b2, G[0], h[0])  # G, h shared by the batch
+    both = layer(A2, b2, G[0], h[0]).solution  # G, h shared by the batch
     for i in range(2):
-        torch.testing.assert_close(both[i], layer(A2[i], b2[i], G[0], h[0]),
+        torch.testing.assert_close(both[i], layer(A2[i], b2[i], G[0], h[0]).solution,
                                    rtol=1e-12, atol=1e-14)
     again = pickle.loads(pickle.dumps(layer))
-    torch.testing.assert_close(again(A2, b2, G[0], h[0]), both, rtol=1e-12, atol=1e-14)
-    assert layer(A2[:0], b2[:0], G[0], h[0]).shape == (0, 3)
+    torch.testing.assert_close(again(A2, b2, G[0], h[0]).solution, both, rtol=1e-12, atol=1e-14)
+    empty = layer(A2[:0], b2[:0], G[0], h[0])
+    assert empty.solution.shape == (0, 3) and empty.converged
     # float32 data are solved in float64
-    c32 = layer(A2.float(), b2.float(), G[0].float(), h[0].float())
+    c32 = layer(A2.float(), b2.float(), G[0].float(), h[0].float()).solution
     assert c32.dtype == torch.float64
 
 
-def test_infeasible_constraints_raise() -> None:
+def test_infeasible_constraints_report_infeasible_or_raise() -> None:
     A, b, _, _ = _tiny()
     G = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]], dtype=torch.float64)
     h = torch.tensor([-1.0, -1.0], dtype=torch.float64)  # c_0 <= -1 and c_0 >= 1
-    with pytest.raises(ValueError, match="no coefficients meet"):
-        ConvexHardConstraint(6, 3, n_ineq=2)(A, b, G, h)
+    res = ConvexHardConstraint(6, 3, n_ineq=2)(A, b, G, h)
+    assert res.status is ConvexStatus.INFEASIBLE and not res.converged
+    assert float(res.stats["violation"][0]) > 1e-3
+    with pytest.raises(ConvexError, match="INFEASIBLE"):
+        ConvexHardConstraint(6, 3, n_ineq=2)(A, b, G, h, throw=True)
 
 
 @pytest.mark.parametrize(
@@ -284,7 +296,7 @@ def test_bad_inputs_raise() -> None:
 @pytest.mark.gpu
 def test_cuda_inputs_come_back_on_cuda() -> None:
     A, b, G, h = (t.cuda() for t in _tiny())
-    c = ConvexHardConstraint(6, 3, ridge=1e-3, n_ineq=2)(A, b, G, h)
+    c = ConvexHardConstraint(6, 3, ridge=1e-3, n_ineq=2)(A, b, G, h).solution
     assert c.device.type == "cuda"
     torch.testing.assert_close(c.cpu(), ConvexHardConstraint(6, 3, ridge=1e-3, n_ineq=2)(
-        *(t.cpu() for t in (A, b, G, h))), rtol=1e-12, atol=1e-14)
+        *(t.cpu() for t in (A, b, G, h))).solution, rtol=1e-12, atol=1e-14)

@@ -19,6 +19,7 @@ from conftest import GRADCHECK
 from scipy import optimize
 
 from sciml.constraints.convex import ConvexProjection, project_convex
+from sciml.constraints.convex_result import ConvexError, ConvexStatus
 
 # tolerances, in units of the data's size
 REF_TOL = 1e-6  # against an interior-point reference (accurate to ~1e-7 at n <= 50)
@@ -132,7 +133,9 @@ def test_matches_cvxpy_and_satisfies_the_constraints(monotone, k, upper) -> None
     n = 24 + 6 * k + (10 if monotone else 0)  # 24 ... 46
     y, w, G, b, _ = _data(4, n, k, seed=n + k, monotone=monotone, upper=upper)
     proj = ConvexProjection(n, monotone=monotone, n_eq=k, upper=upper)
-    u = proj(y, w, *((G, b) if k else ())).numpy()
+    res = proj(y, w, *((G, b) if k else ()))
+    assert res.converged and res.stats["violation"].max() < 1e-9
+    u = res.solution.numpy()
     for i in range(4):
         Gi, bi = (G.numpy(), b[i].numpy()) if k else (None, None)
         ref = _cvxpy_ref(y[i].numpy(), w[i].numpy(), monotone=monotone, G=Gi, b=bi,
@@ -158,7 +161,7 @@ def test_kkt_conditions_and_optimality_over_feasible_points(monotone, k, upper) 
     """Nonnegative multipliers exist (KKT) and every feasible point is no closer to y."""
     n = 30
     y, w, G, b, v = _data(3, n, k, seed=7 + k, monotone=monotone, upper=upper)
-    u = ConvexProjection(n, monotone=monotone, n_eq=k, upper=upper)(y, w, G, b).numpy()
+    u = ConvexProjection(n, monotone=monotone, n_eq=k, upper=upper)(y, w, G, b).solution.numpy()
     for i in range(3):
         yi, wi = y[i].numpy(), w[i].numpy()
         res, scale = _kkt_residual(u[i], yi, wi, nonneg=True, monotone=monotone,
@@ -176,13 +179,13 @@ def test_nonneg_with_unit_weights_is_max_and_nnls() -> None:
     g = torch.Generator().manual_seed(0)
     y = torch.randn(5, 40, generator=g, dtype=torch.float64)
     y[0, :5] = 0.0  # exactly on the bound
-    u = ConvexProjection(40)(y)
+    u = ConvexProjection(40)(y).solution
     np.testing.assert_allclose(u.numpy(), np.maximum(y.numpy(), 0.0), rtol=0, atol=EXACT_TOL)
     for i in range(5):
         x, _ = optimize.nnls(np.eye(40), y[i].numpy())
         np.testing.assert_allclose(u[i].numpy(), x, rtol=0, atol=EXACT_TOL)
     # the functional form and float32: same answer, y's dtype
-    u32 = project_convex(y.float())
+    u32 = project_convex(y.float()).solution
     assert u32.dtype == torch.float32
     np.testing.assert_allclose(u32.numpy(), np.maximum(y.float().numpy(), 0), atol=1e-6)
 
@@ -199,7 +202,7 @@ def test_monotone_is_isotonic_regression(monotone: str, nonneg: bool) -> None:
     w[2] = rng.uniform(0.1, 10.0, n)
     u = ConvexProjection(n, nonneg=nonneg, monotone=monotone)(
         torch.tensor(y), torch.tensor(w)
-    ).numpy()
+    ).solution.numpy()
     for i in range(3):
         if monotone == "increasing":
             ref = _pav(y[i], w[i])
@@ -213,7 +216,7 @@ def test_monotone_is_isotonic_regression(monotone: str, nonneg: bool) -> None:
 def test_only_equality_with_unit_weights_is_the_orthogonal_projection() -> None:
     """HardC: u = y - G^T (G G^T)^-1 (G y - b)."""
     y, _, G, b, _ = _data(3, 25, 2, seed=11)
-    u = ConvexProjection(25, nonneg=False, n_eq=2)(y, None, G, b).numpy()
+    u = ConvexProjection(25, nonneg=False, n_eq=2)(y, None, G, b).solution.numpy()
     Gn = G.numpy()
     for i in range(3):
         ref = y[i].numpy() - Gn.T @ np.linalg.solve(Gn @ Gn.T, Gn @ y[i].numpy() - b[i].numpy())
@@ -222,7 +225,8 @@ def test_only_equality_with_unit_weights_is_the_orthogonal_projection() -> None:
 
 def test_no_constraint_is_the_identity() -> None:
     y = torch.randn(2, 9, dtype=torch.float64)
-    assert torch.equal(ConvexProjection(9, nonneg=False)(y), y)
+    res = ConvexProjection(9, nonneg=False)(y)
+    assert torch.equal(res.solution, y) and res.converged
 
 
 # ------------------------------------------------------------------------ gradients
@@ -241,11 +245,11 @@ def test_gradcheck_against_finite_differences() -> None:
     proj = ConvexProjection(8, monotone="increasing", n_eq=1)
 
     def f(y, w, G, b):
-        return proj(y, w, G, b) @ c
+        return proj(y, w, G, b).solution @ c
 
     args = tuple(t.clone().requires_grad_(True) for t in (y, w, G, b))
     assert torch.autograd.gradcheck(f, args, eps=GRADCHECK["eps"], atol=1e-7, rtol=1e-6)
-    u = proj(*args)
+    u = proj(*args).solution
     assert (u[:2].detach() == 0).all() and u[2].item() == pytest.approx(u[3].item())
     u.sum().backward()
     assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in args)
@@ -259,7 +263,7 @@ def test_cvxpylayers_derivative_matches_finite_differences() -> None:
     exact = ConvexProjection(8, monotone="increasing", n_eq=1)
     raw = ConvexProjection(8, monotone="increasing", n_eq=1, polish=False)
     args = [t.clone().requires_grad_(True) for t in (y, w, G, b)]
-    grads = torch.autograd.grad(raw(*args) @ c, args)
+    grads = torch.autograd.grad(raw(*args).solution @ c, args)
     h = 1e-6
     for j, (a, gr) in enumerate(zip(args, grads)):
         fd = torch.zeros_like(a)
@@ -269,7 +273,8 @@ def test_cvxpylayers_derivative_matches_finite_differences() -> None:
             plus[j].view(-1)[i] += h
             minus[j].view(-1)[i] -= h
             with torch.no_grad():
-                fd.view(-1)[i] = (exact(*plus) @ c - exact(*minus) @ c) / (2 * h)
+                fd.view(-1)[i] = (exact(*plus).solution @ c
+                                  - exact(*minus).solution @ c) / (2 * h)
         np.testing.assert_allclose(gr.numpy(), fd.numpy(), rtol=0,
                                    atol=1e-5 * (1 + fd.abs().max().item()))
 
@@ -278,39 +283,45 @@ def test_cvxpylayers_derivative_matches_finite_differences() -> None:
 def test_batch_equals_rows_alone_and_shared_G_equals_batched_G() -> None:
     y, w, G, b, _ = _data(4, 30, 2, seed=5, monotone="decreasing")
     proj = ConvexProjection(30, monotone="decreasing", n_eq=2)
-    u = proj(y, w, G, b)
+    u = proj(y, w, G, b).solution
     for i in range(4):
-        torch.testing.assert_close(proj(y[i], w[i], G, b[i]), u[i], rtol=0, atol=1e-12)
-    torch.testing.assert_close(proj(y, w, G.expand(4, 2, 30), b), u, rtol=0, atol=1e-12)
+        torch.testing.assert_close(proj(y[i], w[i], G, b[i]).solution, u[i], rtol=0,
+                                   atol=1e-12)
+    torch.testing.assert_close(proj(y, w, G.expand(4, 2, 30), b).solution, u, rtol=0,
+                               atol=1e-12)
     # weight of shape (n,) is shared by every row
-    torch.testing.assert_close(proj(y, w[0], G, b), proj(y, w[0].expand(4, 30), G, b))
+    torch.testing.assert_close(proj(y, w[0], G, b).solution,
+                               proj(y, w[0].expand(4, 30), G, b).solution)
 
 
 def test_float32_is_computed_in_float64() -> None:
     y, w, G, b, _ = _data(2, 20, 1, seed=2, monotone="increasing")
     proj = ConvexProjection(20, monotone="increasing", n_eq=1)
-    u64 = proj(y, w, G, b)
-    u32 = proj(y.float(), w.float(), G.float(), b.float())
+    u64 = proj(y, w, G, b).solution
+    u32 = proj(y.float(), w.float(), G.float(), b.float()).solution
     assert u32.dtype == torch.float32 and u32.shape == y.shape
     np.testing.assert_allclose(u32.numpy(), u64.numpy(), rtol=0, atol=1e-5)
 
 
 def test_polish_false_agrees_to_solver_accuracy() -> None:
     y, w, G, b, _ = _data(3, 30, 1, seed=9, monotone="increasing")
-    exact = ConvexProjection(30, monotone="increasing", n_eq=1)(y, w, G, b)
-    raw = ConvexProjection(30, monotone="increasing", n_eq=1, polish=False)(y, w, G, b)
+    exact = ConvexProjection(30, monotone="increasing", n_eq=1)(y, w, G, b).solution
+    res = ConvexProjection(30, monotone="increasing", n_eq=1, polish=False)(y, w, G, b)
+    assert res.converged and not bool(res.stats["polished"].any())
+    assert res.stats["kkt_residual"].max() < 1e-5
+    raw = res.solution
     np.testing.assert_allclose(raw.numpy(), exact.numpy(), rtol=0, atol=1e-4)
 
 
 def test_project_convex_one_row_G_and_module_state() -> None:
     y, w, G, b, _ = _data(3, 16, 1, seed=4)
-    u = project_convex(y, weight=w, G=G[0], b=b[:, 0])  # G as one row, b per profile
+    u = project_convex(y, weight=w, G=G[0], b=b[:, 0]).solution  # G one row, b per profile
     proj = ConvexProjection(16, n_eq=1)
-    torch.testing.assert_close(u, proj(y, w, G, b), rtol=0, atol=1e-12)
+    torch.testing.assert_close(u, proj(y, w, G, b).solution, rtol=0, atol=1e-12)
     # the cvxpy problem is no module state: empty state_dict, copies and pickles work
     assert proj.state_dict() == {}
     for clone in (copy.deepcopy(proj), pickle.loads(pickle.dumps(proj))):
-        torch.testing.assert_close(clone(y, w, G, b), u, rtol=0, atol=1e-12)
+        torch.testing.assert_close(clone(y, w, G, b).solution, u, rtol=0, atol=1e-12)
     assert "monotone=None" in repr(proj)
 
 
@@ -362,5 +373,7 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match=r"G has shape \(3, 1, 8\); expected \(1, 8\) for"):
         eq(y[0], None, G.expand(3, 1, 8), b[0])
     # b unreachable: u >= 0 and G >= 0 cannot give G u = -1
-    with pytest.raises(ValueError, match="no profile meets the constraints for batch row 0"):
-        eq(y, None, G, -b)
+    res = eq(y, None, G, -b)
+    assert res.status is ConvexStatus.INFEASIBLE and not res.converged
+    with pytest.raises(ConvexError, match=r"INFEASIBLE.*first batch row 0"):
+        eq(y, None, G, -b, throw=True)

@@ -103,7 +103,8 @@ def test_a_module_layer_still_switches_mode_and_moves() -> None:
     proj.train()
     assert proj.training
     y = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
-    torch.testing.assert_close(proj.double()(y), y.clamp_min(0.0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(proj.double()(y).solution, y.clamp_min(0.0), rtol=0,
+                               atol=1e-12)
 
 
 def test_a_per_call_limit_changes_that_call_only() -> None:

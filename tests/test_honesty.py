@@ -271,7 +271,9 @@ def test_convex_layers_return_feasible_answers():
     y[2] *= 1e3
     G = torch.ones(1, n, dtype=D)
     b = torch.tensor([[1.0], [5.0], [0.5]], dtype=D)
-    u = ConvexProjection(n, nonneg=True, monotone="increasing", n_eq=1)(y, G=G, b=b)
+    res = ConvexProjection(n, nonneg=True, monotone="increasing", n_eq=1)(y, G=G, b=b)
+    assert res.converged
+    u = res.solution
     assert float(u.min()) >= -1e-9
     assert float((u[:, :-1] - u[:, 1:]).max()) <= 1e-9
     torch.testing.assert_close(u @ G.T, b, rtol=0, atol=1e-9)
@@ -279,5 +281,7 @@ def test_convex_layers_return_feasible_answers():
     rhs = torch.randn(3, 8, generator=g, dtype=D) * 10
     Gc = torch.cat([torch.eye(4, dtype=D), -torch.eye(4, dtype=D)])
     h = torch.ones(8, dtype=D)
-    c = ConvexHardConstraint(8, 4, ridge=1e-6, n_ineq=8)(A, rhs, G=Gc, h=h)
+    res = ConvexHardConstraint(8, 4, ridge=1e-6, n_ineq=8)(A, rhs, G=Gc, h=h)
+    assert res.converged
+    c = res.solution
     assert float((c @ Gc.T - h).max()) <= 1e-9  # |c| <= 1 holds

@@ -13,13 +13,17 @@
   :class:`ChainedHardConstraint` solves slabs in time in sequence, each starting from the
   previous one's end state; :class:`ConvexHardConstraint` is the cvxpylayers version for
   linear residuals with inequality constraints. Their results carry ``status``, a
-  ``stats`` dict and ``converged``; ``throw=True`` raises :class:`HardConstraintError`.
+  ``stats`` dict and ``converged``; ``throw=True`` raises :class:`HardConstraintError`
+  (:func:`levenberg_marquardt` too). The convex layers return a :class:`ConvexResult`
+  with a measured :class:`ConvexStatus`; ``throw=True`` raises :class:`ConvexError` (a
+  :class:`HardConstraintError`).
 """
 
 from .chain import ChainedHardConstraint
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
 from .convex_hard import ConvexHardConstraint
+from .convex_result import ConvexError, ConvexResult, ConvexStatus
 from .hard import (
     HardConstraint,
     HardConstraintError,
@@ -33,8 +37,11 @@ from .probconserv import ConservedGaussian, ProbConserv, probconserv, project_me
 __all__ = [
     "ChainedHardConstraint",
     "ConservedGaussian",
+    "ConvexError",
     "ConvexHardConstraint",
     "ConvexProjection",
+    "ConvexResult",
+    "ConvexStatus",
     "HardConstraint",
     "HardConstraintError",
     "HardConstraintResult",

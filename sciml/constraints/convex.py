@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,8 @@ import torch
 from torch import Tensor, nn
 
 from .._frozen import frozen_settings
-from .._validation import check_choice, check_finite, check_int, check_tensor
+from .._validation import check_bool, check_choice, check_finite, check_int, check_tensor
+from .convex_result import ConvexResult, _codes, _lp_feasible, _raise, _result
 
 if TYPE_CHECKING:
     from cvxpylayers.torch import CvxpyLayer
@@ -93,7 +95,6 @@ _SOLVER_ARGS: dict[str, Any] = {
 _KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
 _ACTIVE_RTOLS = (1e-7, 1e-10, 1e-4)  # starting faces: slacks below rtol * scale count as active
 _MAX_MOVES = 30  # active-set moves from a starting face before giving up
-_FEAS_RTOL = 1e-6  # a returned profile further than this from feasible means infeasible data
 _MONOTONE = ("increasing", "decreasing")
 
 
@@ -105,8 +106,8 @@ def _bound(name: str, v: object) -> float | None:
     return float(v)
 
 
-@frozen_settings(("n", "nonneg", "monotone", "n_eq", "lower", "upper", "polish", "_lo",
-                  "_hi", "_unconstrained", "_layer"))
+@frozen_settings(("n", "nonneg", "monotone", "n_eq", "lower", "upper", "polish",
+                  "solver_args", "_lo", "_hi", "_unconstrained", "_layer"))
 class ConvexProjection(nn.Module):
     """Differentiable weighted projection of profiles onto a convex set (order, bounds, G u = b).
 
@@ -141,6 +142,8 @@ class ConvexProjection(nn.Module):
         polish: certify and polish the interior-point solution (see the module
             docstring); ``False`` returns the cvxpylayers solution as is (accurate to
             ~1e-5 where constraints are weakly active).
+        solver_args: extra Clarabel settings for diffcp, overriding the tight defaults
+            (e.g. ``{"max_iter": 500}``).
 
     The settings are read-only: assigning one (``layer.nonneg = False``) raises
     ``AttributeError``; build a new projection instead.
@@ -164,6 +167,7 @@ class ConvexProjection(nn.Module):
         lower: float | None = None,
         upper: float | None = None,
         polish: bool = True,
+        solver_args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         n = check_int("n", n, minimum=1)
@@ -178,6 +182,9 @@ class ConvexProjection(nn.Module):
         for name, flag in (("nonneg", nonneg), ("polish", polish)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
+        if solver_args is not None and not isinstance(solver_args, Mapping):
+            raise TypeError(f"solver_args must be a dict of Clarabel settings or None, "
+                            f"got {type(solver_args).__name__}")
         lower = _bound("lower", lower)
         upper = _bound("upper", upper)
         if lower is not None and upper is not None and lower > upper:
@@ -199,6 +206,7 @@ class ConvexProjection(nn.Module):
         for key, value in (("n", n), ("n_eq", n_eq), ("nonneg", nonneg),
                            ("monotone", monotone), ("polish", polish), ("lower", lower),
                            ("upper", upper), ("_lo", lo), ("_hi", hi),
+                           ("solver_args", {**_SOLVER_ARGS, **(solver_args or {})}),
                            ("_unconstrained", unconstrained)):
             object.__setattr__(self, key, value)
         self._build()
@@ -230,7 +238,9 @@ class ConvexProjection(nn.Module):
         weight: Tensor | None = None,
         G: Tensor | None = None,
         b: Tensor | None = None,
-    ) -> Tensor:
+        *,
+        throw: bool = False,
+    ) -> ConvexResult:
         """Project ``y``.
 
         Args:
@@ -240,54 +250,83 @@ class ConvexProjection(nn.Module):
             G: equality matrix, ``(n_eq, n)`` or ``(batch, n_eq, n)`` (only if
                 ``n_eq > 0``).
             b: right-hand side, ``(n_eq,)`` or ``(batch, n_eq)``.
+            throw: raise :class:`~sciml.constraints.ConvexError` instead of returning a
+                status other than ``CONVERGED``.
 
         Returns:
-            ``u`` with ``y``'s shape, dtype and device.
+            A :class:`~sciml.constraints.ConvexResult`: ``solution`` ``u`` with ``y``'s
+            shape, dtype and device (differentiable), ``status`` measured on the answer
+            (the polish's KKT certificate, or the interior-point answer's constraint
+            violation within 1e-6 and KKT residual within 1e-5; ``INFEASIBLE`` when a
+            linear program confirms that no profile meets the constraints, ``MAX_ITER``
+            when the solver stopped short), ``stats`` and ``converged``.
 
         Raises:
             TypeError: a non-tensor or non-real-floating input.
             ValueError: wrong shapes, non-positive or non-finite values, ``G``/``b``
-                missing or unexpected, or constraints that the data make infeasible.
+                missing or unexpected.
+            ConvexError: ``throw=True`` and a status other than ``CONVERGED`` (raised
+                before any differentiable re-solve).
         """
+        throw = check_bool("throw", throw)
         y64, w64, G64, b64, unbatched = self._prepare(y, weight, G, b)
-        if self._unconstrained or y64.shape[0] == 0:  # the projection onto R^n; no rows
-            return y.clone()
+        B = y64.shape[0]
+        if self._unconstrained or B == 0:  # the projection onto R^n (exact); no rows
+            zero = torch.zeros(B, dtype=torch.float64)
+            return _result(y.clone(), torch.zeros(B, dtype=torch.long), zero,
+                           torch.full((B,), math.nan, dtype=torch.float64),
+                           torch.ones(B, dtype=torch.bool))
         needs_grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (y, weight, G, b)
         )
         sw = w64.sqrt()
-        rows: list[Tensor | None] = [None] * y64.shape[0]
-        u_ipm = None
+        rows: list[Tensor | None] = [None] * B
+        ipm = None
         if self.polish:
             with torch.no_grad():
-                u_ipm = self._solve(sw, sw * y64, G64, b64)
-            for i in range(y64.shape[0]):
+                ipm = self._solve(sw, sw * y64, G64, b64)
+            for i in range(B):
                 rows[i] = self._polish_row(
-                    u_ipm[i].numpy(),
-                    y64[i],
-                    w64[i],
-                    _row(G64, i, 3),
-                    _row(b64, i, 2),
+                    ipm[0][i].numpy(), y64[i], w64[i], _row(G64, i, 3), _row(b64, i, 2)
                 )
+        polished = torch.tensor([r is not None for r in rows])
+        kkt = torch.full((B,), math.nan, dtype=torch.float64)
         failed = [i for i, r in enumerate(rows) if r is None]
-        if failed:
+        if failed:  # the interior-point answer, with diffcp's derivative if wanted
             idx = torch.tensor(failed)
             G_f = None if G64 is None else (G64[idx] if G64.ndim == 3 else G64)
             b_f = None if b64 is None else (b64[idx] if b64.ndim == 2 else b64)
-            if u_ipm is not None:  # infeasible data: say so before differentiating garbage
-                self._check_feasible(u_ipm[idx], y64.detach()[idx], G_f, b_f, failed)
-            if u_ipm is not None and not needs_grad:
-                u_f = u_ipm[idx]
-            else:  # solve (again), keeping diffcp's derivative if one is wanted
-                u_f = self._solve(sw[idx], (sw * y64)[idx], G_f, b_f)
-                if u_ipm is None:
-                    self._check_feasible(u_f.detach(), y64.detach()[idx], G_f, b_f, failed)
+            if ipm is None:
+                with torch.set_grad_enabled(needs_grad):
+                    u_f, duals = self._solve(sw[idx], (sw * y64)[idx], G_f, b_f)
+            else:
+                u_f, duals = ipm[0][idx], {k: v[idx] for k, v in ipm[1].items()}
+            kkt[idx] = self._kkt_residual(
+                u_f.detach(), duals, y64.detach()[idx], w64.detach()[idx],
+                None if G_f is None else G_f.detach())
             for j, i in enumerate(failed):
                 rows[i] = u_f[j]
         u = torch.stack(rows)  # type: ignore[arg-type]
+        with torch.no_grad():
+            ud = u.detach()
+            Gd = None if G64 is None else G64.detach()
+            bd = None if b64 is None else b64.detach()
+            violation = self._violation(ud, y64.detach(), Gd, bd)
+            codes = _codes(torch.isfinite(ud).all(-1), polished, violation, kkt,
+                           self._feasible(Gd, bd))
+        if throw and bool((codes != 0).any()):
+            _raise(codes, violation, kkt, "profile(s)")
+        redo = [i for i in failed if int(codes[i]) == 0]
+        if needs_grad and ipm is not None and redo:
+            # the status is known: solve the converged rows again, differentiably
+            idx = torch.tensor(redo)
+            G_r = None if G64 is None else (G64[idx] if G64.ndim == 3 else G64)
+            b_r = None if b64 is None else (b64[idx] if b64.ndim == 2 else b64)
+            u_r = self._solve(sw[idx], (sw * y64)[idx], G_r, b_r)[0]
+            u = u.index_put((idx,), u_r)
         if unbatched:
             u = u[0]
-        return u.to(dtype=y.dtype, device=y.device)
+        return _result(u.to(dtype=y.dtype, device=y.device), codes, violation, kkt, polished)
 
     # ---------------------------------------------------------------- validation
     def _prepare(
@@ -348,36 +387,76 @@ class ConvexProjection(nn.Module):
         check_finite("b", b64)
         return y64, w64, G64, b64, unbatched
 
-    def _check_feasible(
-        self, u: Tensor, y: Tensor, G: Tensor | None, b: Tensor | None, rows: list[int]
-    ) -> None:
-        """Raise if a row misses its constraints: the data are infeasible.
-
-        ``u``, ``y`` (and batched ``G``, ``b``) hold the rows ``rows`` of the batch, in order.
-        """
+    def _violation(self, u: Tensor, y: Tensor, G: Tensor | None, b: Tensor | None
+                   ) -> Tensor:
+        """Largest constraint violation per row, relative to ``1 + |u| + |y| (+ |b|)``
+        (NaN where ``u`` is not finite)."""
         lo, hi = self._lo, self._hi
-        with torch.no_grad():
-            for j, i in enumerate(rows):
-                ui, Gi, bi = u[j], _row(G, j, 3), _row(b, j, 2)
-                scale = 1.0 + float(ui.abs().max()) + float(y[j].abs().max())
-                viol = {
-                    "u >= lower (or 0)": float((lo - ui).max()) if math.isfinite(lo) else 0.0,
-                    "u <= upper": float((ui - hi).max()) if math.isfinite(hi) else 0.0,
-                }
-                if self.monotone is not None and ui.numel() > 1:
-                    d = ui.diff() if self.monotone == "increasing" else -ui.diff()
-                    viol[f"{self.monotone} order"] = float(-d.min())
-                if Gi is not None and bi is not None:
-                    viol["G u = b"] = float((Gi @ ui - bi).abs().max())
-                    scale += float(bi.abs().max())
-                worst = max(viol, key=lambda key: viol[key])
-                if not viol[worst] <= _FEAS_RTOL * scale:  # also catches NaN
-                    raise ValueError(
-                        f"no profile meets the constraints for batch row {i}: the solver's "
-                        f"best misses '{worst}' by {viol[worst]:.3g}. Check that b is "
-                        "reachable (e.g. with nonneg=True and G >= 0, b must be >= 0) and "
-                        "consistent with the bounds and the order"
-                    )
+        scale = 1.0 + u.abs().amax(-1) + y.abs().amax(-1)
+        viol = torch.zeros(u.shape[0], dtype=u.dtype)
+        if math.isfinite(lo):
+            viol = torch.maximum(viol, (lo - u).amax(-1))
+        if math.isfinite(hi):
+            viol = torch.maximum(viol, (u - hi).amax(-1))
+        if self.monotone is not None and self.n > 1:
+            d = u.diff(dim=-1) if self.monotone == "increasing" else -u.diff(dim=-1)
+            viol = torch.maximum(viol, -d.amin(-1))
+        if G is not None and b is not None:
+            viol = torch.maximum(viol, ((G @ u[..., None])[..., 0] - b).abs().amax(-1))
+            scale = scale + b.abs().amax(-1)
+        return viol / scale
+
+    def _kkt_residual(self, u: Tensor, duals: dict[str, Tensor], y: Tensor, w: Tensor,
+                      G: Tensor | None) -> Tensor:
+        """Relative KKT residual of ``u`` with the solver's multipliers: the largest of
+        stationarity ``|2 w (u - y) - a + c -+ D^T d + G^T nu|`` (signs by constraint)
+        over the size of its terms ``s``, complementarity ``|lambda_k slack_k|`` over
+        ``max s * max |terms of slack_k|``, and ``max(-lambda, 0)`` over ``max s``."""
+        tiny = torch.finfo(u.dtype).tiny
+        grad = 2 * w * (u - y)
+        size = 2 * w * (u.abs() + y.abs())
+        pairs = []  # (multipliers, slacks, size of the slacks' terms)
+        if "lo" in duals:  # u >= lo: -a
+            a = duals["lo"].detach()
+            grad, size = grad - a, size + a.abs()
+            pairs.append((a, u - self._lo, u.abs() + abs(self._lo)))
+        if "hi" in duals:  # u <= hi: +c
+            c = duals["hi"].detach()
+            grad, size = grad + c, size + c.abs()
+            pairs.append((c, self._hi - u, u.abs() + abs(self._hi)))
+        if "order" in duals:  # diff(u) >= 0: -D^T d; diff(u) <= 0: +D^T d
+            d = duals["order"].detach()
+            sgn = 1.0 if self.monotone == "increasing" else -1.0
+            pad = torch.nn.functional.pad
+            grad = grad - sgn * (pad(d, (1, 0)) - pad(d, (0, 1)))
+            size = size + pad(d.abs(), (1, 0)) + pad(d.abs(), (0, 1))
+            pairs.append((d, sgn * u.diff(dim=-1), u.abs()[..., 1:] + u.abs()[..., :-1]))
+        if "eq" in duals and G is not None:  # G u = b: +G^T nu
+            nu = duals["eq"].detach()
+            grad = grad + (nu.unsqueeze(-2) @ G).squeeze(-2)
+            size = size + (nu.abs().unsqueeze(-2) @ G.abs()).squeeze(-2)
+        smax = size.amax(-1).clamp_min(tiny)
+        worst = grad.abs().amax(-1) / smax
+        for lam, slack, terms in pairs:
+            comp = (lam * slack).abs().amax(-1) / (smax * terms.amax(-1)).clamp_min(tiny)
+            neg = (-lam).clamp_min(0).amax(-1) / smax
+            worst = torch.maximum(worst, torch.maximum(comp, neg))
+        return worst
+
+    def _feasible(self, G: Tensor | None, b: Tensor | None) -> Callable[[int], bool]:
+        """``feasible(i)``: whether row ``i``'s constraints admit any profile (an LP)."""
+        n = self.n
+
+        def feasible(i: int) -> bool:
+            A_ub = None
+            if self.monotone is not None and n > 1:
+                D = np.diff(np.eye(n), axis=0)  # (D u)_i = u_{i+1} - u_i
+                A_ub = -D if self.monotone == "increasing" else D
+            Gi, bi = _row(G, i, 3), _row(b, i, 2)
+            return _lp_feasible(A_ub, None if A_ub is None else np.zeros(n - 1),
+                                None if Gi is None else Gi.numpy(),
+                                None if bi is None else bi.numpy(), n, (self._lo, self._hi))
+        return feasible
 
     # ------------------------------------------------------------------- solving
     def _solve(
@@ -386,14 +465,17 @@ class ConvexProjection(nn.Module):
         swy: Tensor,
         G: Tensor | None,
         b: Tensor | None,
-    ) -> Tensor:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(u, multipliers)``: the multipliers by constraint (``lo``, ``hi``, ``order``,
+        ``eq``; those present)."""
         params = [sw, swy] + ([] if G is None else [G, b])
         with warnings.catch_warnings():
             # diffcp calls np.array() on torch tensors; NumPy 2 then warns about the
             # copy keyword of Tensor.__array__ (harmless: a copy is what it wants).
             warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
-            (u,) = self._layer(*params, solver_args=_SOLVER_ARGS)  # type: ignore[misc]
-        return u
+            u, *duals = self._layer(*params,  # type: ignore[misc]
+                                    solver_args=dict(self.solver_args))
+        return u, dict(zip(_dual_names(self), duals))
 
     def _polish_row(
         self, u0: np.ndarray, y: Tensor, w: Tensor, G: Tensor | None, b: Tensor | None
@@ -426,6 +508,13 @@ def _cpu64(t: Tensor) -> Tensor:
     return t.to(device="cpu", dtype=torch.float64)
 
 
+def _dual_names(p: ConvexProjection) -> list[str]:
+    """The constraints of :func:`_make_layer`, in order, by name."""
+    return [name for name, on in (("lo", math.isfinite(p._lo)), ("hi", math.isfinite(p._hi)),
+                                  ("order", p.monotone is not None and p.n > 1),
+                                  ("eq", p.n_eq > 0)) if on]
+
+
 def _make_layer(p: ConvexProjection) -> CvxpyLayer:
     """The DPP-parametrised problem: parameters sw = sqrt(w), swy = sqrt(w) * y, G, b."""
     cp, layer_cls = _cvxpy()
@@ -448,7 +537,9 @@ def _make_layer(p: ConvexProjection) -> CvxpyLayer:
     # multiply(parameter, variable) - parameter is affine in u and parameter-affine, so
     # the problem is DPP: cvxpylayers canonicalises it once, not at every call.
     problem = cp.Problem(cp.Minimize(cp.sum_squares(cp.multiply(sw, u) - swy)), cons)
-    return layer_cls(problem, parameters=params, variables=[u])
+    # the multipliers come back too: the KKT residual of an unpolished answer needs them
+    duals = [con.dual_variables[0] for con in cons]
+    return layer_cls(problem, parameters=params, variables=[u, *duals])
 
 
 def _face_of(
@@ -651,9 +742,11 @@ def _cached(
     n_eq: int,
     lower: float | None,
     upper: float | None,
+    solver_args: tuple[tuple[str, Any], ...] | None,
 ) -> ConvexProjection:
     return ConvexProjection(
-        n, nonneg=nonneg, monotone=monotone, n_eq=n_eq, lower=lower, upper=upper
+        n, nonneg=nonneg, monotone=monotone, n_eq=n_eq, lower=lower, upper=upper,
+        solver_args=None if solver_args is None else dict(solver_args),
     )
 
 
@@ -667,18 +760,28 @@ def project_convex(
     b: Tensor | None = None,
     lower: float | None = None,
     upper: float | None = None,
-) -> Tensor:
+    solver_args: Mapping[str, Any] | None = None,
+    throw: bool = False,
+) -> ConvexResult:
     """Functional form of :class:`ConvexProjection` (layers are cached by their settings).
 
     ``n`` is read from ``y`` and ``n_eq`` from ``G``; a ``G`` of shape ``(n,)`` is one
     row, and then ``b`` may be a scalar or hold one value per profile.
     Equivalent to ``np.maximum(y, 0)`` (NNLS post-processing) with the defaults.
 
+    Returns a :class:`~sciml.constraints.ConvexResult` (``.solution`` is ``u``);
+    ``throw=True`` raises :class:`~sciml.constraints.ConvexError` on a status other than
+    ``CONVERGED``.
+
     Example::
 
-        u = project_convex(mu, weight=1 / var, monotone="decreasing", G=G, b=mass)
+        u = project_convex(mu, weight=1 / var, monotone="decreasing", G=G, b=mass).solution
     """
     y = check_tensor("y", y, min_ndim=1, real=True)
+    throw = check_bool("throw", throw)
+    if solver_args is not None and not isinstance(solver_args, Mapping):
+        raise TypeError(f"solver_args must be a dict of Clarabel settings or None, "
+                        f"got {type(solver_args).__name__}")
     if G is not None:
         G = check_tensor("G", G, min_ndim=1, real=True)
         if G.ndim == 1:  # one constraint row: b may be a scalar or one value per profile
@@ -688,5 +791,6 @@ def project_convex(
             elif isinstance(b, Tensor) and y.ndim == 2 and b.shape == (y.shape[0],):
                 b = b.unsqueeze(-1)
     n_eq = 0 if G is None else int(G.shape[-2])
-    layer = _cached(int(y.shape[-1]), nonneg, monotone, n_eq, lower, upper)
-    return layer(y, weight, G, b)
+    args = None if solver_args is None else tuple(sorted(solver_args.items()))
+    layer = _cached(int(y.shape[-1]), nonneg, monotone, n_eq, lower, upper, args)
+    return layer(y, weight, G, b, throw=throw)

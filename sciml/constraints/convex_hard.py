@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,9 @@ import torch
 from torch import Tensor
 
 from .._frozen import frozen_settings
-from .._validation import check_finite, check_int, check_tensor
+from .._validation import check_bool, check_finite, check_int, check_tensor
 from .convex import _SOLVER_ARGS, _cvxpy
+from .convex_result import ConvexResult, _codes, _lp_feasible, _raise, _result
 
 if TYPE_CHECKING:
     from cvxpylayers.torch import CvxpyLayer
@@ -56,7 +57,6 @@ __all__ = ["ConvexHardConstraint"]
 
 _KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
 _ACTIVE_RTOL = 1e-6  # second guess at the active set: slack below this times the scale
-_FEAS_RTOL = 1e-6  # an unpolished answer further than this from feasible: infeasible data
 _NAMES = ("A", "b", "G", "h", "E", "f")
 
 
@@ -107,16 +107,24 @@ class ConvexHardConstraint:
     The settings are read-only: assigning one raises ``AttributeError`` (build a new
     layer, or ``dataclasses.replace(layer, ridge=...)``).
 
-    Call ``layer(A, b, G=None, h=None, E=None, f=None)`` with ``A`` ``(B, R, N)`` or
-    ``(R, N)``, ``b`` ``(B, R)`` or ``(R,)``, ``G`` ``([B,] n_ineq, N)``, ``h``
-    ``([B,] n_ineq)``, ``E`` ``([B,] n_eq, N)``, ``f`` ``([B,] n_eq)``; an unbatched
-    argument is shared by the batch. Returns ``c*`` ``(B, N)`` (``(N,)`` if every
-    argument is unbatched) in float64 on ``A``'s device.
+    Call ``layer(A, b, G=None, h=None, E=None, f=None, *, throw=False)`` with ``A``
+    ``(B, R, N)`` or ``(R, N)``, ``b`` ``(B, R)`` or ``(R,)``, ``G`` ``([B,] n_ineq, N)``,
+    ``h`` ``([B,] n_ineq)``, ``E`` ``([B,] n_eq, N)``, ``f`` ``([B,] n_eq)``; an unbatched
+    argument is shared by the batch. Returns a :class:`~sciml.constraints.ConvexResult`:
+    ``solution`` (alias ``coeffs``) ``c*`` ``(B, N)`` (``(N,)`` if every argument is
+    unbatched) in float64 on ``A``'s device, differentiable; ``status`` (a
+    :class:`~sciml.constraints.ConvexStatus` measured on the answer: KKT certificate of
+    the polish, or constraint violation within 1e-6 and KKT residual within 1e-5 of the
+    interior-point answer; ``INFEASIBLE`` when a linear program confirms that no ``c``
+    meets ``G c <= h, E c = f``, ``MAX_ITER`` when the solver stopped short, e.g. a small
+    ``solver_args["max_iter"]``), ``stats`` and ``converged``.
 
     Raises:
         ValueError: bad settings; wrong shapes, missing or unexpected ``G/h/E/f``,
-            non-finite values; or constraints that the data make infeasible.
+            non-finite values.
         TypeError: a non-tensor or non-real-floating argument.
+        ConvexError: ``throw=True`` and a status other than ``CONVERGED`` (raised before
+            any differentiable re-solve).
     """
 
     n_rows: int
@@ -175,41 +183,67 @@ class ConvexHardConstraint:
             E, f = cp.Parameter((self.n_eq, N)), cp.Parameter(self.n_eq)
             params += [E, f]
             cons.append(E @ c == f)
+            out.append(cons[-1].dual_variables[0])  # nu, for the KKT residual
         return layer_cls(cp.Problem(cp.Minimize(objective), cons), parameters=params,
                          variables=out)
 
     def __call__(self, A: Tensor, b: Tensor, G: Tensor | None = None,
                  h: Tensor | None = None, E: Tensor | None = None,
-                 f: Tensor | None = None) -> Tensor:
+                 f: Tensor | None = None, *, throw: bool = False) -> ConvexResult:
+        throw = check_bool("throw", throw)
         data, unbatched, device = self._prepare(A, b, G, h, E, f)
         B, N = data[0].shape[0], self.n_coeffs
         c = torch.zeros(B, N, dtype=torch.float64)
-        if B == 0:
-            return c.to(device)
-        todo = torch.ones(B, dtype=torch.bool)
-        c_ipm = None
+        polished = torch.zeros(B, dtype=torch.bool)
+        kkt = torch.full((B,), math.nan, dtype=torch.float64)
+        needs_grad = torch.is_grad_enabled() and any(
+            isinstance(x, Tensor) and x.requires_grad for x in (A, b, G, h, E, f))
+        ipm = None
         if self.polish:
             guesses: list[Tensor | None] = [None]
-            if self.n_ineq:
+            if self.n_ineq and B:
                 with torch.no_grad():
-                    c_ipm, lam = self._solve(data)
-                    slack = self._slack(c_ipm, data)
-                guesses = [lam > slack, slack <= _ACTIVE_RTOL * _scale(c_ipm, data)[:, None]]
-            for active in guesses:
+                    ipm = self._solve(data)
+                    slack = self._slack(ipm[0], data)
+                guesses = [ipm[1] > slack,
+                           slack <= _ACTIVE_RTOL * _scale(ipm[0], data)[:, None]]
+            for active in guesses if B else []:
                 c_p, ok = self._kkt(data, active)
-                c = torch.where((ok & todo)[:, None], c_p, c)
-                todo = todo & ~ok
-        if bool(todo.any()):  # the interior-point answer, with diffcp's derivative
-            idx = todo.nonzero()[:, 0]
-            needs_grad = torch.is_grad_enabled() and any(
-                isinstance(x, Tensor) and x.requires_grad for x in (A, b, G, h, E, f))
-            if c_ipm is not None and not needs_grad:
-                c_i = c_ipm[idx]
+                c = torch.where((ok & ~polished)[:, None], c_p, c)
+                polished = polished | ok
+        idx = (~polished).nonzero()[:, 0]
+        if idx.numel():  # the interior-point answer, with diffcp's derivative if wanted
+            sub = [d[idx] for d in data]
+            if ipm is None:
+                with torch.set_grad_enabled(needs_grad):
+                    ipm_i = self._solve(sub)
             else:
-                c_i, _ = self._solve([d[idx] for d in data])
-            self._check_feasible(c_i.detach(), [d.detach()[idx] for d in data], idx)
-            c = c.index_put((idx,), c_i)
-        return (c[0] if unbatched else c).to(device)
+                ipm_i = tuple(None if t is None else t[idx] for t in ipm)
+            c = c.index_put((idx,), ipm_i[0])
+            kkt[idx] = self._kkt_residual(ipm_i[0].detach(), ipm_i[1], ipm_i[2],
+                                          [d.detach() for d in sub])
+        with torch.no_grad():
+            cd = c.detach()
+            finite = torch.isfinite(cd).all(-1)
+            violation = self._violation(cd, [d.detach() for d in data])
+            codes = _codes(finite, polished, violation, kkt, self._feasible(data))
+        if throw and bool((codes != 0).any()):
+            _raise(codes, violation, kkt, "sample(s)")
+        redo = (~polished & (codes == 0)).nonzero()[:, 0]
+        if needs_grad and ipm is not None and redo.numel():
+            # the status is known: solve the converged rows again, differentiably
+            c = c.index_put((redo,), self._solve([d[redo] for d in data])[0])
+        return _result((c[0] if unbatched else c).to(device), codes, violation, kkt,
+                       polished)
+
+    def _feasible(self, data: list[Tensor]) -> Callable[[int], bool]:
+        """``feasible(i)``: whether row ``i``'s constraints admit any ``c`` (an LP)."""
+        def feasible(i: int) -> bool:
+            d = [x[i].detach().numpy() for x in data]
+            G, h = (d[2], d[3]) if self.n_ineq else (None, None)
+            E, f = (d[-2], d[-1]) if self.n_eq else (None, None)
+            return _lp_feasible(G, h, E, f, self.n_coeffs)
+        return feasible
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -263,25 +297,53 @@ class ConvexHardConstraint:
                        else x64.expand(1 if batch is None else batch, *x64.shape))
         return out, batch is None, args[0].device  # type: ignore[union-attr]
 
-    def _check_feasible(self, c: Tensor, data: list[Tensor], rows: Tensor) -> None:
-        """Raise if an interior-point answer misses its constraints: infeasible data."""
-        scale = _scale(c, data)
-        viol = torch.zeros_like(scale)
+    def _violation(self, c: Tensor, data: list[Tensor]) -> Tensor:
+        """Largest violation of ``G c <= h`` and ``E c = f`` per row, relative to the size
+        of the terms (0 without constraints; NaN where ``c`` is not finite)."""
+        viol = torch.zeros(c.shape[0], dtype=c.dtype)
         if self.n_ineq:
             viol = torch.maximum(viol, (-self._slack(c, data)).amax(-1))
         if self.n_eq:
             E, f = data[-2:]
             viol = torch.maximum(viol, ((E @ c[..., None])[..., 0] - f).abs().amax(-1))
-        bad = ~(viol <= _FEAS_RTOL * scale)  # also catches NaN
-        if bool(bad.any()):
-            j = int(bad.nonzero()[0, 0])
-            raise ValueError(f"no coefficients meet G c <= h and E c = f for batch row "
-                             f"{int(rows[j])}: the solver's best misses them by "
-                             f"{float(viol[j]):.3g}; check that the constraints are "
-                             "consistent (feasible) for that sample")
+        return viol / _scale(c, data)
+
+    def _kkt_residual(self, c: Tensor, lam: Tensor | None, nu: Tensor | None,
+                      data: list[Tensor]) -> Tensor:
+        """Relative KKT residual of ``(c, lambda, nu)``: the largest of stationarity
+        ``|H c - A^T b + G^T lambda + E^T nu|``, complementarity ``|lambda_i slack_i|``
+        and ``max(-lambda, 0)``: stationarity over the size ``s`` of its terms,
+        complementarity over ``max s * max (|G| |c| + |h|)``, ``-lambda`` over ``max s``."""
+        tiny = torch.finfo(c.dtype).tiny
+        A, b = data[:2]
+        At, cv = A.transpose(-1, -2), c[..., None]
+        grad = (At @ (A @ cv) - At @ b[..., None])[..., 0] + self.ridge * c
+        size = (At.abs() @ (A.abs() @ cv.abs()) + At.abs() @ b.abs()[..., None])[..., 0]
+        size = size + self.ridge * c.abs()
+        pair = None
+        if self.n_ineq and lam is not None:
+            G, h = data[2:4]
+            lam = lam.detach()
+            grad = grad + (G.transpose(-1, -2) @ lam[..., None])[..., 0]
+            size = size + (G.abs().transpose(-1, -2) @ lam.abs()[..., None])[..., 0]
+            pair = (lam, (G.abs() @ cv.abs())[..., 0] + h.abs())
+        if self.n_eq and nu is not None:
+            E = data[-2]
+            nu = nu.detach()
+            grad = grad + (E.transpose(-1, -2) @ nu[..., None])[..., 0]
+            size = size + (E.abs().transpose(-1, -2) @ nu.abs()[..., None])[..., 0]
+        smax = size.amax(-1).clamp_min(tiny)
+        worst = grad.abs().amax(-1) / smax
+        if pair is not None:
+            lam, terms = pair
+            comp = (lam * self._slack(c, data)).abs().amax(-1)
+            worst = torch.maximum(worst, comp / (smax * terms.amax(-1)).clamp_min(tiny))
+            worst = torch.maximum(worst, (-lam).clamp_min(0).amax(-1) / smax)
+        return worst
 
     # ------------------------------------------------------------------- solving
-    def _solve(self, data: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+    def _solve(self, data: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """``(c, lambda, nu)`` from Clarabel (``None`` for an absent constraint)."""
         with warnings.catch_warnings():
             # diffcp calls np.array() on torch tensors; NumPy 2 then warns about the
             # copy keyword of Tensor.__array__ (harmless: a copy is what it wants).
@@ -290,7 +352,9 @@ class ConvexHardConstraint:
             if not (torch.is_grad_enabled() and any(d.requires_grad for d in data)):
                 args.pop("mode", None)  # diffcp's solve-only path hands it to Clarabel
             out = self._layer(*data, solver_args=args)
-        return out[0], (out[1] if self.n_ineq else None)
+        lam = out[1] if self.n_ineq else None
+        nu = out[-1] if self.n_eq else None
+        return out[0], lam, nu
 
     def _slack(self, c: Tensor, data: list[Tensor]) -> Tensor:
         G, h = data[2], data[3]

@@ -368,8 +368,8 @@ def evaluate_case(
         # The nearest nonnegative, nonincreasing profile in the posterior's metric that
         # keeps G u = b; the posterior variance is kept (the projection moves the mean).
         w = 1.0 / post.cov.clamp_min(1e-10)
-        u = project_convex(post.mean, weight=w, nonneg=True, monotone="decreasing",
-                           G=G.expand(n_eval, -1, -1), b=b.expand(n_eval, -1))
+        u = project_convex(post.mean, weight=w, nonneg=True, monotone="decreasing", throw=True,
+                           G=G.expand(n_eval, -1, -1), b=b.expand(n_eval, -1)).solution
         profiles["probconserv-convex"] = (u.double(), post.cov)
     metrics = {m: _metrics(mean, v, exact, G, b, x, level, front)
                for m, (mean, v) in profiles.items()}
