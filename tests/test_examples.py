@@ -17,7 +17,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 
 
 def test_there_are_examples() -> None:
-    assert len(EXAMPLES) >= 7, [p.name for p in EXAMPLES]
+    assert len(EXAMPLES) >= 9, [p.name for p in EXAMPLES]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
