@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_choice, check_int, check_real
 
 
 def check_path(name: str, v: object, *, optional: bool = False) -> Path | None:
@@ -53,3 +53,45 @@ def check_choices(name: str, v: object, choices: Sequence[str]) -> list[str]:
 
 def check_seed(v: object, name: str = "seed") -> int:
     return check_int(name, v, minimum=0, fix="use a non-negative seed such as 0")
+
+
+def check_reals(name: str, v: object, *, positive: bool = False, minimum: float | None = None,
+                fix: str | None = None) -> list[float]:
+    """A non-empty sequence of finite real numbers (each checked like :func:`check_real`)."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+        raise TypeError(f"{name} must be a list of numbers, got {v!r} ({type(v).__name__})"
+                        + (f"; {fix}" if fix else ""))
+    if not v:
+        raise ValueError(f"{name} is empty; pass at least one number"
+                         + (f"; {fix}" if fix else ""))
+    return [check_real(f"{name}[{i}]", e, positive=positive, minimum=minimum, fix=fix)
+            for i, e in enumerate(v)]
+
+
+def check_instances(name: str, v: object, cls: type | tuple[type, ...], *, hint: str = ""
+                    ) -> list:
+    """A non-empty sequence whose items are each an instance of ``cls``; return it as a list."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+        names = " or ".join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))
+        tail = f"; {hint}" if hint else ""
+        raise TypeError(f"{name} must be a list of {names}, got {type(v).__name__}{tail}")
+    if not v:
+        raise ValueError(f"{name} is empty" + (f"; {hint}" if hint else ""))
+    return [check_instance(f"{name}[{i}]", e, cls, hint=hint) for i, e in enumerate(v)]
+
+
+def check_time_budget(v: object, name: str = "time_budget") -> float | None:
+    """A time limit in seconds (> 0), or None for none."""
+    if v is None:
+        return None
+    return check_real(name, v, positive=True, fix="seconds, or None for no limit")
+
+
+def check_file(name: str, v: object, *, hint: str = "") -> Path:
+    """``v`` as the :class:`~pathlib.Path` of a file that exists."""
+    p = check_path(name, v)
+    if not p.is_file():
+        tail = f"; {hint}" if hint else ""
+        what = "is a directory, not a file" if p.is_dir() else "does not exist"
+        raise ValueError(f"{name} {str(p)!r} {what}{tail}")
+    return p

@@ -93,6 +93,29 @@ def _hardc_reference():
     return reference(torch.tensor([0.05]), n=8, nt=3)
 
 
+def _gpme_ensemble():
+    from sciml.operators.neural_process import ConditionalNP, DeepEnsemble
+
+    torch.manual_seed(0)
+    return DeepEnsemble([ConditionalNP(width=4, depth=1, code=4)])
+
+
+def _gpme_case():
+    from sciml_recipes.gpme import evaluate_case
+
+    return evaluate_case("diffusion", 1.0, _gpme_ensemble(), n_eval=1, n_context=4, n_grid=8,
+                         convex=False)
+
+
+def _gpme_residual_args() -> dict:
+    from sciml_recipes.gpme import make_tasks
+
+    ctx, q, _, p = make_tasks("diffusion", 2, n_context=4, n_target=3)[:]
+    model = _gpme_ensemble().members[0]
+    return {"name": "diffusion", "model": model, "r": model.encode(ctx), "query": q,
+            "param": p}
+
+
 def _mppde_data(tmp: Path):
     from sciml.data import Burgers1DDataset, generate_burgers
 
@@ -116,6 +139,7 @@ def _pulse():
 # values that are valid there and so not bad}). The arguments not listed keep their
 # defaults, and are fuzzed too.
 def _specs(tmp: Path) -> dict:
+    from sciml.pdes.gpme import make_problem
     from sciml.pdes.poisson import fluid_proxy
 
     return {
@@ -135,7 +159,21 @@ def _specs(tmp: Path) -> dict:
                                      "progress": False, "echo": lambda s: None}, {}),
         "hardc.train_hardc": (lambda: {"method": "soft", "config": _hardc_config(),
                                        "steps": 1, "tasks": 4, "progress": False}, {}),
-        "gpme.constraint": (None, {}),
+        "gpme.constraint": (lambda: {"problem": make_problem("diffusion", 1.0),
+                                     "x": make_problem("diffusion", 1.0).grid(8), "t": 0.5},
+                            {}),
+        "gpme.CaseResult": (lambda: {"case": "diffusion-k1", "param": 1.0, "metrics": {},
+                                     "x": torch.linspace(0, 1, 8),
+                                     "exact": torch.zeros(8)}, {"case": ["bogus"]}),
+        "gpme.evaluate_case": (lambda: {"name": "diffusion", "param": 1.0,
+                                        "base": _gpme_ensemble(), "n_eval": 1, "n_context": 4,
+                                        "n_grid": 8, "convex": False}, {}),
+        "gpme.pde_residual": (_gpme_residual_args, {}),
+        "gpme.plot_cases": (lambda: {"results": [_gpme_case()], "path": tmp / "pc.png"}, {}),
+        "gpme.result_rows": (lambda: {"results": [_gpme_case()]}, {}),
+        "gpme.shock_position": (lambda: {"x": torch.linspace(0, 1, 8),
+                                         "u": torch.linspace(1, 0, 8)[None], "level": 0.5},
+                                {"level": [-1.0]}),
         "hardc.HardCConfig": (lambda: {}, {}),
         "ns_inverse.NSInverseSetup": (lambda: {}, {}),
         "cycle_skipping.ShiftedPulse": (lambda: {}, {}),
@@ -191,7 +229,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc"}
+CHECKED = {"hardc", "gpme"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:

@@ -55,7 +55,17 @@ from sciml.pdes.gpme import (
     sample_points,
 )
 from sciml.train import TrainConfig, Trainer, load_model_state
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_bool, check_choice, check_int, check_real, check_tensor
+
+from .._checks import (
+    check_choices,
+    check_instance,
+    check_instances,
+    check_path,
+    check_reals,
+    check_seed,
+    check_time_budget,
+)
 
 __all__ = [
     "METHODS",
@@ -124,14 +134,24 @@ def make_tasks(
     n_tasks = check_int("n_tasks", n_tasks, minimum=1)
     check_int("n_context", n_context, minimum=1)
     check_int("n_target", n_target, minimum=1)
+    if params is not None:
+        params = check_reals("params", params, positive=True,
+                             fix="pass None to draw them from the training range")
+        for p in params:  # the problem's own range check, named here
+            try:
+                make_problem(name, p)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"params holds {p!r}, not a valid {name} parameter: {e}"
+                                 ) from None
+    noise = check_real("noise", noise, minimum=0.0, fix="use 0 for exact observations")
+    t_final = check_real("t_final", t_final, positive=True,
+                         fix=f"observation times are drawn in (0, t_final]; T_FINAL = {T_FINAL}")
+    check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     lo, hi = TRAIN_RANGES[name]
     if params is None:
         ps = (lo + (hi - lo) * torch.rand(n_tasks, generator=g, dtype=torch.float64)).tolist()
     else:
-        params = [float(p) for p in params]
-        if not params:
-            raise ValueError("params is empty; pass None to draw them from the training range")
         ps = [params[i % len(params)] for i in range(n_tasks)]
     ctx, qry, tgt = [], [], []
     for p in ps:
@@ -156,14 +176,32 @@ def _diffusivity(name: str, u: Tensor, p: Tensor) -> Tensor:
     return torch.sigmoid((u - p) / STEFAN_SMOOTH)
 
 
-def pde_residual(name: str, model: ConditionalNP, r: Tensor, query: Tensor,
+def pde_residual(name: str, model: ConditionalNP, r: Tensor | None, query: Tensor,
                  param: Tensor) -> Tensor:
     """``u_t - (k(u) u_x)_x`` of the predicted mean at ``query`` (autograd, graph kept).
 
-    ``r`` is the model's representation of the context (:meth:`ConditionalNP.encode`);
-    ``query`` rows are ``(t, x / L)``, so ``d/dx = (1/L) d/dx'``.
+    ``r`` is the model's representation of the context (:meth:`ConditionalNP.encode`;
+    None for a model whose ``decode`` needs none); ``query`` rows are ``(t, x / L)``, so
+    ``d/dx = (1/L) d/dx'``.
     """
     name = check_choice("name", name, PROBLEMS)
+    if not callable(getattr(model, "decode", None)):
+        raise TypeError(f"model must be a ConditionalNP (anything with decode(r, query) -> "
+                        f"(mean, var)), got {type(model).__name__}")
+    query = check_tensor("query", query, ndim=3, floating=True)
+    B = query.shape[0]
+    if r is not None:
+        r = check_tensor("r", r, ndim=2, floating=True)
+        B = r.shape[0]
+        if not bool(torch.isfinite(r).all()):
+            raise ValueError("r contains NaN or Inf; pass model.encode(context) of finite data")
+    param = check_tensor("param", param, ndim=1, floating=True)
+    if query.shape[0] != B or query.shape[-1] != 2 or query.shape[1] == 0:
+        raise ValueError(f"query must be (B={B}, Nq >= 1, 2) rows (t, x / L), got "
+                         f"shape {tuple(query.shape)}")
+    if param.shape != (B,) or not bool(torch.isfinite(param).all()):
+        raise ValueError(f"param must hold one finite parameter per task, shape ({B},), got "
+                         f"shape {tuple(param.shape)}")
     a, b = _domain(name)
     L = b - a
     q = query.detach().requires_grad_(True)
@@ -236,11 +274,16 @@ def train_ensemble(
     """
     name = check_choice("name", name, PROBLEMS)
     check_int("members", members, minimum=1)
-    check_int("steps", steps, minimum=1)
+    soft = check_real("soft", soft, minimum=0.0, fix="a weight; use 0 for no penalty")
     check_int("tasks", tasks, minimum=1)
+    check_int("steps", steps, minimum=1)
+    check_time_budget(time_budget)
+    check_int("width", width, minimum=1)
+    check_real("lr", lr, positive=True, fix="a typical value is 2e-3")
     check_int("batch_size", batch_size, minimum=1)
-    if not (isinstance(soft, (int, float)) and soft >= 0):
-        raise ValueError(f"soft must be a weight >= 0, got {soft!r}; use 0 for no penalty")
+    check_seed(seed)
+    out_dir = check_path("out_dir", out_dir, optional=True)
+    check_bool("progress", progress)
     data = make_tasks(name, tasks, seed=seed)
     objective = _Objective(name, float(soft))
     nets = []
@@ -270,6 +313,12 @@ def constraint(problem: GPMEProblem, x: Tensor, t: float) -> tuple[Tensor, Tenso
     ``G``: trapezoid weights ``(1, n)``; ``b``: the initial mass plus the integrated
     boundary fluxes up to ``t`` (not the closed-form mass, which is only a check).
     """
+    check_instance("problem", problem, GPMEProblem, hint="build one with make_problem")
+    x = check_tensor("x", x, ndim=1, real=True)
+    if x.numel() < 2 or not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x must be a finite grid of at least 2 points, got shape "
+                         f"{tuple(x.shape)}; use problem.grid(n)")
+    t = check_real("t", t, minimum=0.0, fix=f"a time in [0, {problem.exit_time}]")
     G = trapezoid_weights(x).unsqueeze(0)
     b = mass_from_fluxes(float(problem.mass(0.0)), lambda s: float(problem.flux_in(s)),
                          lambda s: float(problem.flux_out(s)), t)
@@ -281,6 +330,14 @@ def shock_position(x: Tensor, u: Tensor, level: float) -> Tensor:
 
     Returns ``x[-1]`` for a profile that never does.
     """
+    x = check_tensor("x", x, ndim=1, real=True)
+    u = check_tensor("u", u, min_ndim=1, real=True)
+    if x.numel() < 2 or u.shape[-1] != x.shape[0]:
+        raise ValueError(f"u must be profiles (..., n) on the grid x of n = {x.numel()} >= 2 "
+                         f"points, got u {tuple(u.shape)} and x {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or Inf; pass a finite grid")
+    level = check_real("level", level)
     below = u < level
     idx = torch.where(below.any(-1), below.float().argmax(-1), torch.full_like(
         below[..., 0], u.shape[-1] - 1, dtype=torch.long))
@@ -304,6 +361,28 @@ class CaseResult:
     exact: Tensor
     profiles: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     front: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.case, str) or not self.case:
+            raise TypeError(f"case must be a non-empty str, got {self.case!r}")
+        self.param = check_real("param", self.param, positive=True)
+        if not isinstance(self.metrics, dict):
+            raise TypeError(f"metrics must be a dict of method: {{metric: value}}, got "
+                            f"{type(self.metrics).__name__}")
+        check_tensor("x", self.x, ndim=1, real=True)
+        check_tensor("exact", self.exact, ndim=1, real=True)
+        if self.x.numel() < 2 or self.exact.shape != self.x.shape:
+            raise ValueError(f"x and exact must be profiles of the same n >= 2 points, got x "
+                             f"{tuple(self.x.shape)} and exact {tuple(self.exact.shape)}")
+        for name in ("x", "exact"):
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                raise ValueError(f"{name} contains NaN or Inf")
+        if not isinstance(self.profiles, dict):
+            raise TypeError(f"profiles must be a dict of method: (mean, var), got "
+                            f"{type(self.profiles).__name__}")
+        if self.front is not None:
+            self.front = check_real("front", self.front, minimum=0.0,
+                                    fix="the true front position, or None")
 
 
 def _metrics(mean: Tensor, var: Tensor, exact: Tensor, G: Tensor, b: Tensor,
@@ -344,7 +423,19 @@ def evaluate_case(
     ``n_grid`` points at ``t*``; the constraint is applied; the metrics are averaged.
     """
     name = check_choice("name", name, PROBLEMS)
-    problem = make_problem(name, param)
+    param = check_real("param", param, positive=True)
+    try:
+        problem = make_problem(name, param)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"param={param!r} is not a valid {name} parameter: {e}") from None
+    check_instance("base", base, DeepEnsemble, hint="train one with train_ensemble")
+    check_instance("soft", soft, DeepEnsemble, optional=True,
+                   hint="train one with train_ensemble(soft=...)")
+    check_int("n_eval", n_eval, minimum=1)
+    check_int("n_context", n_context, minimum=1)
+    check_int("n_grid", n_grid, minimum=2)
+    check_bool("convex", convex)
+    check_seed(seed)
     x = problem.grid(n_grid)
     exact = problem.solution(T_FINAL, x)
     G, b = constraint(problem, x, T_FINAL)
@@ -387,10 +478,13 @@ def _fmt(p: float) -> str:
 
 def test_cases(names: Sequence[str] = PROBLEMS) -> list[tuple[str, float]]:
     """The (problem, parameter) pairs of the test set, ``TEST_VALUES`` per problem."""
+    names = check_choices("names", names, PROBLEMS)
     return [(n, float(p)) for n in names for p in TEST_VALUES[n]]
 
 
 def result_rows(results: Sequence[CaseResult]) -> list[dict]:
     """Rows in the shared benchmark shape (impl ``sciml``, a ``method`` per row)."""
+    results = check_instances("results", results, CaseResult,
+                              hint="pass the CaseResults of evaluate_case")
     return [{"case": r.case, "impl": "sciml", "method": m, "metric": k, "value": v}
             for r in results for m, ms in r.metrics.items() for k, v in ms.items()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from sciml.constraints import probconserv, trapezoid_weights
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_bool, check_int
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.gpme.pipeline import (
     PROBLEMS,
@@ -25,12 +25,23 @@ from sciml_recipes.gpme.pipeline import (
     train_ensemble,
 )
 
+from .._checks import (
+    check_callable,
+    check_choices,
+    check_instances,
+    check_path,
+    check_seed,
+)
+
 __all__ = ["plot_cases", "run_probconserv", "update_cost_ms"]
 
 
 def update_cost_ms(batch: int = 1000, n: int = 201, repeats: int = 21) -> float:
     """Median milliseconds of one ProbConserv update (diagonal covariance) of ``batch``
     profiles of ``n`` points with one conservation constraint, on the CPU."""
+    check_int("batch", batch, minimum=1)
+    check_int("n", n, minimum=2)
+    check_int("repeats", repeats, minimum=1)
     g = torch.Generator().manual_seed(0)
     mean = torch.randn(batch, n, generator=g, dtype=torch.float64)
     var = torch.rand(batch, n, generator=g, dtype=torch.float64) + 0.01
@@ -50,6 +61,13 @@ def plot_cases(results: Sequence[CaseResult], path: str | os.PathLike) -> Path:
 
     The first context draw of each case is shown; for Stefan the true front is marked.
     """
+    results = check_instances("results", results, CaseResult,
+                              hint="pass the CaseResults of evaluate_case")
+    for i, r in enumerate(results):
+        if "base" not in r.profiles or "probconserv" not in r.profiles:
+            raise ValueError(f"results[{i}] has no 'base' and 'probconserv' profiles; pass "
+                             "the CaseResults of evaluate_case")
+    path = check_path("path", path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +99,6 @@ def plot_cases(results: Sequence[CaseResult], path: str | os.PathLike) -> Path:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("ProbConserv on the GPME family at t* = 0.5 (bands: 2 sigma)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -109,16 +126,20 @@ def run_probconserv(
     shared benchmark shape (including the cost of the update for 1,000 profiles of 201
     points) and ``out_dir/probconserv_profiles.png``, and prints the table.
     """
-    problems = [check_choice("problem", p, PROBLEMS) for p in problems]
-    if not problems:
-        raise ValueError("problems is empty; choose from " + ", ".join(PROBLEMS))
+    out = check_path("out_dir", out_dir)
+    problems = check_choices("problems", problems, PROBLEMS)
     check_int("members", members, minimum=1)
-    check_int("n_eval", n_eval, minimum=1)
+    check_int("steps", steps, minimum=1)
     if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0 <= soft < math.inf:
         # a negative or NaN weight must not pass for "no soft baseline" (the test soft > 0)
         raise ValueError(f"soft must be a finite weight >= 0, got {soft!r}; use 0 to skip the "
                          "soft baseline")
-    out = Path(out_dir)
+    check_int("tasks", tasks, minimum=1)
+    check_int("n_eval", n_eval, minimum=1)
+    check_seed(seed)
+    check_path("results_json", results_json, optional=True)
+    check_bool("progress", progress)
+    check_callable("echo", echo)
     results: list[CaseResult] = []
     seconds: dict[str, float] = {}
     for name in problems:
