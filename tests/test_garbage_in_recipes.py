@@ -3,10 +3,11 @@
 Every name in ``__all__`` of the recipe packages (functions and settings classes) is
 called with ONE bad argument among otherwise good (tiny) ones, for every argument it
 takes: wrong types, NaN/Inf, negative or zero sizes, empty tensors, wrong shapes, bad
-choices. Each call must raise ``TypeError`` or ``ValueError`` whose message names the
-argument; any other exception, or a call that goes through, fails. The good arguments
-are tiny, so that a missing check shows as a failure rather than a long run, and every
-bad input must be refused before any training or solving starts.
+choices. Each call must raise ``TypeError`` or ``ValueError`` (``FileNotFoundError`` for a
+file that is not there) whose message names the argument; any other exception, or a
+call that goes through, fails. The good arguments are tiny, so that a missing check shows
+as a failure rather than a long run, and every bad input must be refused before any
+training or solving starts.
 
 The bad values are chosen from the argument's annotation (an ``int`` gets a string, a
 float, a bool, None and -1; a ``float`` gets NaN, Inf, a string and -1; a choice gets an
@@ -209,9 +210,10 @@ def _specs(tmp: Path) -> dict:
         "mppde.run_mppde": (lambda: {"out": tmp / "mppde", "families": ["E1"],
                                      "conventions": ["paper"], "nxs": [40],
                                      "models": ["mppde"], "train_samples": 2,
-                                     "test_samples": 2, "steps": 1, "hidden": 4,
+                                     "test_samples": 2, "steps": 1, "hidden": 25,
+                                     "fno_width": 2,
                                      "progress": False}, {}),
-        "mppde.load_stepper": (lambda: {"run": tmp / "no-run"}, {}),
+        "mppde.load_stepper": (lambda: {"run": tmp}, {}),
         "sfno.load_sfno": (lambda: {"path": tmp / "no-model.pt"}, {}),
     }
 
@@ -229,7 +231,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme"}
+CHECKED = {"hardc", "gpme", "mppde"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:
@@ -250,7 +252,7 @@ def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:
             kwargs = {**good, p.name: bad}
             try:
                 f(**kwargs)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, FileNotFoundError) as e:
                 if not re.search(rf"(?<![\w-]){re.escape(p.name)}(?![\w-])", str(e)):
                     problems.append(f"{p.name}={_show(bad)}: {type(e).__name__} does not "
                                     f"name it: {str(e)[:120]}")

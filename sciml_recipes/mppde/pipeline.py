@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from sciml.spectral import cell_average_resample
 from sciml.utils import check_choice, check_int
 
+from .._checks import check_path
+
 __all__ = ["build_stepper", "load_stepper", "rollout_error", "train_stepper", "weno5_error"]
 
 MODEL_FILE = "model.pt"
@@ -94,9 +96,13 @@ def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module
     from sciml.operators import MPPDE, BundledFNO
     from sciml.train import load_weights, rebuild_model
 
-    path = Path(run) / file
-    if not path.exists():
-        raise FileNotFoundError(f"no {file} in {run}: train it first "
+    run = check_path("run", run)
+    if not isinstance(file, str) or not file:
+        raise TypeError(f"file must be the name of the weights file in run (default "
+                        f"{MODEL_FILE!r}), got {file!r}")
+    path = run / file
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {file!r} in run {str(run)!r}: train it first "
                                 f"(sciml train mppde --out {run} ...)")
     fix = (f"move {path} away and rerun the training (train_stepper(..., out_dir={str(run)!r}) "
            "or sciml train mppde), which resumes from its checkpoint")

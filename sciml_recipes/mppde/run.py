@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-from sciml.utils import check_int
+from sciml.utils import check_bool, check_choice, check_int
 from sciml_recipes.benchtools import format_table, write_results
+
+from .._checks import check_choices, check_path, check_seed
 
 __all__ = ["CONVENTIONS", "FAMILIES", "case_name", "plot_rollout", "run_mppde"]
 
@@ -32,6 +34,9 @@ MODELS = ("mppde", "fno")
 
 def case_name(family: str, nx: int, convention: str) -> str:
     """``"E1-nx50-paper"``: the case label of the result rows."""
+    family = check_choice("family", family, FAMILIES)
+    nx = check_int("nx", nx, minimum=1)
+    convention = check_choice("convention", convention, CONVENTIONS)
     return f"{family}-nx{nx}-{convention}"
 
 
@@ -97,24 +102,26 @@ def run_mppde(
         weno5_error,
     )
 
-    out = Path(out)
-    for name, values, allowed in (("families", families, FAMILIES),
-                                  ("conventions", conventions, CONVENTIONS),
-                                  ("models", models, MODELS)):
-        bad = [v for v in values if v not in allowed]
-        if bad or not values:
-            raise ValueError(f"{name} must be a non-empty selection of {allowed}, got "
-                             f"{list(values)}")
-    for nx in nxs:
-        check_int("nx", nx, minimum=8)
+    out = check_path("out", out)
+    families = check_choices("families", families, FAMILIES)
+    conventions = check_choices("conventions", conventions, CONVENTIONS)
+    models = check_choices("models", models, MODELS)
+    if isinstance(nxs, (str, bytes)) or not isinstance(nxs, Sequence) or not nxs:
+        raise TypeError(f"nxs must be a non-empty list of grid sizes dividing 200, such as "
+                        f"[50, 40], got {nxs!r}")
+    for i, nx in enumerate(nxs):
+        check_int(f"nxs[{i}]", nx, minimum=8)
         if 200 % nx:
-            raise ValueError(f"nx must divide the base resolution 200, got {nx}")
+            raise ValueError(f"nxs[{i}] must divide the base resolution 200, got {nx}")
     # checked before any data is generated (train_stepper checks them again, much later)
     for name, v, low in (("train_samples", train_samples, 1), ("test_samples", test_samples, 1),
                          ("steps", steps, 1), ("batch_size", batch_size, 1),
                          ("max_unroll", max_unroll, 0), ("hidden", hidden, 1),
                          ("fno_width", fno_width, 1)):
         check_int(name, v, minimum=low)
+    if "mppde" in models and hidden < 25:
+        raise ValueError(f"hidden must be >= 25 (the time window) for MP-PDE's decoder CNN, "
+                         f"got {hidden}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}; a typical value is 1e-3")
     if time_budget is not None and (isinstance(time_budget, bool)
@@ -122,6 +129,10 @@ def run_mppde(
                                     or not 0 < time_budget < math.inf):
         raise ValueError(f"time_budget must be a finite number of seconds > 0 or None (no "
                          f"limit), got {time_budget!r}")
+    check_seed(seed)
+    check_bool("train_only", train_only)
+    check_path("results_json", results_json, optional=True)
+    check_bool("progress", progress)
     rows: list[dict] = []
     rollouts: dict[str, dict] = {}
     for family in families:
