@@ -88,6 +88,10 @@ def test_pushforward_grows_the_unrolls_with_the_step() -> None:
         T.global_step = step
         seen.append(pf.allowed_unroll())
     assert seen == [0, 0, 1, 2, 3]
+    # a growing schedule without its trainer is refused, not silently run at max_unroll
+    with pytest.raises(ValueError, match=r"push\.trainer = trainer"):
+        Pushforward(max_unroll=3, grow_every=10).allowed_unroll()
+    assert Pushforward(max_unroll=3).allowed_unroll() == 3
     with pytest.raises(ValueError, match="loss_kind"):
         Pushforward(loss_kind="l1")
     with pytest.raises(ValueError, match="max_unroll"):

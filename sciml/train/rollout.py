@@ -110,8 +110,16 @@ class Pushforward:
 
     def allowed_unroll(self) -> int:
         """``max_unroll`` now: ``min(max_unroll, step // grow_every)``."""
-        if self.grow_every == 0 or self.trainer is None:
+        if self.grow_every == 0:
             return self.max_unroll
+        if self.trainer is None:
+            # without the step count the schedule cannot grow: refuse rather than silently
+            # train with the full max_unroll from the first step
+            raise ValueError(
+                f"Pushforward(grow_every={self.grow_every}) needs the Trainer's step count: "
+                "set push.trainer = trainer after building the Trainer, or pass grow_every=0 "
+                "for the full max_unroll from the start"
+            )
         return min(self.max_unroll, int(self.trainer.global_step) // self.grow_every)
 
     def forward(self, model: nn.Module, batch) -> tuple[Tensor, Tensor]:
