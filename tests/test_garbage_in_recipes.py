@@ -136,6 +136,18 @@ def _pulse():
     return ShiftedPulse(n=32)
 
 
+def _cycle_problem():
+    from sciml_recipes.cycle_skipping import cycle_skipping_problems
+
+    return cycle_skipping_problems(_pulse())["l2"]
+
+
+def _cycle_result():
+    from sciml_recipes.cycle_skipping import cycle_skipping
+
+    return cycle_skipping(2, pulse=_pulse(), max_iter=1, n_landscape=3)
+
+
 # Each entry: name -> (good keyword arguments (a callable taking tmp_path), {argument:
 # values that are valid there and so not bad}). The arguments not listed keep their
 # defaults, and are fuzzed too.
@@ -177,7 +189,11 @@ def _specs(tmp: Path) -> dict:
                                 {"level": [-1.0]}),
         "hardc.HardCConfig": (lambda: {}, {}),
         "ns_inverse.NSInverseSetup": (lambda: {}, {}),
-        "cycle_skipping.ShiftedPulse": (lambda: {}, {}),
+        "cycle_skipping.ShiftedPulse": (lambda: {}, {"speed": [-1.0]}),
+        "cycle_skipping.recover_positions": (
+            lambda: {"problem": _cycle_problem(), "starts": [0.3], "max_iter": 1}, {}),
+        "cycle_skipping.plot_cycle_skipping": (lambda: {"result": _cycle_result(),
+                                                        "path": tmp / "cs.png"}, {}),
         "sfno.NSData": (lambda: {"path": str(tmp / "ns.h5")}, {}),
         "dcdm.DCDMData": (lambda: {"systems": [fluid_proxy(8, d=2)], "per_system": 2,
                                    "k": 2}, {}),
@@ -231,7 +247,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme", "mppde"}
+CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:

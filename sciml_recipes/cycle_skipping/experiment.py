@@ -49,6 +49,8 @@ from sciml.inverse.observe import FullObservation
 from sciml.inverse.problem import InverseProblem
 from sciml.utils import check_int, check_real
 
+from .._checks import check_instance, check_path, check_seed
+
 __all__ = ["ShiftedPulse", "cycle_skipping", "cycle_skipping_problems",
            "plot_cycle_skipping", "recover_positions"]
 
@@ -137,8 +139,11 @@ def cycle_skipping_problems(
         raise TypeError(f"pulse must be a ShiftedPulse, got {type(pulse).__name__}")
     true_position = check_real("true_position", true_position)
     noise_std = check_real("noise_std", noise_std, positive=True)
+    reg = check_real("reg", reg, positive=True, fix="the Sinkhorn regularisation, e.g. 2e-2")
+    temperature = check_real("temperature", temperature, positive=True,
+                             fix="the softplus temperature, e.g. 0.02")
     obs = FullObservation((pulse.n,), noise_std=noise_std)
-    gen = torch.Generator().manual_seed(check_int("seed", seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     clean = pulse(torch.tensor([[true_position]], dtype=_DT))
     data = obs.add_noise(clean, generator=gen)
     # the threshold -3 sigma drops the noise floor from the data's density (see module doc)
@@ -157,9 +162,27 @@ def recover_positions(problem: InverseProblem, starts: torch.Tensor | list[float
         :class:`~sciml.inverse.InverseStatus` names), ``iterations``, ``time_s`` (wall
         time of the batch).
     """
-    x0 = torch.as_tensor(starts, dtype=_DT).reshape(-1, 1)
-    if x0.shape[0] < 1:
+    check_instance("problem", problem, InverseProblem,
+                   hint="build one with cycle_skipping_problems()")
+    if isinstance(starts, torch.Tensor):
+        x0 = starts.detach()
+    elif isinstance(starts, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in starts):
+        x0 = torch.tensor(starts, dtype=_DT)
+    else:
+        raise TypeError(f"starts must be a list of start positions or a tensor, got "
+                        f"{type(starts).__name__}")
+    if x0.ndim == 2 and x0.shape[1] == 1:
+        x0 = x0[:, 0]
+    if x0.numel() == 0:
         raise ValueError("starts is empty; pass at least one start position")
+    if x0.ndim != 1 or x0.is_complex():
+        raise ValueError(f"starts must be a non-empty list (or a (B,) or (B, 1) tensor) of "
+                         f"start positions, got shape {tuple(x0.shape)}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("starts contains NaN or Inf; pass finite start positions")
+    x0 = x0.to(_DT).reshape(-1, 1)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
     solver = MAP(method="lbfgs", max_iter=max_iter, gtol=1e-6, ftol=1e-10)
     t0 = time.perf_counter()
     res = solver(problem, x0)
@@ -228,13 +251,16 @@ def cycle_skipping(
         ValueError: ``n_starts < 1`` or another bad setting (the message names it).
     """
     n_starts = check_int("n_starts", n_starts, minimum=1)
-    pulse = ShiftedPulse() if pulse is None else pulse
+    check_seed(seed)
+    pulse = check_instance("pulse", pulse, ShiftedPulse, optional=True) or ShiftedPulse()
+    true_position = check_real("true_position", true_position)
     start_radius = check_real("start_radius", start_radius, positive=True)
     if start_radius >= 0.5:
         raise ValueError(f"start_radius must be < 0.5 (half the periodic domain), got "
                          f"{start_radius}")
     tol = pulse.wavelength / 4 if tolerance is None else check_real("tolerance", tolerance,
                                                                     positive=True)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
     n_landscape = check_int("n_landscape", n_landscape, minimum=2)
     problems = cycle_skipping_problems(pulse, true_position=true_position,
                                        noise_std=noise_std, reg=reg,
@@ -279,6 +305,7 @@ def plot_cycle_skipping(result: dict[str, Any], path: str | os.PathLike) -> Path
     if not isinstance(result, dict) or "setup" not in result:
         raise TypeError(f"result must be the dict that cycle_skipping() returns, got "
                         f"{type(result).__name__}")
+    path = check_path("path", path)
     import matplotlib
 
     matplotlib.use("Agg")
