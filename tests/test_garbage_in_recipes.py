@@ -117,6 +117,12 @@ def _gpme_residual_args() -> dict:
             "param": p}
 
 
+def _dcdm_net():
+    from sciml.operators.dcdm import DCDMNet
+
+    return DCDMNet(2, channels=2)
+
+
 def _mppde_data(tmp: Path):
     from sciml.data import Burgers1DDataset, generate_burgers
 
@@ -196,11 +202,15 @@ def _specs(tmp: Path) -> dict:
                                                         "path": tmp / "cs.png"}, {}),
         "sfno.NSData": (lambda: {"path": str(tmp / "ns.h5")}, {}),
         "dcdm.DCDMData": (lambda: {"systems": [fluid_proxy(8, d=2)], "per_system": 2,
-                                   "k": 2}, {}),
-        "dcdm.ritz_rhs": (lambda: {"system": fluid_proxy(8, d=2), "n": 2, "k": 2}, {}),
+                                   "k": 2}, {"power": [-1.0]}),
+        "dcdm.ritz_rhs": (lambda: {"system": fluid_proxy(8, d=2), "n": 2, "k": 2},
+                          {"power": [-1.0]}),
         "dcdm.train_dcdm": (lambda: {"systems": [fluid_proxy(8, d=2)], "per_system": 2,
-                                     "k": 2, "steps": 1, "progress": False}, {}),
+                                     "k": 2, "steps": 1, "progress": False},
+                            {"power": [-1.0]}),
         "dcdm.training_scenes": (lambda: {"dim": 2, "size": 8, "n": 1}, {}),
+        "dcdm.save_pretrained": (lambda: {"net": _dcdm_net(), "path": tmp / "w.pt",
+                                          "settings": {}}, {}),
         "cycle_skipping.cycle_skipping": (lambda: {"n_starts": 2, "pulse": _pulse(),
                                                    "max_iter": 1, "n_landscape": 3},
                                           {"true_position": [-1.0]}),
@@ -247,7 +257,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping"}
+CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:

@@ -38,7 +38,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sciml.operators.dcdm import DCDMNet
-from sciml.utils import check_choice, check_int
+from sciml.pdes.poisson import PoissonSystem
+from sciml.utils import check_bool, check_choice, check_int, check_real
+
+from .._checks import (
+    check_instance,
+    check_instances,
+    check_path,
+    check_seed,
+    check_time_budget,
+)
 
 __all__ = [
     "DCDMData",
@@ -82,8 +91,14 @@ def ritz_rhs(system, n: int, *, k: int = 64, power: float = 1.0, generator=None,
     uniform over the ``k`` vectors)."""
     from scipy.sparse.linalg import eigsh
 
-    _check_power(power)
+    check_instance("system", system, PoissonSystem, hint="build one with fluid_proxy(N)")
+    n = check_int("n", n, minimum=1)
     check_int("k", k, minimum=1)
+    _check_power(power)
+    if generator is not None:
+        raise TypeError(f"generator is not used by ritz_rhs (it draws from numpy with seed); "
+                        f"pass seed=..., got generator={type(generator).__name__}")
+    check_seed(seed)
     A = system.csr(reduced=True)
     k = min(k, A.shape[0] - 2)
     rng = np.random.default_rng(seed)
@@ -96,6 +111,11 @@ def ritz_rhs(system, n: int, *, k: int = 64, power: float = 1.0, generator=None,
     B = coeffs @ V.T
     B /= np.linalg.norm(B, axis=1, keepdims=True)
     return system.from_fluid(torch.from_numpy(B))
+
+
+def _check_systems(systems: object) -> list:
+    return check_instances("systems", systems, PoissonSystem,
+                           hint="pass a list of PoissonSystems, e.g. [fluid_proxy(N)]")
 
 
 def _check_power(power: object) -> None:
@@ -120,14 +140,15 @@ class DCDMData(Dataset):
 
         from sciml.pdes.poisson import divergence_rhs, random_rhs
 
-        self.systems = list(systems)
+        self.systems = _check_systems(systems)
         check_int("per_system", per_system, minimum=1)
         check_int("k", k, minimum=1)
         _check_power(power)
         for name, v in (("divergence_fraction", divergence_fraction),
                         ("noise_fraction", noise_fraction)):
-            if not (isinstance(v, (int, float)) and 0 <= v <= 1):
+            if check_real(name, v, minimum=0.0) > 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        check_seed(seed)
         if divergence_fraction + noise_fraction > 1:
             raise ValueError(f"divergence_fraction + noise_fraction must be <= 1, got "
                              f"{divergence_fraction} + {noise_fraction}")
@@ -226,9 +247,18 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
     from sciml.train import TrainConfig, Trainer
 
     loss = check_choice("loss", loss, ("energy", "paper"))
-    systems = list(systems)
-    if not systems:
+    if isinstance(systems, Sequence) and not isinstance(systems, str) and not systems:
         raise ValueError("systems is empty: pass at least one PoissonSystem")
+    systems = _check_systems(systems)
+    check_instance("net", net, DCDMNet, optional=True)
+    check_int("per_system", per_system, minimum=1)
+    check_int("k", k, minimum=1)
+    _check_power(power)
+    check_real("lr", lr, positive=True, fix="a typical value is 1e-3")
+    check_seed(seed)
+    check_time_budget(time_budget)
+    out_dir = check_path("out_dir", out_dir, optional=True)
+    check_bool("progress", progress)
     dims = {s.ndim for s in systems}
     if len(dims) != 1:
         raise ValueError(f"systems mix {sorted(dims)}-dimensional grids; train 2D and 3D "
@@ -270,7 +300,12 @@ def training_scenes(dim: int, size: int, n: int, *, seed: int = 0) -> list:
     (seeds ``seed ... seed + n - 2``; evaluate on other seeds for unseen geometries)."""
     from sciml.pdes.poisson import fluid_proxy, random_obstacles
 
+    dim = check_int("dim", dim)
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim}")
+    check_int("size", size, minimum=4)
     check_int("n", n, minimum=1)
+    check_seed(seed)
     return [fluid_proxy(size, d=dim)] + [random_obstacles(size, d=dim, seed=seed + i)
                                          for i in range(n - 1)]
 
@@ -281,7 +316,11 @@ def save_pretrained(net: DCDMNet, path: str | os.PathLike, settings: dict) -> Pa
     :func:`sciml.solvers.linear.load_pretrained`."""
     from sciml.train import save_weights
 
-    path = Path(path)
+    check_instance("net", net, DCDMNet)
+    path = check_path("path", path)
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict of the training settings, got "
+                        f"{type(settings).__name__}")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_weights({"config": net.config(), "state": net.state_dict(), "settings": settings}, path)
     return path
