@@ -1,6 +1,6 @@
 """The ProbConserv experiment end to end: train, update, score, write JSON and figures.
 
-Shared by ``sciml train probconserv``, ``examples/probconserv_gpme.py`` and the demo.
+Shared by ``sciml train probconserv`` and the demo.
 """
 
 from __future__ import annotations

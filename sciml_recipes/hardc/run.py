@@ -1,7 +1,6 @@
 """The hard-constraint experiment end to end: train soft / single / MoE, score, write JSON.
 
-Shared by ``sciml train hardc``, ``examples/hard_constraints_diffusion_sorption.py``,
-``benchmarks/hard_constraints.py`` and the demo.
+Shared by ``sciml train hardc``, ``benchmarks/hard_constraints.py`` and the demo.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The MP-PDE benchmark end to end: data, training, rollouts, WENO5, JSON and a figure.
 
-Shared by ``sciml train mppde``, ``examples/mppde_burgers.py`` and the demo. Every case
+Shared by ``sciml train mppde`` and the demo. Every case
 is a family (E1, E2, E3), a grid convention (``paper`` or ``conservative``, see
 :mod:`sciml.pdes.burgers`) and a resolution ``nx``; per case it trains an MP-PDE and the
 FNO baseline with pushforward (resumable runs under ``OUT/runs``), scores them and WENO5
