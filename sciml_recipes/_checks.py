@@ -1,11 +1,12 @@
-"""Argument checks the recipes share beyond :mod:`sciml.utils`: paths, callbacks, objects,
-lists of choices, seeds and callables. Each raises ``TypeError`` or ``ValueError`` naming
-the argument and saying what to pass instead."""
+"""Argument checks the recipes share beyond :mod:`sciml.utils`: paths, files, callbacks,
+objects, lists of choices, seeds, indices, dicts and callables. Each raises ``TypeError`` or
+``ValueError`` (``FileNotFoundError`` for a missing file) naming the argument and saying what
+to pass instead."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from sciml.utils import check_choice, check_int, check_real
@@ -88,10 +89,46 @@ def check_time_budget(v: object, name: str = "time_budget") -> float | None:
 
 
 def check_file(name: str, v: object, *, hint: str = "") -> Path:
-    """``v`` as the :class:`~pathlib.Path` of a file that exists."""
+    """``v`` as the :class:`~pathlib.Path` of a file that exists.
+
+    Raises:
+        TypeError: ``v`` is not a path.
+        FileNotFoundError: nothing is at ``v`` (the message names ``name`` and the path).
+        ValueError: ``v`` is a directory.
+    """
     p = check_path(name, v)
     if not p.is_file():
         tail = f"; {hint}" if hint else ""
-        what = "is a directory, not a file" if p.is_dir() else "does not exist"
-        raise ValueError(f"{name} {str(p)!r} {what}{tail}")
+        if p.is_dir():
+            raise ValueError(f"{name} {str(p)!r} is a directory, not a file{tail}")
+        raise FileNotFoundError(f"{name} {str(p)!r} does not exist{tail}")
     return p
+
+
+def check_index(name: str, v: object, n: int, *, what: str = "items") -> int:
+    """An int index into ``n`` items: ``0 <= v < n``, or ``-n <= v < 0`` from the end."""
+    i = check_int(name, v)
+    if not -n <= i < n:
+        raise ValueError(f"{name} = {i} is out of range for {n} {what}; use 0 to {n - 1} "
+                         "(or a negative index from the end)")
+    return i
+
+
+def check_indices(name: str, v: object, n: int, *, what: str = "items") -> list[int]:
+    """A non-empty sequence of indices into ``n`` items (each as :func:`check_index`)."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+        raise TypeError(f"{name} must be a list of int indices, got {v!r} ({type(v).__name__})")
+    if not v:
+        raise ValueError(f"{name} is empty; pass at least one index into the {n} {what}")
+    return [check_index(f"{name}[{i}]", e, n, what=what) for i, e in enumerate(v)]
+
+
+def check_mapping(name: str, v: object, keys: Sequence[str] = (), *, hint: str = "") -> Mapping:
+    """A dict (any mapping) that holds every one of ``keys``; return it."""
+    tail = f"; {hint}" if hint else ""
+    if not isinstance(v, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(v).__name__}{tail}")
+    missing = [k for k in keys if k not in v]
+    if missing:
+        raise ValueError(f"{name} lacks the key(s) {missing}{tail}")
+    return v

@@ -230,13 +230,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _test_set(args: argparse.Namespace):
-    from dataclasses import replace
-
     from sciml_recipes.sfno.pipeline import load_sfno
 
-    model, data = load_sfno(args.model, device=args.device)
-    if args.data is not None:
-        data = replace(data, path=args.data)
+    model, data = load_sfno(args.model, data=args.data, device=args.device)
     ds = data.dataset("test", subsample=args.subsample)
     return model, ds
 

@@ -25,6 +25,7 @@ from types import ModuleType
 import torch
 
 from sciml.utils import atomic_write
+from sciml_recipes._checks import check_path
 
 
 def _sync(device: torch.device | str | None) -> None:
@@ -112,8 +113,12 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: object) -> Path:
-    """Write JSON to ``path`` whole or not at all (:func:`sciml._files.atomic_write`)."""
-    return atomic_write(path, json.dumps(payload, indent=1))
+    """Write JSON to ``path`` whole or not at all (:func:`sciml.utils.atomic_write`).
+
+    Raises:
+        TypeError: ``path`` is not a path, or ``payload`` holds something JSON cannot write.
+    """
+    return atomic_write(check_path("path", path), json.dumps(payload, indent=1))
 
 
 def write_results(

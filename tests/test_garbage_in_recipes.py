@@ -136,6 +136,35 @@ def _inverse_setup():
     return NSInverseSetup(n=16, time=0.05, fraction=0.2)
 
 
+@pytest.fixture(scope="module")
+def ns_run(tmp_path_factory) -> dict:
+    """A tiny Navier-Stokes file, its NSData and an SFNO trained one step on it."""
+    from sciml.data import generate_ns2d
+    from sciml.operators import SFNO
+    from sciml.train import TrainConfig
+    from sciml_recipes.sfno import NSData, train_sfno
+
+    d = tmp_path_factory.mktemp("ns")
+    path = generate_ns2d(d / "ns.h5", preset="fno", samples=3, resolution=16,
+                         solver_resolution=32, t_start=0.0, t_end=1.2, snapshots=13,
+                         progress=False)
+    # five output frames: the fewest the Spectral Refiner's residual takes
+    data = NSData(str(path), input_steps=4, output_steps=5, stride=4, test_stride=4,
+                  test_samples=1)
+    torch.manual_seed(0)
+    model, _ = train_sfno(data, d / "run", TrainConfig(epochs=1, max_steps=1, progress=False),
+                          model=SFNO(3, 2, 4, layers=1, out_steps=5))
+    test = data.dataset("test")
+    return {"path": path, "data": data, "model": model, "file": d / "run" / "model.pt",
+            "test": test}
+
+
+def _sfno_eval(ns: dict) -> dict:
+    from sciml_recipes.sfno import evaluate_model
+
+    return evaluate_model(ns["model"], ns["test"])
+
+
 def _pulse():
     from sciml_recipes.cycle_skipping import ShiftedPulse
 
@@ -157,9 +186,11 @@ def _cycle_result():
 # Each entry: name -> (good keyword arguments (a callable taking tmp_path), {argument:
 # values that are valid there and so not bad}). The arguments not listed keep their
 # defaults, and are fuzzed too.
-def _specs(tmp: Path) -> dict:
+def _specs(tmp: Path, fixture) -> dict:
+    from sciml.operators import SpectralRefiner
     from sciml.pdes.gpme import make_problem
     from sciml.pdes.poisson import fluid_proxy
+    from sciml.train import TrainConfig
 
     return {
         "hardc.DiffSorpModel": (lambda: {"method": "soft", "config": _hardc_config()}, {}),
@@ -200,7 +231,28 @@ def _specs(tmp: Path) -> dict:
             lambda: {"problem": _cycle_problem(), "starts": [0.3], "max_iter": 1}, {}),
         "cycle_skipping.plot_cycle_skipping": (lambda: {"result": _cycle_result(),
                                                         "path": tmp / "cs.png"}, {}),
-        "sfno.NSData": (lambda: {"path": str(tmp / "ns.h5")}, {}),
+        "sfno.NSData": (lambda: {"path": str(fixture("ns_run")["path"])}, {}),
+        "sfno.train_sfno": (lambda: {"data": fixture("ns_run")["data"], "out_dir": tmp / "sf",
+                                     "config": TrainConfig(epochs=1, max_steps=1,
+                                                           progress=False),
+                                     "model": fixture("ns_run")["model"]}, {}),
+        "sfno.evaluate_model": (lambda: {"model": fixture("ns_run")["model"],
+                                         "ds": fixture("ns_run")["test"]}, {}),
+        "sfno.refine_model": (lambda: {"model": fixture("ns_run")["model"],
+                                       "ds": fixture("ns_run")["test"],
+                                       "refiner": SpectralRefiner(steps=1, progress=False)},
+                              {"windows": [[-1]]}),
+        "sfno.plot_evaluation": (lambda: {"model": fixture("ns_run")["model"],
+                                          "ds": fixture("ns_run")["test"],
+                                          "res": _sfno_eval(fixture("ns_run")),
+                                          "out_dir": tmp / "ev"}, {"window": [-1]}),
+        "sfno.plot_refinement": (lambda: {"rows": {"norm": "h-1", "history": [[1.0, 0.5]],
+                                                   "rel_l2_before": [0.2],
+                                                   "rel_l2_after": [0.1]},
+                                          "path": tmp / "rf.png"}, {}),
+        # any JSON value is a payload
+        "sfno.write_json": (lambda: {"path": tmp / "x.json", "payload": {"a": 1}},
+                            {"payload": ["x", 3, None]}),
         "dcdm.DCDMData": (lambda: {"systems": [fluid_proxy(8, d=2)], "per_system": 2,
                                    "k": 2}, {"power": [-1.0]}),
         "dcdm.ritz_rhs": (lambda: {"system": fluid_proxy(8, d=2), "n": 2, "k": 2},
@@ -240,7 +292,7 @@ def _specs(tmp: Path) -> dict:
                                      "fno_width": 2,
                                      "progress": False}, {}),
         "mppde.load_stepper": (lambda: {"run": tmp}, {}),
-        "sfno.load_sfno": (lambda: {"path": tmp / "no-model.pt"}, {}),
+        "sfno.load_sfno": (lambda: {"path": fixture("ns_run")["file"]}, {}),
     }
 
 
@@ -257,7 +309,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm"}
+CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm", "sfno"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:
@@ -301,8 +353,8 @@ def _show(v) -> str:
 
 
 @pytest.mark.parametrize("key", [p.values[0] for p in ENTRY_POINTS])
-def test_each_argument_is_checked_by_name(key, tmp_path):
-    specs = _specs(tmp_path)
+def test_each_argument_is_checked_by_name(key, tmp_path, request):
+    specs = _specs(tmp_path, request.getfixturevalue)
     m, name = key.split(".")
     if m not in CHECKED:
         pytest.skip(f"sciml_recipes.{m} does not check all its arguments yet")

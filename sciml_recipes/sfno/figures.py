@@ -9,6 +9,13 @@ import torch
 from torch import nn
 
 from sciml.data import NS2DDataset
+from sciml.utils import check_device
+from sciml_recipes._checks import check_index, check_instance, check_mapping, check_path
+
+#: the keys of :func:`~sciml_recipes.sfno.pipeline.evaluate_model` the figures read
+_EVALUATION = ("rel_l2_per_frame", "rel_h1_per_frame", "error_spectrum", "truth_spectrum")
+#: the keys of :func:`~sciml_recipes.sfno.pipeline.refine_model` the figures read
+_REFINEMENT = ("norm", "history", "rel_l2_before", "rel_l2_after")
 
 
 def _plt():
@@ -26,9 +33,19 @@ def plot_evaluation(
     window: int = 0, device: str | torch.device = "cpu",
 ) -> list[Path]:
     """Write ``prediction.png`` (prediction, truth, error at three times of one window) and
-    ``errors.png`` (relative L2/H1 error per output frame, error and truth spectra)."""
+    ``errors.png`` (relative L2/H1 error per output frame, error and truth spectra).
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any file is
+            written; ``res`` must be the dict of :func:`~sciml_recipes.sfno.evaluate_model`.
+    """
+    check_instance("model", model, nn.Module)
+    check_instance("ds", ds, NS2DDataset, hint="such as NSData(path).dataset('test')")
+    check_mapping("res", res, _EVALUATION, hint="pass the dict of evaluate_model(model, ds)")
+    out = check_path("out_dir", out_dir)
+    check_index("window", window, len(ds), what="windows in ds")
+    check_device(device, "device")
     plt = _plt()
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x, y = ds[window]
     p = ds.denormalize(model.to(device)(x[None].to(device))[0].cpu().double())
@@ -80,9 +97,16 @@ def plot_evaluation(
 
 
 def plot_refinement(rows: dict[str, object], path: str | Path) -> Path:
-    """Residual against refinement step (each trajectory) and true error before / after."""
+    """Residual against refinement step (each trajectory) and true error before / after.
+
+    Raises:
+        TypeError, ValueError: ``rows`` is not the dict of
+            :func:`~sciml_recipes.sfno.refine_model`, or ``path`` is not a path.
+    """
+    check_mapping("rows", rows, _REFINEMENT,
+                  hint="pass the dict of refine_model(model, ds, refiner)")
+    path = check_path("path", path)
     plt = _plt()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     hist = np.asarray(rows["history"])

@@ -27,7 +27,13 @@ from sciml.operators import (
 )
 from sciml.spectral import error_spectrum
 from sciml.train import TrainConfig, Trainer, TrainResult, load_checkpoint
-from sciml.utils import check_device, check_int
+from sciml.utils import check_bool, check_choice, check_device, check_int
+from sciml_recipes._checks import (
+    check_file,
+    check_indices,
+    check_instance,
+    check_path,
+)
 from sciml_recipes.benchtools import write_json_atomic as write_json
 
 __all__ = [
@@ -45,7 +51,8 @@ class NSData:
     """Which windows of a Navier-Stokes file a model sees: the split and the window shape.
 
     Args:
-        path: the HDF5 file of :func:`sciml.data.generate_ns2d`.
+        path: the HDF5 file of :func:`sciml.data.generate_ns2d` (a str or a Path; stored as
+            a str).
         input_steps, output_steps: frames in and out.
         stride: steps between training windows.
         test_stride: steps between test windows.
@@ -62,6 +69,9 @@ class NSData:
     test_samples: int = 8
 
     def __post_init__(self) -> None:
+        path = check_file("path", self.path,
+                          hint="pass the HDF5 file written by `sciml generate ns2d`")
+        object.__setattr__(self, "path", str(path))
         for name in ("input_steps", "output_steps", "stride", "test_stride", "subsample"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("test_samples", self.test_samples, minimum=1)
@@ -128,13 +138,27 @@ def train_sfno(
     ``out_dir/metrics.jsonl``. The default model is ``SFNO(12, 5, width=20)`` (the
     settings of Cao et al. for the FNO data), with as many output frames as the data's
     ``output_steps``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any training.
     """
+    check_instance("data", data, NSData, hint="describe the file with NSData(path, ...)")
+    check_path("out_dir", out_dir)
+    check_instance("config", config, TrainConfig, hint="such as TrainConfig(epochs=10)")
+    check_instance("model", model, SFNO, optional=True,
+                   hint="pass an SFNO, or None for the default one")
+    check_bool("resume", resume)
+    if device is not None:
+        check_device(device, "device")
+    frames = None if model is None else model.out_steps or data.input_steps
+    if frames is not None and frames != data.output_steps:
+        raise ValueError(f"model predicts {frames} frames but data.output_steps = "
+                         f"{data.output_steps}; build the SFNO with "
+                         f"out_steps={data.output_steps}")
     if model is None:
         torch.manual_seed(config.seed)  # the initial weights follow the seed too
         model = SFNO(12, min(5, data.input_steps // 2 + 1, data.output_steps // 2 + 1), 20,
                      out_steps=data.output_steps)
-    if not isinstance(model, SFNO):
-        raise TypeError(f"model must be an SFNO, got {type(model).__name__}")
     train, test = data.dataset("train"), data.dataset("test")
     trainer = Trainer(
         model, RelativeLpLoss(), config, out_dir=out_dir, device=device,
@@ -147,15 +171,27 @@ def train_sfno(
     return trainer.model, result  # type: ignore[return-value]
 
 
-def load_sfno(path: str | os.PathLike, *, device: str | torch.device = "cpu"
-              ) -> tuple[SFNO, NSData]:
+def load_sfno(path: str | os.PathLike, *, data: str | os.PathLike | None = None,
+              device: str | torch.device = "cpu") -> tuple[SFNO, NSData]:
     """Rebuild a trained SFNO and its data description from ``model.pt`` or a checkpoint.
 
+    Args:
+        path: the ``model.pt`` (or ``checkpoint.pt``) written by :func:`train_sfno`.
+        data: the HDF5 file to describe (default: the file the model was trained on, as
+            recorded in ``path``); pass it when that file has moved, or to evaluate on
+            another file.
+        device: where to put the model.
+
     Raises:
-        FileNotFoundError, ValueError: as :func:`~sciml.train.load_checkpoint`; also a
-            ``device`` this machine lacks, a file that holds another model, or a stored
-            normalisation that cannot work (std NaN or 0).
+        FileNotFoundError: no file at ``path``, or the recorded data file is gone and
+            ``data`` is not given.
+        ValueError: as :func:`~sciml.train.load_checkpoint`; also a ``device`` this machine
+            lacks, a file that holds another model, or a stored normalisation that cannot
+            work (std NaN or 0).
     """
+    path = check_file("path", path, hint="pass the model.pt written by `sciml train sfno`")
+    if data is not None:
+        data = check_file("data", data, hint="pass the HDF5 file of `sciml generate ns2d`")
     check_device(device, "device")
     ckpt = load_checkpoint(path, map_location=device)
     cfg = ckpt.get("model_config") or {}
@@ -170,9 +206,24 @@ def load_sfno(path: str | os.PathLike, *, device: str | torch.device = "cpu"
                           "vary")
     kwargs = dict(cfg["model"])
     kwargs["modes"] = tuple(kwargs["modes"])
+    described = dict(cfg["data"])
+    if data is not None:
+        described["path"] = str(data)
+    elif not os.path.isfile(described["path"]):
+        raise FileNotFoundError(
+            f"the data file {described['path']!r} recorded in {str(path)!r} does not exist; "
+            "pass data= the file's new path (`--data` on the command line)")
     model = SFNO(**kwargs)
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), NSData(**cfg["data"])
+    return model.to(device).eval(), NSData(**described)
+
+
+def _check_model_and_windows(model: object, ds: object, cls: type) -> None:
+    check_instance("model", model, cls)
+    check_instance("ds", ds, NS2DDataset, hint="such as NSData(path).dataset('test')")
+    if len(ds) == 0:
+        raise ValueError(f"ds holds no windows ({ds.path}); use a smaller stride or more "
+                         "frames per trajectory")
 
 
 def _batches(ds: NS2DDataset, batch_size: int):
@@ -192,7 +243,13 @@ def evaluate_model(
     ``rel_l2[w, t] = ||pred - truth||_2 / ||truth||_2`` and the same in H^1; the overall
     ``rel_l2`` is the Bochner L2(0, T; L2) error averaged over the windows (the training
     metric). Also the shell spectra of the error and of the truth.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), or an empty ``ds``.
     """
+    _check_model_and_windows(model, ds, nn.Module)
+    check_int("batch_size", batch_size, minimum=1, fix="such as 4")
+    check_device(device, "device")
     model = model.to(device).eval()
     l2, h1, l2_t, h1_t, err_spec, true_spec = [], [], [], [], 0.0, 0.0
     batches = 0
@@ -225,8 +282,12 @@ def refine_model(
     """Spectral-Refiner on test windows; the truth is used only to report the true error.
 
     Args:
+        model: the trained SFNO (left unchanged: the refiner fine-tunes a copy).
+        ds: the windows, such as ``NSData(path).dataset("test")``.
+        refiner: the :class:`~sciml.operators.SpectralRefiner` (steps, learning rate).
         norm: ``"h-1"`` (the paper's) or ``"l2"``: the spatial norm of the residual.
-        windows: indices into ``ds`` (default all).
+        windows: indices into ``ds`` (default all; negative ones count from the end).
+        device: where to refine.
 
     Returns a dict with per-window lists: ``rel_l2_before/after`` (true relative L2 of the
     physical vorticity), ``residual_before/after`` (the refined norm) and
@@ -234,11 +295,16 @@ def refine_model(
     ``truth_residual_h-1`` (the residual of the solver data itself: the floor) and the
     per-step history.
     """
-    if norm not in ("h-1", "l2"):
-        raise ValueError(f"norm must be 'h-1' or 'l2', got {norm!r}")
-    idx = list(range(len(ds))) if windows is None else [int(i) for i in windows]
-    if not idx:
-        raise ValueError("windows is empty; pass None for all or at least one index")
+    _check_model_and_windows(model, ds, SFNO)
+    check_instance("refiner", refiner, SpectralRefiner,
+                   hint="such as SpectralRefiner(steps=100, lr=1e-3)")
+    check_choice("norm", norm, ("h-1", "l2"))
+    check_device(device, "device")
+    if windows is None:
+        idx = list(range(len(ds)))
+    else:
+        idx = [i % len(ds) for i in check_indices("windows", windows, len(ds),
+                                                  what="windows in ds")]
     items = [ds[i] for i in idx]
     x = torch.stack([a for a, _ in items])
     y = torch.stack([b for _, b in items])
