@@ -165,6 +165,17 @@ def _sfno_eval(ns: dict) -> dict:
     return evaluate_model(ns["model"], ns["test"])
 
 
+def _inverse_fields() -> dict:
+    from dataclasses import fields
+
+    d = _inverse_setup().build()
+    return {f.name: getattr(d, f.name) for f in fields(d)}
+
+
+def _inverse_data():
+    return _inverse_setup().build(draws=2)
+
+
 def _pulse():
     from sciml_recipes.cycle_skipping import ShiftedPulse
 
@@ -225,7 +236,19 @@ def _specs(tmp: Path, fixture) -> dict:
                                          "u": torch.linspace(1, 0, 8)[None], "level": 0.5},
                                 {"level": [-1.0]}),
         "hardc.HardCConfig": (lambda: {}, {}),
-        "ns_inverse.NSInverseSetup": (lambda: {}, {}),
+        # a negative forcing amplitude turns the forcing round: still a flow
+        "ns_inverse.NSInverseSetup": (lambda: {}, {"amplitude": [-1.0]}),
+        "ns_inverse.NSInverseData": (_inverse_fields, {}),
+        "ns_inverse.recover_initial_condition": (lambda: {"data": _inverse_data(),
+                                                          "max_iter": 1, "rank": 2}, {}),
+        "ns_inverse.recover_parameters": (lambda: {"data": _inverse_data(), "max_iter": 1},
+                                          {}),
+        "ns_inverse.plot_ns_inverse": (lambda: {"data": _inverse_data(), "results": {},
+                                                "path": tmp / "nsi.png"}, {}),
+        "ns_inverse.run_ns_inverse": (lambda: {"out_dir": tmp / "nsi",
+                                               "setup": _inverse_setup(), "surrogate": False,
+                                               "draws": 1, "max_iter": 1, "rank": 2,
+                                               "progress": False}, {}),
         "cycle_skipping.ShiftedPulse": (lambda: {}, {"speed": [-1.0]}),
         "cycle_skipping.recover_positions": (
             lambda: {"problem": _cycle_problem(), "starts": [0.3], "max_iter": 1}, {}),
@@ -309,7 +332,7 @@ def _cases():
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm", "sfno"}
+CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm", "sfno", "ns_inverse"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:

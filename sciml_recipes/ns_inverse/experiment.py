@@ -45,13 +45,24 @@ from sciml.inverse.observe import PointObservation, random_points
 from sciml.inverse.prior import ScalarPrior
 from sciml.inverse.problem import InverseProblem
 from sciml.pdes import NavierStokes2D, fno_forcing, gaussian_random_field
-from sciml.utils import check_int, check_real
+from sciml.utils import check_bool, check_finite, check_int, check_real, check_tensor
+from sciml_recipes._checks import (
+    check_callable,
+    check_instance,
+    check_mapping,
+    check_path,
+    check_reals,
+    check_seed,
+    check_time_budget,
+)
 
 __all__ = ["NSInverseData", "NSInverseSetup", "experiment_settings", "plot_ns_inverse",
            "recover_initial_condition", "recover_parameters", "run_ns_inverse",
            "train_surrogate"]
 
 _DT = torch.float64
+#: trajectories the surrogate holds out for testing (by default)
+_TEST_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -80,14 +91,16 @@ class NSInverseSetup:
     def __post_init__(self) -> None:
         check_int("n", self.n, minimum=8)
         check_real("time", self.time, positive=True)
-        if not 0 < self.fraction <= 1:
+        check_real("fraction", self.fraction, positive=True,
+                   fix="the observed fraction of the grid points, in (0, 1]")
+        if self.fraction > 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
         check_real("noise", self.noise, positive=True)
         check_real("viscosity", self.viscosity, positive=True)
         check_real("amplitude", self.amplitude)
         if self.dt is not None:
             check_real("dt", self.dt, positive=True)
-        check_int("seed", self.seed, minimum=0)
+        check_seed(self.seed)
 
     @property
     def step(self) -> float:
@@ -119,7 +132,11 @@ class NSInverseSetup:
 
 @dataclass(frozen=True, eq=False)
 class NSInverseData:
-    """What :meth:`NSInverseSetup.build` draws: truth, solver, observation, data."""
+    """What :meth:`NSInverseSetup.build` draws: truth, solver, observation, data.
+
+    Raises:
+        TypeError, ValueError: a field of the wrong kind or shape (named).
+    """
 
     setup: NSInverseSetup
     w0: torch.Tensor  # (1, n, n)
@@ -128,6 +145,25 @@ class NSInverseData:
     forward: SolverForward
     observation: PointObservation
     data: torch.Tensor  # (draws, m)
+
+    def __post_init__(self) -> None:
+        check_instance("setup", self.setup, NSInverseSetup)
+        n = self.setup.n
+        for name in ("w0", "wT"):
+            w = check_tensor(name, getattr(self, name), ndim=3, real=True)
+            if tuple(w.shape) != (1, n, n):
+                raise ValueError(f"{name} must have shape (1, {n}, {n}) (setup.n = {n}), got "
+                                 f"{tuple(w.shape)}")
+            check_finite(name, w)
+        check_instance("ns", self.ns, NavierStokes2D)
+        check_instance("forward", self.forward, SolverForward)
+        check_instance("observation", self.observation, PointObservation)
+        d = check_tensor("data", self.data, ndim=2, real=True)
+        m = self.observation.num_obs
+        if d.shape[0] < 1 or d.shape[1] != m:
+            raise ValueError(f"data must have shape (draws >= 1, {m}) (one row of the {m} "
+                             f"observed values per draw), got {tuple(d.shape)}")
+        check_finite("data", d)
 
 
 def recover_initial_condition(
@@ -153,7 +189,17 @@ def recover_initial_condition(
         ``calibration_2sd``, ``map_s``,
         ``laplace_s``, ``time_s`` (both), ``iterations``, ``status``,
         ``data_misfit_rms`` (the rms residual over the noise std: about 1 at a good fit).
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any solve.
     """
+    check_instance("data", data, NSInverseData, hint="build it with NSInverseSetup().build()")
+    if forward is not None:
+        check_callable("forward", forward)
+    check_int("max_iter", max_iter, minimum=1)
+    if rank is not None:
+        check_int("rank", rank, minimum=1, fix="or None for one per observation")
+    check_bool("progress", progress)
     forward = data.forward if forward is None else forward
     problem = InverseProblem(forward, data.observation, data.data[:1], prior=grf_prior())
     x0 = torch.zeros_like(data.w0)
@@ -200,7 +246,15 @@ def recover_parameters(
         over the draws), ``laplace_std`` (mean over the draws; for ``nu`` by the delta
         method from ``log nu``), ``z`` (``bias / laplace_std * sqrt(draws)``, the bias in
         standard errors); and ``time_s``, ``iterations``, ``status``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any solve.
     """
+    check_instance("data", data, NSInverseData, hint="build it with NSInverseSetup().build()")
+    prior_mean = tuple(_pair("prior_mean", prior_mean))
+    prior_std = tuple(_pair("prior_std", prior_std, positive=True))
+    check_int("max_iter", max_iter, minimum=1)
+    check_bool("progress", progress)
     s = data.setup
     f0 = fno_forcing(s.n, amplitude=1.0)
     forward = ParameterForward(data.w0[0], f0, s.time, s.step)
@@ -229,12 +283,22 @@ def recover_parameters(
     return out
 
 
+def _pair(name: str, v: object, *, positive: bool = False) -> list[float]:
+    """Two finite numbers, one for ``log nu`` and one for ``A``."""
+    values = check_reals(name, v, positive=positive, fix="one for log(viscosity), one for "
+                         "the forcing amplitude")
+    if len(values) != 2:
+        raise ValueError(f"{name} must hold 2 numbers (log viscosity, amplitude), got "
+                         f"{len(values)}: {v!r}")
+    return values
+
+
 def train_surrogate(
     out_dir: str | os.PathLike,
     setup: NSInverseSetup,
     *,
     samples: int = 512,
-    test_samples: int = 32,
+    test_samples: int = _TEST_SAMPLES,
     width: int = 20,
     modes: int = 12,
     steps: int = 2000,
@@ -256,7 +320,24 @@ def train_surrogate(
     Returns:
         the forward map (float64, eval mode) and ``{"test_rel_l2", "train_steps",
         "train_s", "samples"}``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any data is
+            generated or any file written.
     """
+    check_path("out_dir", out_dir)
+    check_instance("setup", setup, NSInverseSetup)
+    check_int("test_samples", test_samples, minimum=1)
+    check_int("samples", samples, minimum=test_samples + 1,
+              fix=f"hold out fewer than samples (test_samples = {test_samples})")
+    check_int("width", width, minimum=1)
+    check_int("modes", modes, minimum=1)
+    check_int("steps", steps, minimum=1)
+    check_time_budget(time_budget)
+    check_int("batch_size", batch_size, minimum=1)
+    check_real("lr", lr, positive=True)
+    check_bool("progress", progress)
+    check_seed(seed)
     from sciml.data import generate_ns2d
     from sciml.data.ns2d import PRESETS, NS2DPreset
     from sciml.operators import SFNO
@@ -301,7 +382,21 @@ def train_surrogate(
 
 def plot_ns_inverse(data: NSInverseData, results: dict[str, dict[str, Any]],
                     path: str | os.PathLike) -> Path:
-    """Truth, observed points, and per forward map the estimate, |error| and the std."""
+    """Truth, observed points, and per forward map the estimate, |error| and the std.
+
+    Args:
+        data: from :meth:`NSInverseSetup.build`.
+        results: per forward map (a name), the dict of :func:`recover_initial_condition`
+            (may be empty: the truth and the observed points alone).
+        path: the PNG to write.
+    """
+    check_instance("data", data, NSInverseData, hint="build it with NSInverseSetup().build()")
+    check_mapping("results", results, hint="name -> recover_initial_condition(data, ...)")
+    for name, r in results.items():
+        check_mapping(f"results[{name!r}]", r, ("estimate", "error", "std", "rel_l2",
+                                                "calibration_2sd"),
+                      hint="pass the dict of recover_initial_condition(data, ...)")
+    out = check_path("path", path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -337,7 +432,6 @@ def plot_ns_inverse(data: NSInverseData, results: dict[str, dict[str, Any]],
     for a in ax.flat:
         a.set_xticks([])
         a.set_yticks([])
-    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -367,9 +461,23 @@ def run_ns_inverse(
 
     Returns:
         ``{"rows", "setup", "results", "parameters", "surrogate", "figure"}``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any solve.
     """
-    setup = NSInverseSetup() if setup is None else setup
-    out = Path(out_dir)
+    out = check_path("out_dir", out_dir)
+    setup = NSInverseSetup() if setup is None else check_instance(
+        "setup", setup, NSInverseSetup, optional=True)
+    check_bool("surrogate", surrogate)
+    check_int("surrogate_samples", surrogate_samples, minimum=_TEST_SAMPLES + 1,
+              fix=f"the surrogate holds out {_TEST_SAMPLES} trajectories for testing")
+    check_int("surrogate_steps", surrogate_steps, minimum=1)
+    check_time_budget(surrogate_budget, "surrogate_budget")
+    check_int("draws", draws, minimum=1)
+    check_int("max_iter", max_iter, minimum=1)
+    if rank is not None:
+        check_int("rank", rank, minimum=1, fix="or None for one per observation")
+    check_bool("progress", progress)
     data = setup.build(draws=draws)
     results: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -423,7 +531,13 @@ def experiment_settings(quick: bool = False, train_budget: float = 600.0
     on 512 solver pairs trained for 850 steps (or ``train_budget`` seconds); 8 noise draws
     for the parameters. Quick:
     32^2, 10% observed, 96 pairs and 100 steps, 4 draws, 100 L-BFGS iterations.
+
+    Raises:
+        TypeError, ValueError: ``quick`` is not a bool, or ``train_budget`` is not a
+            positive number of seconds.
     """
+    check_bool("quick", quick)
+    check_real("train_budget", train_budget, positive=True, fix="seconds of training")
     if quick:
         return NSInverseSetup(n=32, fraction=0.1), {
             "surrogate_samples": 96, "surrogate_steps": 100, "draws": 4, "max_iter": 100}
