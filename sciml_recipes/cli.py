@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from sciml_recipes.demo import run_demo
 
-        run_demo(args.parts, args.out, quick=args.quick, seed=args.seed)
+        run_demo(args.parts or None, args.out, quick=args.quick, seed=args.seed)
         return 0
     if args.command == "generate":
         return _generate(args)

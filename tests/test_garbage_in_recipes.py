@@ -202,6 +202,7 @@ def _specs(tmp: Path, fixture) -> dict:
     from sciml.pdes.gpme import make_problem
     from sciml.pdes.poisson import fluid_proxy
     from sciml.train import TrainConfig
+    from sciml_recipes.demo import PARTS
 
     return {
         "hardc.DiffSorpModel": (lambda: {"method": "soft", "config": _hardc_config()}, {}),
@@ -293,6 +294,13 @@ def _specs(tmp: Path, fixture) -> dict:
                                                    {"true_position": [-1.0]}),
         "demo.run_demo": (lambda: {"names": ["spectral"], "out_dir": tmp / "demo",
                                    "quick": True, "echo": lambda s: None}, {}),
+        # a part's name is any label
+        "demo.DemoResult": (lambda: {"name": "spectral",
+                                     "rows": [{"case": "c", "metric": "m", "value": 1.0}],
+                                     "figures": [tmp / "f.png"], "seconds": 1.0},
+                            {"name": ["bogus"]}),
+        **{f"demo.PARTS[{name}]": (lambda: {"out_dir": tmp / "part", "quick": True}, {})
+           for name in PARTS},
         "ns_inverse.experiment_settings": (lambda: {}, {}),
         "ns_inverse.train_surrogate": (lambda: {"out_dir": tmp / "sur",
                                                 "setup": _inverse_setup(), "samples": 2,
@@ -327,12 +335,25 @@ def _cases():
             if not callable(f) or isinstance(f, dict):
                 continue
             yield pytest.param(f"{m}.{name}", id=f"{m}.{name}")
+    # the demo parts are public through the PARTS registry: each run(out_dir, quick, seed)
+    from sciml_recipes.demo import PARTS
+
+    for name in PARTS:
+        yield pytest.param(f"demo.PARTS[{name}]", id=f"demo.PARTS[{name}]")
+
+
+def _entry(key: str):
+    m, name = key.split(".", 1)
+    mod = importlib.import_module(f"sciml_recipes.{m}")
+    if name.startswith("PARTS["):
+        return mod.PARTS[name[len("PARTS["):-1]]
+    return getattr(mod, name)
 
 
 ENTRY_POINTS = list(_cases())
 #: recipe packages whose entry points already check every argument; the others have
 #: (some) tiny good arguments above but are not yet brought to this standard
-CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm", "sfno", "ns_inverse"}
+CHECKED = {"hardc", "gpme", "mppde", "cycle_skipping", "dcdm", "sfno", "ns_inverse", "demo"}
 
 
 def _fuzz(key: str, f, good: dict, ok: dict) -> tuple[list[str], int]:
@@ -378,12 +399,12 @@ def _show(v) -> str:
 @pytest.mark.parametrize("key", [p.values[0] for p in ENTRY_POINTS])
 def test_each_argument_is_checked_by_name(key, tmp_path, request):
     specs = _specs(tmp_path, request.getfixturevalue)
-    m, name = key.split(".")
+    m = key.split(".")[0]
     if m not in CHECKED:
         pytest.skip(f"sciml_recipes.{m} does not check all its arguments yet")
     if key not in specs or specs[key][0] is None:
         pytest.skip("no tiny good arguments for this entry point yet")
-    f = getattr(importlib.import_module(f"sciml_recipes.{m}"), name)
+    f = _entry(key)
     make, ok = specs[key]
     problems, count = _fuzz(key, f, make(), ok)
     assert count > 0

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sciml_recipes._checks import check_callable
 from sciml_recipes.benchtools import format_table, write_results
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.demo.dcdm import run as _dcdm
 from sciml_recipes.demo.hardc import run as _hardc
 from sciml_recipes.demo.inverse import run as _inverse
@@ -36,6 +37,18 @@ PARTS: dict[str, Callable[..., DemoResult]] = {
 }
 
 
+def _check_names(names: object) -> list[str]:
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(f"names must be a list of demo part names from {sorted(PARTS)} (or "
+                        f"None for all), got {names!r}")
+    if not names:
+        raise ValueError(f"names is empty; pass None for all parts or some of {sorted(PARTS)}")
+    unknown = [n for n in names if n not in PARTS]
+    if unknown:
+        raise ValueError(f"names: unknown demo part(s) {unknown}; choose from {sorted(PARTS)}")
+    return list(names)
+
+
 def run_demo(
     names: Sequence[str] | None = None,
     out_dir: str | Path = "sciml-demo",
@@ -46,14 +59,20 @@ def run_demo(
 ) -> list[DemoResult]:
     """Run the named demo parts (all by default), print a results table, save figures.
 
+    Args:
+        names: the parts to run, from :data:`PARTS` (None: all of them).
+        out_dir: the folder for the figures and ``results.json``.
+        quick: the reduced sizes.
+        seed: seeds every part.
+        echo: where the progress lines and the table go.
+
     Raises:
-        ValueError: an unknown part name (the message lists the known ones).
+        TypeError, ValueError: an argument of the wrong kind (named), such as an unknown
+            part name (the message lists the known ones), before any part runs.
     """
-    names = list(names) if names else list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
-    if unknown:
-        raise ValueError(f"unknown demo part(s) {unknown}; choose from {sorted(PARTS)}")
-    out = Path(out_dir)
+    names = list(PARTS) if names is None else _check_names(names)
+    out = check_part(out_dir, quick, seed)
+    check_callable("echo", echo)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     t_all = time.perf_counter()

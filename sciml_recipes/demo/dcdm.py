@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
 from sciml.solvers.linear import IncompleteCholesky, cg, dcdm, load_pretrained
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 
 
 def solve_all(system, b, net, rtol: float = 1e-6) -> dict[str, dict]:
@@ -61,7 +61,8 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     return path
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     net = load_pretrained(2)
     cases = {"fluid proxy 64^2 (seen)": fluid_proxy(64, d=2)}
     if not quick:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.hardc.pipeline import HardCConfig
 from sciml_recipes.hardc.run import evaluate_hardc, plot_hardc, train_hardc
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     steps = 10 if quick else 40
     cfg = HardCConfig(points=256, loss_points=256, ic_points=64, bc_points=32)
     models = {m: train_hardc(m, cfg, steps=steps, seed=seed, progress=True)

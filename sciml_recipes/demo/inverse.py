@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sciml_recipes.cycle_skipping.experiment import cycle_skipping, plot_cycle_skipping
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.ns_inverse.experiment import (
     NSInverseSetup,
     plot_ns_inverse,
@@ -27,7 +27,8 @@ from sciml_recipes.ns_inverse.experiment import (
 )
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     n_starts = 6 if quick else 20
     result = cycle_skipping(n_starts, seed=seed, n_landscape=61 if quick else 121)
     rows: list[dict[str, object]] = []

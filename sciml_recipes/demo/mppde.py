@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 
 from sciml.data.burgers import BurgersDataset, generate_burgers
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.mppde.pipeline import build_stepper, rollout_error, train_stepper, weno5_error
 from sciml_recipes.mppde.run import plot_rollout
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     out = Path(out_dir) / "mppde"
     kw = {"family": "E1", "convention": "conservative", "resolutions": (200, 50),
           "progress": True}

@@ -24,10 +24,11 @@ from sciml.pdes import (
     taylor_green_vorticity,
     time_derivative,
 )
-from sciml_recipes.demo._common import DemoResult, progress
+from sciml_recipes.demo._common import DemoResult, check_part, progress
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     gen = torch.Generator().manual_seed(seed)
     n = 64 if quick else 128
     frames = torch.linspace(0, 10.0, 6)

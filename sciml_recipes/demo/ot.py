@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from sciml.solvers.ot import OTResult, sinkhorn, sns
-from sciml_recipes.demo._common import DemoResult, progress
+from sciml_recipes.demo._common import DemoResult, check_part, progress
 from sciml_recipes.demo.ot_problems import (
     OTProblem,
     barycentric_map,
@@ -95,7 +95,8 @@ def draw_transport(axes, p: OTProblem, plan: torch.Tensor, size: int, *, lines: 
         ax.set_aspect("equal")
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     size = 16 if quick else 28
     n = 300 if quick else 1000
     rows: list[dict[str, object]] = []

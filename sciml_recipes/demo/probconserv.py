@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.gpme.pipeline import evaluate_case, train_ensemble
 from sciml_recipes.gpme.run import plot_cases
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     members, steps, tasks = (2, 150, 256) if quick else (3, 600, 512)
     model = train_ensemble("stefan", members=members, steps=steps, tasks=tasks, seed=seed,
                            progress=True)

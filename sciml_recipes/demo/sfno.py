@@ -24,12 +24,13 @@ import torch
 from sciml.data import generate_ns2d
 from sciml.operators import SFNO, SpectralRefiner
 from sciml.train import TrainConfig
-from sciml_recipes.demo._common import DemoResult
+from sciml_recipes.demo._common import DemoResult, check_part
 from sciml_recipes.sfno.figures import plot_evaluation, plot_refinement
 from sciml_recipes.sfno.pipeline import NSData, evaluate_model, refine_model, summary, train_sfno
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     torch.manual_seed(seed)
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:

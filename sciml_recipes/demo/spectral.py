@@ -18,7 +18,7 @@ import torch
 
 from sciml.spectral import SpectralConv, irfftn_truncated, rfftn_truncated, wavenumbers
 from sciml_recipes.benchtools import time_alternating
-from sciml_recipes.demo._common import DemoResult, progress
+from sciml_recipes.demo._common import DemoResult, check_part, progress
 
 
 def _random_fields(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -43,7 +43,8 @@ def _rel_l2(pred: torch.Tensor, true: torch.Tensor) -> float:
     return float(((pred - true).norm() / true.norm()).item())
 
 
-def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
+    out_dir = check_part(out_dir, quick, seed)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n, modes, t = 64, 12, 2e-3
