@@ -123,6 +123,14 @@ def _dcdm_net():
     return DCDMNet(2, channels=2)
 
 
+def _dcdm_loss_args() -> dict:
+    from sciml.pdes.poisson import fluid_proxy
+
+    system = fluid_proxy(8, d=2)
+    return {"net": _dcdm_net(), "op": system.operator(torch.float32),
+            "r": torch.randn(2, 8, 8), "mask": system.fluid_mask.float()}
+
+
 def _mppde_data(tmp: Path):
     from sciml.data import Burgers1DDataset, generate_burgers
 
@@ -284,6 +292,8 @@ def _specs(tmp: Path, fixture) -> dict:
         "dcdm.train_dcdm": (lambda: {"systems": [fluid_proxy(8, d=2)], "per_system": 2,
                                      "k": 2, "steps": 1, "progress": False},
                             {"power": [-1.0]}),
+        "dcdm.dcdm_loss": (lambda: _dcdm_loss_args(), {}),
+        "dcdm.dcdm_energy_loss": (lambda: {**_dcdm_loss_args(), "energy": torch.ones(2)}, {}),
         "dcdm.training_scenes": (lambda: {"dim": 2, "size": 8, "n": 1}, {}),
         "dcdm.save_pretrained": (lambda: {"net": _dcdm_net(), "path": tmp / "w.pt",
                                           "settings": {}}, {}),

@@ -38,8 +38,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sciml.operators.dcdm import DCDMNet
-from sciml.pdes.poisson import PoissonSystem
-from sciml.utils import check_bool, check_choice, check_int, check_real
+from sciml.pdes.poisson import PoissonOperator, PoissonSystem
+from sciml.utils import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_real,
+    check_tensor,
+)
 
 from .._checks import (
     check_instance,
@@ -60,10 +67,39 @@ __all__ = [
 ]
 
 
-def dcdm_loss(net: DCDMNet, op, r: Tensor, mask: Tensor) -> Tensor:
+def _check_loss_args(net: object, op: object, r: object, mask: object) -> None:
+    """The arguments the losses share, checked by name (the training loop skips this)."""
+    check_instance("net", net, torch.nn.Module,
+                   hint="a DCDMNet, or any module computing q = net(r, mask)")
+    check_instance("op", op, PoissonOperator, hint="such as system.operator(torch.float32)")
+    grid = tuple(op.grid_shape)
+    for name, x, shape in (("r", r, "(B, " + ", ".join(map(str, grid)) + ")"),
+                           ("mask", mask, "(" + ", ".join(map(str, grid)) + ")")):
+        check_tensor(name, x, real=True)
+        want = x.ndim == len(grid) + (name == "r") and tuple(x.shape[x.ndim - len(grid):]) == grid
+        if not want or x.numel() == 0:
+            raise ValueError(f"{name} must have shape {shape} (the grid of op), got "
+                             f"{tuple(x.shape)}")
+        check_finite(name, x)
+    if isinstance(net, DCDMNet) and net.dim != len(grid):
+        raise ValueError(f"net is a {net.dim}D DCDMNet but op is on a {len(grid)}D grid; "
+                         f"use DCDMNet({len(grid)})")
+
+
+def dcdm_loss(net: DCDMNet, op: PoissonOperator, r: Tensor, mask: Tensor) -> Tensor:
     """Mean over the batch of ``|r - alpha A q|^2 / |r|^2`` with ``q = net(r)`` and the
     optimal ``alpha = q^T r / q^T A q``. ``r`` is ``(B, *grid)``; ``op.grid_matvec``
-    applies ``A`` to grid-shaped input."""
+    applies ``A`` to grid-shaped input; ``mask`` ``(*grid)`` marks the fluid cells;
+    ``net`` is a :class:`~sciml.operators.DCDMNet` or any module ``q = net(r, mask)``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind or shape (named).
+    """
+    _check_loss_args(net, op, r, mask)
+    return _paper_loss(net, op, r, mask)
+
+
+def _paper_loss(net: DCDMNet, op: PoissonOperator, r: Tensor, mask: Tensor) -> Tensor:
     q = net(r, mask)
     Aq = op.grid_matvec(q.to(op.dtype)).to(q.dtype)
     dims = tuple(range(1, r.ndim))
@@ -73,9 +109,27 @@ def dcdm_loss(net: DCDMNet, op, r: Tensor, mask: Tensor) -> Tensor:
     return (res.pow(2).sum(dims) / r.pow(2).sum(dims).clamp_min(1e-30)).mean()
 
 
-def dcdm_energy_loss(net: DCDMNet, op, r: Tensor, mask: Tensor, energy: Tensor) -> Tensor:
+def dcdm_energy_loss(net: DCDMNet, op: PoissonOperator, r: Tensor, mask: Tensor,
+                     energy: Tensor) -> Tensor:
     """Mean over the batch of ``1 - (q^T r)^2 / (q^T A q * r^T A^-1 r)``, ``q = net(r)``;
-    ``energy`` ``(B,)`` holds ``r^T A^-1 r``."""
+    ``energy`` ``(B,)`` holds ``r^T A^-1 r`` (> 0); the rest as :func:`dcdm_loss`.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind or shape (named).
+    """
+    _check_loss_args(net, op, r, mask)
+    check_tensor("energy", energy, ndim=1, real=True)
+    if energy.shape[0] != r.shape[0]:
+        raise ValueError(f"energy must have shape ({r.shape[0]},) (r^T A^-1 r per row of r), "
+                         f"got {tuple(energy.shape)}")
+    check_finite("energy", energy)
+    if not bool((energy > 0).all()):
+        raise ValueError("energy must be > 0 (r^T A^-1 r of a nonzero r); recompute it")
+    return _energy_loss(net, op, r, mask, energy)
+
+
+def _energy_loss(net: DCDMNet, op: PoissonOperator, r: Tensor, mask: Tensor,
+                 energy: Tensor) -> Tensor:
     q = net(r, mask)
     Aq = op.grid_matvec(q.to(op.dtype)).to(q.dtype)
     dims = tuple(range(1, r.ndim))
@@ -221,9 +275,9 @@ class _Objective:
         for i in torch.unique(idx).tolist():
             sel = idx == i
             if self.kind == "energy":
-                term = dcdm_energy_loss(net, self.ops[i], r[sel], self.masks[i], energy[sel])
+                term = _energy_loss(net, self.ops[i], r[sel], self.masks[i], energy[sel])
             else:
-                term = dcdm_loss(net, self.ops[i], r[sel], self.masks[i])
+                term = _paper_loss(net, self.ops[i], r[sel], self.masks[i])
             total = total + term * int(sel.sum())
             count += int(sel.sum())
         return total / count, None
