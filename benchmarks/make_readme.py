@@ -396,7 +396,8 @@ side-by-side runs: `pip install -e '.[bench]'`.
 
 
 def render(results: Path = RESULTS) -> str:
-    files = {p.stem: p for p in sorted(results.glob("*.json"))}
+    # the --quick smoke runs write <name>_quick.json beside the real results: not tabulated
+    files = {p.stem: p for p in sorted(results.glob("*.json")) if not p.stem.endswith("_quick")}
     unknown = sorted(set(files) - set(SECTIONS))
     if unknown:
         raise SystemExit(f"make_readme: no section for {', '.join(unknown)}; add one to "
