@@ -17,8 +17,8 @@ import scipy.linalg
 import torch
 from scipy.optimize import lsq_linear, nnls
 
+from sciml.constraints import ConvexError, ConvexStatus
 from sciml.constraints.convex_hard import ConvexHardConstraint
-from sciml.constraints.convex_result import ConvexError, ConvexStatus
 from sciml.constraints.hard import HardConstraint, LMStatus
 
 KAPPA = 0.1

@@ -18,8 +18,8 @@ import torch
 from conftest import GRADCHECK
 from scipy import optimize
 
+from sciml.constraints import ConvexError, ConvexStatus
 from sciml.constraints.convex import ConvexProjection, project_convex
-from sciml.constraints.convex_result import ConvexError, ConvexStatus
 
 # tolerances, in units of the data's size
 REF_TOL = 1e-6  # against an interior-point reference (accurate to ~1e-7 at n <= 50)

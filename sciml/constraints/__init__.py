@@ -19,11 +19,11 @@
   :class:`HardConstraintError`).
 """
 
+from ._convex_common import ConvexError, ConvexResult, ConvexStatus
 from .chain import ChainedHardConstraint
 from .conservation import box_weights, mass_from_fluxes, trapezoid_weights
 from .convex import ConvexProjection, project_convex
 from .convex_hard import ConvexHardConstraint
-from .convex_result import ConvexError, ConvexResult, ConvexStatus
 from .hard import (
     HardConstraint,
     HardConstraintError,

@@ -48,7 +48,6 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,7 +56,17 @@ from torch import Tensor, nn
 
 from .._frozen import frozen_settings
 from .._validation import check_bool, check_choice, check_finite, check_int, check_tensor
-from .convex_result import ConvexResult, _codes, _lp_feasible, _raise, _result
+from ._convex_common import (
+    _KKT_RTOL,
+    _SOLVER_ARGS,
+    ConvexResult,
+    _codes,
+    _cvxpy,
+    _lp_feasible,
+    _raise,
+    _RebuiltOnLoad,
+    _result,
+)
 
 if TYPE_CHECKING:
     from cvxpylayers.torch import CvxpyLayer
@@ -65,34 +74,6 @@ if TYPE_CHECKING:
 __all__ = ["ConvexProjection", "project_convex"]
 
 
-@functools.cache
-def _cvxpy() -> tuple[ModuleType, type[CvxpyLayer]]:
-    """``(cvxpy, CvxpyLayer)``, imported on first use of a convex layer.
-
-    cvxpy, cvxpylayers and diffcp take long to import, so ``import sciml.constraints``
-    (and everything that imports it) does not load them; building a layer does.
-    """
-    import cvxpy
-    from cvxpylayers.torch import CvxpyLayer
-
-    return cvxpy, CvxpyLayer
-
-# cvxpylayers 1.2.0 ships four backends: DIFFCP (CPU; diffcp then calls SCS, ECOS or
-# Clarabel), MOREAU (a separate package), CUCLARABEL (CUDA + Julia) and MPAX (JAX,
-# first-order). Only DIFFCP runs on every machine. Through it we choose Clarabel, an
-# interior-point method: it reaches residuals of 1e-10 in ~20 iterations; SCS
-# (diffcp's default, ADMM) took 7.5 s for 8 profiles of 201 points and was still 3e-4
-# off, and ECOS is not installed (and cvxpy has deprecated it).
-_SOLVER_ARGS: dict[str, Any] = {
-    "solve_method": "Clarabel",
-    "tol_gap_abs": 1e-10,
-    "tol_gap_rel": 1e-10,
-    "tol_feas": 1e-10,
-    "tol_ktratio": 1e-8,
-    # Clarabel's default static regularisation (1e-8) caps the attainable accuracy here.
-    "static_regularization_constant": 1e-12,
-}
-_KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
 _ACTIVE_RTOLS = (1e-7, 1e-10, 1e-4)  # starting faces: slacks below rtol * scale count as active
 _MAX_MOVES = 30  # active-set moves from a starting face before giving up
 _MONOTONE = ("increasing", "decreasing")
@@ -108,7 +89,7 @@ def _bound(name: str, v: object) -> float | None:
 
 @frozen_settings(("n", "nonneg", "monotone", "n_eq", "lower", "upper", "polish",
                   "solver_args", "_lo", "_hi", "_unconstrained", "_layer"))
-class ConvexProjection(nn.Module):
+class ConvexProjection(_RebuiltOnLoad, nn.Module):
     """Differentiable weighted projection of profiles onto a convex set (order, bounds, G u = b).
 
     Solves, independently for each row ``y`` of a batch,
@@ -216,15 +197,6 @@ class ConvexProjection(nn.Module):
         # matrices are fixed problem data, not state, and must not enter state_dict()
         # or be converted by .to()/.half().
         object.__setattr__(self, "_layer", None if self._unconstrained else _make_layer(self))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_layer"] = None  # cvxpy objects do not pickle; rebuilt on load
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._build()
 
     def extra_repr(self) -> str:
         return (

@@ -47,22 +47,30 @@ from torch import Tensor
 
 from .._frozen import frozen_settings
 from .._validation import check_bool, check_finite, check_int, check_tensor
-from .convex import _SOLVER_ARGS, _cvxpy
-from .convex_result import ConvexResult, _codes, _lp_feasible, _raise, _result
+from ._convex_common import (
+    _KKT_RTOL,
+    _SOLVER_ARGS,
+    ConvexResult,
+    _codes,
+    _cvxpy,
+    _lp_feasible,
+    _raise,
+    _RebuiltOnLoad,
+    _result,
+)
 
 if TYPE_CHECKING:
     from cvxpylayers.torch import CvxpyLayer
 
 __all__ = ["ConvexHardConstraint"]
 
-_KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
 _ACTIVE_RTOL = 1e-6  # second guess at the active set: slack below this times the scale
 _NAMES = ("A", "b", "G", "h", "E", "f")
 
 
 @frozen_settings()
 @dataclass(frozen=True, eq=False)
-class ConvexHardConstraint:
+class ConvexHardConstraint(_RebuiltOnLoad):
     """Differentiable constrained ridge least squares for basis coefficients (cvxpylayers).
 
     Solves, independently for each sample of a batch,
@@ -160,9 +168,12 @@ class ConvexHardConstraint:
         # system; a dense factorisation of its (small) derivative system gives ~1e-6.
         args = {**_SOLVER_ARGS, "mode": "dense", **(self.solver_args or {})}
         object.__setattr__(self, "solver_args", args)
-        object.__setattr__(self, "_layer", self._build())
+        self._build()
 
-    def _build(self) -> CvxpyLayer:
+    def _build(self) -> None:
+        object.__setattr__(self, "_layer", self._make_layer())
+
+    def _make_layer(self) -> CvxpyLayer:
         """The DPP problem: ``A @ c`` is parameter times variable, so cvxpy canonicalises
         it once and each call only refills the parameters (cvxpy is imported here, on
         first use, not with the module)."""
@@ -244,15 +255,6 @@ class ConvexHardConstraint:
             E, f = (d[-2], d[-1]) if self.n_eq else (None, None)
             return _lp_feasible(G, h, E, f, self.n_coeffs)
         return feasible
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_layer"]  # cvxpy problems do not pickle; rebuilt on load
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        object.__setattr__(self, "_layer", self._build())
 
     # ---------------------------------------------------------------- validation
     def _prepare(self, *args: Tensor | None) -> tuple[list[Tensor], bool, torch.device]:

@@ -1,4 +1,5 @@
-"""The result of a convex (cvxpylayers) constraint solve: solution, status, stats.
+"""What the two cvxpylayers layers share: the lazy cvxpy import, Clarabel's settings, the
+polishing tolerance, pickling, and the result of a solve (solution, status, stats).
 
 :class:`~sciml.constraints.ConvexProjection` and
 :class:`~sciml.constraints.ConvexHardConstraint` solve a convex program per row with an
@@ -22,9 +23,11 @@ The names match :class:`~sciml.constraints.LMStatus` where the condition is the 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,7 +35,60 @@ from torch import Tensor
 
 from .hard import HardConstraintError
 
+if TYPE_CHECKING:
+    from cvxpylayers.torch import CvxpyLayer
+
 __all__ = ["ConvexError", "ConvexResult", "ConvexStatus"]
+
+
+@functools.cache
+def _cvxpy() -> tuple[ModuleType, type[CvxpyLayer]]:
+    """``(cvxpy, CvxpyLayer)``, imported on first use of a convex layer.
+
+    cvxpy, cvxpylayers and diffcp take long to import, so ``import sciml.constraints``
+    (and everything that imports it) does not load them; building a layer does.
+    """
+    import cvxpy
+    from cvxpylayers.torch import CvxpyLayer
+
+    return cvxpy, CvxpyLayer
+
+
+# cvxpylayers 1.2.0 ships four backends: DIFFCP (CPU; diffcp then calls SCS, ECOS or
+# Clarabel), MOREAU (a separate package), CUCLARABEL (CUDA + Julia) and MPAX (JAX,
+# first-order). Only DIFFCP runs on every machine. Through it we choose Clarabel, an
+# interior-point method: it reaches residuals of 1e-10 in ~20 iterations; SCS
+# (diffcp's default, ADMM) took 7.5 s for 8 profiles of 201 points and was still 3e-4
+# off, and ECOS is not installed (and cvxpy has deprecated it).
+_SOLVER_ARGS: dict[str, Any] = {
+    "solve_method": "Clarabel",
+    "tol_gap_abs": 1e-10,
+    "tol_gap_rel": 1e-10,
+    "tol_feas": 1e-10,
+    "tol_ktratio": 1e-8,
+    # Clarabel's default static regularisation (1e-8) caps the attainable accuracy here.
+    "static_regularization_constant": 1e-12,
+}
+_KKT_RTOL = 1e-9  # relative tolerance of the polishing certificate
+
+
+class _RebuiltOnLoad:
+    """Pickling of a layer that holds a cvxpylayers problem in ``_layer``: cvxpy objects do
+    not pickle, so the problem is dropped from the state and ``_build()`` makes it again
+    on load."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_layer"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        base = getattr(super(), "__setstate__", None)
+        if base is not None:  # nn.Module restores its own bookkeeping
+            base(state)
+        else:
+            self.__dict__.update(state)
+        self._build()  # type: ignore[attr-defined]
 
 _FEAS_RTOL = 1e-6  # constraint violation allowed, relative to the size of the terms
 _KKT_IPM_RTOL = 1e-5  # KKT residual allowed for an interior-point (unpolished) answer: it is
