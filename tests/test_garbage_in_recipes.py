@@ -131,11 +131,19 @@ def _dcdm_loss_args() -> dict:
             "r": torch.randn(2, 8, 8), "mask": system.fluid_mask.float()}
 
 
-def _mppde_data(tmp: Path):
-    from sciml.data import Burgers1DDataset, generate_burgers
+@pytest.fixture(scope="module")
+def burgers(tmp_path_factory) -> dict:
+    """Two tiny Burgers trajectories (20 steps at 40 cells) and an FNO stepper (window 5)."""
+    from sciml.data import BurgersDataset, generate_burgers
+    from sciml_recipes.mppde import build_stepper
 
-    p = generate_burgers(tmp / "b.h5", family="E1", samples=2, nx=40, progress=False)
-    return Burgers1DDataset(p, time_window=25)
+    d = tmp_path_factory.mktemp("burgers")
+    p = generate_burgers(d / "b.h5", family="E1", samples=2, resolutions=(40,), nt=20,
+                         progress=False)
+    data = BurgersDataset(p, 40)
+    torch.manual_seed(0)
+    model = build_stepper("fno", data, time_window=5, width=2, modes=2, layers=1)
+    return {"data": data, "model": model}
 
 
 def _inverse_setup():
@@ -333,6 +341,22 @@ def _specs(tmp: Path, fixture) -> dict:
                                      "fno_width": 2,
                                      "progress": False}, {}),
         "mppde.load_stepper": (lambda: {"run": tmp}, {}),
+        "mppde.build_stepper": (lambda: {"kind": "fno", "data": fixture("burgers")["data"],
+                                         "time_window": 5, "width": 2, "modes": 2,
+                                         "layers": 1}, {}),
+        "mppde.train_stepper": (lambda: {"model": fixture("burgers")["model"],
+                                         "train": fixture("burgers")["data"], "steps": 1,
+                                         "batch_size": 2, "progress": False}, {}),
+        "mppde.rollout_error": (lambda: {"model": fixture("burgers")["model"],
+                                         "data": fixture("burgers")["data"], "samples": 1},
+                                {}),
+        "mppde.weno5_error": (lambda: {"data": fixture("burgers")["data"], "samples": 1,
+                                       "time_window": 5}, {}),
+        # any title
+        "mppde.plot_rollout": (lambda: {"models": {"data": fixture("burgers")["data"],
+                                                   "fno": fixture("burgers")["model"]},
+                                        "path": tmp / "r.png", "title": "t"},
+                               {"title": ["bogus"]}),
         "sfno.load_sfno": (lambda: {"path": fixture("ns_run")["file"]}, {}),
     }
 

@@ -22,22 +22,62 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sciml.data import BurgersDataset
 from sciml.spectral import cell_average_resample
-from sciml.utils import check_choice, check_int
+from sciml.utils import check_bool, check_choice, check_device, check_int
 
-from .._checks import check_path
+from .._checks import check_instance, check_path
 
 __all__ = ["build_stepper", "load_stepper", "rollout_error", "train_stepper", "weno5_error"]
 
 MODEL_FILE = "model.pt"
 
 
-def build_stepper(kind: str, data, *, time_window: int = 25, **options) -> nn.Module:
+def _check_data(name: str, data: object) -> BurgersDataset:
+    return check_instance(name, data, BurgersDataset,
+                          hint="read a file of generate_burgers with BurgersDataset(path, nx)")
+
+
+def _check_stepper(model: object) -> nn.Module:
+    """A bundled stepper: a module with a ``time_window`` and a ``config()``."""
+    check_instance("model", model, nn.Module, hint="build one with build_stepper(kind, data)")
+    if not isinstance(getattr(model, "time_window", None), int) or not callable(
+            getattr(model, "config", None)):
+        raise TypeError(f"model must be a bundled stepper (an MPPDE or a BundledFNO, with a "
+                        f"time_window and config()), got {type(model).__name__}; build one "
+                        "with build_stepper(kind, data)")
+    return model
+
+
+def _check_long_enough(data: BurgersDataset, K: int, name: str = "time_window") -> None:
+    nt = len(data.t)
+    if nt < 3 * K:
+        raise ValueError(f"trajectories of {nt} steps are too short for {name} {K}: the "
+                         f"protocol reads steps K .. 2K - 1 and scores 2K .. nt - 1, so it "
+                         f"needs at least {3 * K} steps")
+
+
+def _check_samples(samples: object, data: BurgersDataset) -> None:
+    if samples is not None:
+        check_int("samples", samples, minimum=1, fix="or None for all")
+    if len(data) == 0:
+        raise ValueError("data holds no trajectories")
+
+
+def build_stepper(kind: str, data: BurgersDataset, *, time_window: int = 25,
+                  **options) -> nn.Module:
     """A fresh model for ``data`` (a :class:`~sciml.data.BurgersDataset`): ``kind`` is
-    ``"mppde"`` or ``"fno"``; ``options`` go to the constructor (e.g. ``hidden=64``)."""
+    ``"mppde"`` or ``"fno"``; ``options`` go to the constructor (e.g. ``hidden=64``).
+
+    Raises:
+        TypeError, ValueError: ``kind``, ``data`` or ``time_window`` is wrong (named); the
+            constructor checks ``options``.
+    """
     from sciml.operators import MPPDE, BundledFNO
 
     kind = check_choice("kind", kind, ("mppde", "fno"))
+    _check_data("data", data)
+    check_int("time_window", time_window, minimum=1)
     tmax = float(data.t[-1])
     if kind == "mppde":
         return MPPDE(time_window, dt=data.dt, length=data.length, n_params=3, tmax=tmax,
@@ -46,7 +86,7 @@ def build_stepper(kind: str, data, *, time_window: int = 25, **options) -> nn.Mo
     return BundledFNO(time_window, dt=data.dt, n_params=3, tmax=tmax, **options)
 
 
-def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-3,
+def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000, lr: float = 1e-3,
                   batch_size: int = 16, max_unroll: int = 2, grow_every: int | None = None,
                   weight_decay: float = 0.0, time_budget: float | None = None,
                   out_dir: str | os.PathLike | None = None, seed: int = 0,
@@ -61,10 +101,22 @@ def train_stepper(model: nn.Module, train, *, steps: int = 2000, lr: float = 1e-
 
     Returns:
         the :class:`~sciml.train.TrainResult`.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any training.
     """
     from sciml.train import TrainConfig, Trainer
     from sciml.train.rollout import Pushforward
 
+    _check_stepper(model)
+    _check_data("train", train)
+    if len(train) == 0:
+        raise ValueError("train holds no trajectories")
+    if out_dir is not None:
+        check_path("out_dir", out_dir, optional=True)
+    if device is not None:
+        check_device(device, "device")
+    check_bool("progress", progress)
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     max_unroll = check_int("max_unroll", max_unroll, minimum=0)
@@ -121,7 +173,7 @@ def _stack(data, samples: int | None) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def rollout_error(model: nn.Module, data, *, samples: int | None = None,
+def rollout_error(model: nn.Module, data: BurgersDataset, *, samples: int | None = None,
                   batch_size: int = 128) -> dict[str, float]:
     """Accumulated MSE of ``model``'s rollout on ``data`` and the rollout's wall time.
 
@@ -129,16 +181,22 @@ def rollout_error(model: nn.Module, data, *, samples: int | None = None,
     (the paper's protocol); the error is summed over those steps and averaged over space
     and samples (:func:`~sciml.train.rollout.accumulated_mse`). ``rollout_s`` is the time
     of the rollouts alone (batches of ``batch_size``), excluding data loading.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), or trajectories
+            shorter than ``3 * model.time_window`` steps.
     """
     from sciml.train.rollout import accumulated_mse, rollout
 
+    _check_stepper(model)
+    _check_data("data", data)
+    _check_samples(samples, data)
+    check_int("batch_size", batch_size, minimum=1)
+    K = model.time_window
+    _check_long_enough(data, K, "model.time_window")
     model.eval()
     u, theta = _stack(data, samples)
-    K = model.time_window
     nt = u.shape[1]
-    if nt < 3 * K:
-        raise ValueError(f"trajectories of {nt} steps are too short for time_window {K}: "
-                         f"need at least {3 * K}")
     dtype = next(model.parameters()).dtype
     preds, elapsed = [], 0.0
     for i in range(0, u.shape[0], batch_size):
@@ -153,7 +211,7 @@ def rollout_error(model: nn.Module, data, *, samples: int | None = None,
 
 
 @torch.no_grad()
-def weno5_error(data, *, nx: int | None = None, samples: int | None = None,
+def weno5_error(data: BurgersDataset, *, nx: int | None = None, samples: int | None = None,
                 time_window: int = 25, start: str = "label",
                 dtype: torch.dtype = torch.float64) -> dict[str, float]:
     """Accumulated MSE of our WENO5 under :func:`rollout_error`'s protocol.
@@ -166,14 +224,23 @@ def weno5_error(data, *, nx: int | None = None, samples: int | None = None,
     data's grid; the conservative convention only) a label start is block averaged and
     the result is brought back to the data's grid by band-limited (Fourier) interpolation
     of the cell averages. ``rollout_s`` is the batched solve's wall time.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any solve.
     """
     from sciml.pdes.burgers import initial_condition, solve_combined
     from sciml.train.rollout import accumulated_mse
 
-    start = check_choice("start", start, ("label", "t0"))
-    u, _ = _stack(data, samples)
+    _check_data("data", data)
     n = data.nx
     nx = n if nx is None else check_int("nx", nx, minimum=4)
+    _check_samples(samples, data)
+    check_int("time_window", time_window, minimum=1)
+    _check_long_enough(data, time_window)
+    start = check_choice("start", start, ("label", "t0"))
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    u, _ = _stack(data, samples)
     if nx != n and (data.convention != "conservative" or n % nx):
         raise ValueError(f"a coarser WENO5 grid needs the conservative convention and a "
                          f"divisor of nx={n}, got nx={nx} ({data.convention})")

@@ -23,7 +23,7 @@ import torch
 from sciml.utils import check_bool, check_choice, check_int
 from sciml_recipes.benchtools import format_table, write_results
 
-from .._checks import check_choices, check_path, check_seed
+from .._checks import check_choices, check_instance, check_mapping, check_path, check_seed
 
 __all__ = ["CONVENTIONS", "FAMILIES", "case_name", "plot_rollout", "run_mppde"]
 
@@ -251,8 +251,32 @@ def plot_rollout(models: dict, path: str | os.PathLike, *, sample: int = 0,
     rollout, WENO5 at the data's grid (started from the same label) and their errors.
 
     ``models`` maps ``"mppde"`` / ``"fno"`` to trained models and ``"data"`` to the
-    :class:`~sciml.data.BurgersDataset` the trajectory comes from.
+    :class:`~sciml.data.BurgersDataset` the trajectory comes from; ``sample`` indexes its
+    trajectories.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong kind (named), before any rollout.
     """
+    from sciml_recipes.mppde.pipeline import _check_data, _check_long_enough
+
+    check_mapping("models", models, ("data",),
+                  hint='{"data": BurgersDataset, "mppde": model, "fno": model}')
+    data = _check_data("models['data']", models["data"])
+    unknown = [k for k in models if k not in (*MODELS, "data")]
+    if unknown:
+        raise ValueError(f"models has unknown key(s) {unknown}; use 'data', "
+                         f"{', '.join(map(repr, MODELS))}")
+    for k in MODELS:
+        if k in models:
+            check_instance(f"models[{k!r}]", models[k], torch.nn.Module)
+    path = check_path("path", path)
+    check_int("sample", sample, minimum=0)
+    if sample >= len(data):
+        raise ValueError(f"sample = {sample} but models['data'] holds {len(data)} "
+                         f"trajectories; use 0 to {len(data) - 1}")
+    check_instance("title", title, str)
+    K = next((m.time_window for k, m in models.items() if k in MODELS), 25)
+    _check_long_enough(data, K)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,10 +286,8 @@ def plot_rollout(models: dict, path: str | os.PathLike, *, sample: int = 0,
     from sciml.train.rollout import rollout
     from sciml_recipes.mppde.pipeline import _stack
 
-    data = models["data"]
     u, theta = _stack(data, sample + 1)
     u, theta = u[sample:sample + 1], theta[sample:sample + 1]
-    K = next((m.time_window for k, m in models.items() if k in MODELS), 25)
     t = torch.as_tensor(data.t, dtype=torch.float64)
     panels = [("label", u[0])]
     for kind in MODELS:
