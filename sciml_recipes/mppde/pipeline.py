@@ -108,6 +108,9 @@ def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000,
     from sciml.train import TrainConfig, Trainer
     from sciml.train.rollout import Pushforward
 
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    max_unroll = check_int("max_unroll", max_unroll, minimum=0)
     _check_stepper(model)
     _check_data("train", train)
     if len(train) == 0:
@@ -117,9 +120,6 @@ def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000,
     if device is not None:
         check_device(device, "device")
     check_bool("progress", progress)
-    steps = check_int("steps", steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    max_unroll = check_int("max_unroll", max_unroll, minimum=0)
     if grow_every is None:
         grow_every = max(1, steps // (2 * (max_unroll + 1)))
     obj = Pushforward(max_unroll=max_unroll, grow_every=grow_every)
