@@ -48,6 +48,7 @@ from sciml.inverse.misfit import L2Misfit, W2Misfit
 from sciml.inverse.observe import FullObservation
 from sciml.inverse.problem import InverseProblem
 from sciml.utils import check_int, check_real
+from sciml_recipes._figures import save_figure
 
 from .._checks import check_instance, check_path, check_seed
 
@@ -352,9 +353,6 @@ def plot_cycle_skipping(result: dict[str, Any], path: str | os.PathLike) -> Path
     ax[2].legend(fontsize=8)
     fig.suptitle(f"Cycle skipping: advected windowed cosine (wavelength "
                  f"{s['wavelength']:g}), noise {s['noise_std']:g}", fontsize=10)
-    fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
 from sciml.solvers.linear import IncompleteCholesky, cg, dcdm, load_pretrained
+from sciml_recipes._figures import save_figure
 from sciml_recipes.demo._common import DemoResult, check_part
 
 
@@ -55,9 +56,7 @@ def plot(results: dict[str, dict], path: Path) -> Path:
         ax.set_ylabel("relative residual")
         ax.set_title(case, fontsize=10)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -24,6 +24,7 @@ from sciml.pdes import (
     taylor_green_vorticity,
     time_derivative,
 )
+from sciml_recipes._figures import save_figure
 from sciml_recipes.demo._common import DemoResult, check_part, progress
 
 
@@ -94,8 +95,6 @@ def _figure(out_dir: Path, runs: dict, frames: torch.Tensor) -> Path:
             a.set_title(f"t = {frames[c]:.0f}", fontsize=9)
         ax[r, 0].set_ylabel(titles[name], fontsize=9)
     fig.suptitle("sciml.pdes.NavierStokes2D: vorticity (pseudo-spectral, IF Dormand-Prince)")
-    fig.tight_layout()
     path = out_dir / "navier_stokes_vorticity.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     return path

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from sciml.solvers.ot import OTResult, sinkhorn, sns
+from sciml_recipes._figures import save_figure
 from sciml_recipes.demo._common import DemoResult, check_part, progress
 from sciml_recipes.demo.ot_problems import (
     OTProblem,
@@ -186,8 +187,6 @@ def _figure(out_dir: Path, p: OTProblem, res: OTResult, w2: float, size: int,
     ax[4].legend(fontsize=8)
     fig.suptitle(f"sciml.solvers.ot: entropic W2 = {w2:.4f} between two {size}x{size} "
                  "densities (sns, reg 1e-3); Sinkhorn vs Sinkhorn-Newton-Sparse")
-    fig.tight_layout()
     path = out_dir / "ot_transport.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     return path

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sciml.spectral import SpectralConv, irfftn_truncated, rfftn_truncated, wavenumbers
+from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import time_alternating
 from sciml_recipes.demo._common import DemoResult, check_part, progress
 
@@ -121,8 +122,6 @@ def _figure(out_dir, test_x, test_y, pred, losses, layer, t) -> Path:
     ax[4].set_xlabel("Adam step")
     ax[4].set_title("relative MSE (train)")
     fig.suptitle("sciml.spectral: one spectral convolution learns the heat semigroup")
-    fig.tight_layout()
     path = out_dir / "spectral_heat_operator.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path

@@ -15,6 +15,7 @@ import torch
 
 from sciml.constraints import probconserv, trapezoid_weights
 from sciml.utils import check_bool, check_int
+from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.gpme.pipeline import (
     PROBLEMS,
@@ -98,10 +99,7 @@ def plot_cases(results: Sequence[CaseResult], path: str | os.PathLike) -> Path:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("ProbConserv on the GPME family at t* = 0.5 (bands: 2 sigma)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

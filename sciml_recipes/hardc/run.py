@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from sciml.train import TrainConfig, Trainer, load_model_state
 from sciml.utils import check_bool, check_choice, check_int, check_real
+from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.hardc.pipeline import METHODS, DiffSorpModel, HardCConfig, reference, relative_l2
 
@@ -166,11 +167,8 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     ax.set_xlabel("x")
     ax.set_title(f"profiles, u0 = {float(u[sample]):.2f}", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

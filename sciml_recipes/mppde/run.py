@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from sciml.utils import check_bool, check_choice, check_int
+from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 
 from .._checks import check_choices, check_instance, check_mapping, check_path, check_seed
@@ -322,9 +323,6 @@ def plot_rollout(models: dict, path: str | os.PathLike, *, sample: int = 0,
         ax.set_title(f"|{name} - label|")
         ax.set_xlabel("x")
     fig.suptitle(title)
-    fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return path

@@ -55,6 +55,7 @@ from sciml_recipes._checks import (
     check_seed,
     check_time_budget,
 )
+from sciml_recipes._figures import save_figure
 
 __all__ = ["NSInverseData", "NSInverseSetup", "experiment_settings", "plot_ns_inverse",
            "recover_initial_condition", "recover_parameters", "run_ns_inverse",
@@ -432,9 +433,7 @@ def plot_ns_inverse(data: NSInverseData, results: dict[str, dict[str, Any]],
     for a in ax.flat:
         a.set_xticks([])
         a.set_yticks([])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save_figure(fig, out, dpi=90)
     return out
 
 

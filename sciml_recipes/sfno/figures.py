@@ -11,6 +11,7 @@ from torch import nn
 from sciml.data import NS2DDataset
 from sciml.utils import check_device
 from sciml_recipes._checks import check_index, check_instance, check_mapping, check_path
+from sciml_recipes._figures import save_figure
 
 #: the keys of :func:`~sciml_recipes.sfno.pipeline.evaluate_model` the figures read
 _EVALUATION = ("rel_l2_per_frame", "rel_h1_per_frame", "error_spectrum", "truth_spectrum")
@@ -65,10 +66,8 @@ def plot_evaluation(
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"test window {window} at {ds.resolution}^2")
-    fig.tight_layout()
     paths = [out / "prediction.png"]
-    fig.savefig(paths[0], dpi=90)
-    plt.close(fig)
+    save_figure(fig, paths[0], dpi=90)
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     l2 = np.asarray(res["rel_l2_per_frame"])
@@ -89,10 +88,8 @@ def plot_evaluation(
     b.set_ylabel("shell energy")
     b.legend()
     b.set_title("spectra")
-    fig.tight_layout()
     paths.append(out / "errors.png")
-    fig.savefig(paths[1], dpi=90)
-    plt.close(fig)
+    save_figure(fig, paths[1], dpi=90)
     return paths
 
 
@@ -123,7 +120,5 @@ def plot_refinement(rows: dict[str, object], path: str | Path) -> Path:
     b.set_ylabel("true relative L2 error")
     b.legend()
     b.set_title("true error (never seen by the refiner)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path
