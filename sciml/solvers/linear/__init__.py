@@ -1,6 +1,6 @@
 """Linear systems: CG, preconditioned and flexible CG, a differentiable solve, DCDM with its
 shipped pretrained networks (:func:`load_pretrained`), and the ``LinearOperator`` protocol
-shared by operators and preconditioners (Jacobi, IC(0), AMG)."""
+shared by operators and preconditioners (Jacobi, IC(0), AMG, geometric multigrid)."""
 
 from ._common import LinearSolveError, LinearStatus, Solution
 from .adjoint import solve
@@ -8,6 +8,7 @@ from .cg import CG, cg
 from .dcdm import DCDM, NetworkPreconditioner, dcdm
 from .flexible import FlexibleCG, flexible_cg
 from .ichol import IncompleteCholesky
+from .multigrid import GeometricMultigrid
 from .operators import (
     CallableOperator,
     DenseOperator,
@@ -25,6 +26,7 @@ __all__ = [
     "CallableOperator",
     "DenseOperator",
     "FlexibleCG",
+    "GeometricMultigrid",
     "IdentityOperator",
     "IncompleteCholesky",
     "Jacobi",
