@@ -39,10 +39,11 @@ def _dense(op, n: int) -> torch.Tensor:
     return op.matvec(torch.eye(n, dtype=F64)).T
 
 
+@pytest.mark.parametrize("smoother", ["rbgs", "jacobi"])
 @pytest.mark.parametrize("name", list(_systems()))
-def test_the_cycle_is_symmetric_positive_definite(name: str) -> None:
+def test_the_cycle_is_symmetric_positive_definite(name: str, smoother: str) -> None:
     s = _systems()[name]
-    M = GeometricMultigrid(s, dtype=F64, max_coarse=20)
+    M = GeometricMultigrid(s, dtype=F64, max_coarse=20, smoother=smoother)
     assert M.levels >= 2
     idx = s.fluid_index
     Md = _dense(M, s.n)[idx][:, idx]
@@ -102,12 +103,13 @@ def test_coarse_operator_is_half_the_aggregation_galerkin_product(name: str) -> 
     assert not cols[pad].any() and not cols[:, pad].any()
 
 
+@pytest.mark.parametrize("smoother", ["rbgs", "jacobi"])
 @pytest.mark.parametrize("name", list(_systems()))
-def test_pcg_matches_the_direct_solve(name: str) -> None:
+def test_pcg_matches_the_direct_solve(name: str, smoother: str) -> None:
     s = _systems()[name]
     A = s.operator()
     b = divergence_rhs(s, 2, seed=3)
-    sol = cg(A, b, M=GeometricMultigrid(s), rtol=1e-9)
+    sol = cg(A, b, M=GeometricMultigrid(s, smoother=smoother), rtol=1e-9)
     assert sol.status is LinearStatus.CONVERGED
     K = s.csr(reduced=True)
     for i in range(2):
@@ -141,6 +143,8 @@ def test_bad_input_is_refused_by_name() -> None:
         GeometricMultigrid(s, omega=1.5)
     with pytest.raises((TypeError, ValueError), match="smoothing"):
         GeometricMultigrid(s, smoothing=0)
+    with pytest.raises(ValueError, match="smoother"):
+        GeometricMultigrid(s, smoother="sor")
     with pytest.raises(TypeError, match="system"):
         GeometricMultigrid("grid")
     with pytest.raises(TypeError, match="dtype"):

