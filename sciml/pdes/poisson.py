@@ -1,23 +1,36 @@
-"""Pressure Poisson systems on ``N^2`` / ``N^3`` cell grids with obstacles.
+"""Pressure Poisson systems on 2D / 3D cell grids of any shape, with obstacles.
 
 The linear systems of the pressure projection of incompressible flow, as solved by the
-Deep Conjugate Direction Method (Kaneda et al., ICML 2023). Every cell of the grid is
-FLUID (an unknown pressure), SOLID (an obstacle: Neumann walls, no flow through its
-faces) or AIR (open: Dirichlet ``p = 0``). The domain boundary is a Neumann wall, except
-the faces on the high side of the last axis when ``open_top`` (air above) and every face
-when ``dirichlet_walls``.
+Deep Conjugate Direction Method (Kaneda et al., ICML 2023). Every cell of a
+``(N0, N1)`` or ``(N0, N1, N2)`` grid is FLUID (an unknown pressure), SOLID (an
+obstacle: Neumann walls, no flow through its faces) or AIR (open: Dirichlet ``p = 0``).
+Each of the ``2 d`` sides of the domain is a Neumann wall or a Dirichlet (open) face
+(``boundary``; the shorthands ``open_top``, the high side of the last axis open, and
+``dirichlet_walls``, every side open, cover the common cases).
+
+A FLUID cell ``i`` may carry a conductivity ``k_i > 0`` (``coefficients``; 1 when not
+given). The face between cells ``i`` and ``j`` conducts
+
+* ``2 k_i k_j / (k_i + k_j)`` (the harmonic mean) when both are FLUID: the flux
+  continuity of a medium that is ``k_i`` on one half of the link and ``k_j`` on the
+  other, the usual two-point flux of a finite-volume scheme;
+* ``k_i`` when ``i`` is FLUID and ``j`` is AIR or a Dirichlet domain face: the ghost
+  value ``p = 0`` sits one cell away and an AIR cell has no conductivity of its own,
+  so the fluid cell's value is the natural (and the continuous limit's) choice;
+* nothing when either side is SOLID or a Neumann wall.
 
 For a fluid cell ``i`` the unscaled 5-point (2D) / 7-point (3D) operator is
 
 .. math::
 
-    (A p)_i = \\sum_{j \\in F(i)} (p_i - p_j) + |D(i)|\\, p_i,
+    (A p)_i = \\sum_{j \\in F(i)} g_{ij} (p_i - p_j) + \\sum_{f \\in D(i)} g_f\\, p_i,
 
-with ``F(i)`` its fluid face neighbours and ``D(i)`` its faces to AIR cells or open
-domain faces (the ghost value there is 0); faces to SOLID cells and Neumann walls add
-nothing. ``A`` is ``-Δ_h`` with ``h = 1``: divide by ``h^2`` yourself for a physical
-spacing. ``A = -div ∘ grad`` on the fluid cells, with :func:`gradient` and
-:func:`divergence` on the cell faces.
+with ``F(i)`` its fluid face neighbours, ``D(i)`` its faces to AIR cells or Dirichlet
+domain faces and ``g`` the face conductances above (all 1 without coefficients). ``A``
+is ``-div(k grad)`` with ``h = 1``: divide by ``h^2`` yourself for a physical spacing.
+``A p = -divergence(g * gradient(p))`` on the fluid cells, with :func:`gradient` and
+:func:`divergence` on the cell faces and ``g`` from
+:meth:`PoissonSystem.face_conductances`.
 
 ``A`` is symmetric positive semidefinite. It is definite exactly when every connected
 fluid region (face connectivity) touches a Dirichlet face or AIR cell; each region that
@@ -26,16 +39,16 @@ is then solvable only if ``b`` sums to 0 over the region
 (:meth:`PoissonSystem.has_null_space`, :meth:`PoissonSystem.project_range`,
 :meth:`PoissonSystem.sealed`).
 
-Vectors live on the full grid flattened in C order, length ``n = N^d``, so a CNN can read
-them reshaped to ``(N,)*d``; entries of non-fluid cells are ignored on input and zero on
-output (the operator is ``P A_f P`` with ``P`` the fluid selection).
+Vectors live on the full grid flattened in C order, length ``n = N0 N1 [N2]``, so a CNN
+can read them reshaped to the grid; entries of non-fluid cells are ignored on input and
+zero on output (the operator is ``P A_f P`` with ``P`` the fluid selection).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
 from enum import IntEnum
 from functools import cached_property
 
@@ -45,7 +58,14 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .._validation import check_int, check_tensor
+from .._validation import (
+    check_bool,
+    check_int,
+    check_int_tuple,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 from ..spectral import wavenumbers
 
 __all__ = [
@@ -57,6 +77,8 @@ __all__ = [
     "divergence_rhs",
     "fluid_proxy",
     "gradient",
+    "layered_coefficients",
+    "random_coefficients",
     "random_face_velocity",
     "random_obstacles",
     "random_rhs",
@@ -73,46 +95,119 @@ class CellType(IntEnum):
 
 FLUID, SOLID, AIR = int(CellType.FLUID), int(CellType.SOLID), int(CellType.AIR)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_SIDE_KINDS = ("neumann", "dirichlet")
+Boundary = tuple[tuple[str, str], ...]
 
 
 def _canonical(device: torch.device | str | None) -> torch.device:
     return torch.empty(0, device=device).device  # "cuda" -> "cuda:0"
 
 
-@dataclass(frozen=True, eq=False)
+def _check_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def _parse_boundary(boundary: object, d: int) -> Boundary:
+    """``boundary`` as ``d`` ``(low, high)`` pairs of "neumann" / "dirichlet"."""
+    usage = (f"'neumann', 'dirichlet', or a sequence of {d} entries (one per axis), each "
+             f"a side kind or a (low, high) pair of them, e.g. "
+             f"{[('neumann', 'neumann')] * (d - 1) + [('neumann', 'dirichlet')]}")
+    if isinstance(boundary, str):
+        if boundary not in _SIDE_KINDS:
+            raise ValueError(f"boundary must be {usage}; got {boundary!r}")
+        return ((boundary, boundary),) * d
+    if not isinstance(boundary, Sequence):
+        raise TypeError(f"boundary must be {usage}; got {type(boundary).__name__}")
+    if len(boundary) != d:
+        raise ValueError(f"boundary must have {d} entries for a {d}D grid (one per axis), "
+                         f"got {len(boundary)}: {boundary!r}")
+    out = []
+    for a, side in enumerate(boundary):
+        if isinstance(side, str):
+            side = (side, side)
+        if not isinstance(side, Sequence) or len(side) != 2:
+            raise ValueError(f"boundary[{a}] must be a side kind or a (low, high) pair, "
+                             f"got {side!r}; boundary must be {usage}")
+        for kind in side:
+            if not (isinstance(kind, str) and kind in _SIDE_KINDS):
+                raise ValueError(f"boundary[{a}] holds {kind!r}; each side is 'neumann' "
+                                 f"(a wall) or 'dirichlet' (open, p = 0)")
+        out.append((str(side[0]), str(side[1])))
+    return tuple(out)
+
+
+def _resolve_boundary(open_top: object, dirichlet_walls: object, boundary: object,
+                      d: int) -> Boundary:
+    """The boundary from either ``boundary`` or the shorthands (default: open top)."""
+    if boundary is not None:
+        if open_top is not None or dirichlet_walls is not None:
+            raise ValueError("pass either boundary or the shorthands open_top / "
+                             "dirichlet_walls, not both")
+        return _parse_boundary(boundary, d)
+    top = True if open_top is None else check_bool("open_top", open_top)
+    walls = False if dirichlet_walls is None else check_bool("dirichlet_walls",
+                                                             dirichlet_walls)
+    if walls:
+        return (("dirichlet", "dirichlet"),) * d
+    last = ("neumann", "dirichlet" if top else "neumann")
+    return (("neumann", "neumann"),) * (d - 1) + (last,)
+
+
 class PoissonSystem:
-    """A pressure Poisson system: the cell types of an ``(N,)*d`` grid and its boundary.
+    """A pressure Poisson system: cell types and conductivities on a grid, and its boundary.
 
     Args:
-        cells: integer tensor ``(N, N)`` or ``(N, N, N)`` of :class:`CellType` values
-            (stored as a CPU ``int8`` copy).
-        open_top: the domain faces on the high side of the last axis are Dirichlet
-            (``p = 0``, air above); the other domain faces are Neumann walls.
-        dirichlet_walls: every domain face is Dirichlet (overrides the walls).
+        cells: integer tensor ``(N0, N1)`` or ``(N0, N1, N2)`` of :class:`CellType`
+            values, every side ``>= 2`` (stored as a CPU ``int8`` copy).
+        open_top: shorthand: the domain faces on the high side of the last axis are
+            Dirichlet (``p = 0``, air above), the other sides Neumann walls (the
+            default when neither ``boundary`` nor ``dirichlet_walls`` is given).
+        dirichlet_walls: shorthand: every domain face is Dirichlet (overrides
+            ``open_top``).
+        boundary: per side, instead of the shorthands: ``"neumann"`` or ``"dirichlet"``
+            for every side, or one entry per axis, each a side kind for both ends or a
+            ``(low, high)`` pair, e.g. ``[("neumann", "neumann"), ("dirichlet",
+            "neumann")]`` (2D: walls at both ends of axis 0, open at the low end of
+            axis 1). Stored as ``d`` ``(low, high)`` pairs.
+        coefficients: optional cell conductivities ``k``, a real tensor of the grid's
+            shape, finite and ``> 0`` on the FLUID cells (other cells are ignored);
+            stored as a CPU float64 copy, 0 off the fluid. ``None``: ``k = 1``. Face
+            conductances are the harmonic mean between fluid cells and the fluid cell's
+            value towards AIR cells and Dirichlet faces (see the module docstring).
+
+    AIR cells are Dirichlet (``p = 0``) and SOLID cells Neumann wherever they are. A
+    system is immutable; :meth:`with_coefficients` and :meth:`sealed` build new ones.
 
     Raises:
-        TypeError: ``cells`` is not an integer tensor; a flag is not a bool.
-        ValueError: ``d`` not 2 or 3, unequal sides, ``N < 2``, values outside
-            :class:`CellType`, or no FLUID cell.
+        TypeError: ``cells`` is not an integer tensor; a shorthand is not a bool;
+            ``coefficients`` is not a real floating tensor; ``boundary`` is not a str or
+            a sequence.
+        ValueError: ``d`` not 2 or 3, a side ``< 2``, values outside
+            :class:`CellType`, no FLUID cell, a bad ``boundary`` entry, ``boundary``
+            together with a shorthand, ``coefficients`` of another shape or not finite
+            and positive on the fluid cells.
     """
 
     cells: Tensor
-    open_top: bool = True
-    dirichlet_walls: bool = False
+    boundary: Boundary
+    coefficients: Tensor | None
 
-    def __post_init__(self) -> None:
-        c = check_tensor("cells", self.cells)
+    def __init__(self, cells: Tensor, open_top: bool | None = None,
+                 dirichlet_walls: bool | None = None, *,
+                 boundary: str | Sequence[str | tuple[str, str]] | None = None,
+                 coefficients: Tensor | None = None) -> None:
+        c = check_tensor("cells", cells)
         if c.dtype not in _INT_DTYPES:
             raise TypeError(f"cells must be an integer tensor of CellType values, got dtype "
                             f"{c.dtype}; use cells.to(torch.int8)")
         if c.ndim not in (2, 3):
-            raise ValueError(f"cells must be a 2D (N, N) or 3D (N, N, N) grid (d in {{2, 3}}), "
-                             f"got shape {tuple(c.shape)}")
-        if len(set(c.shape)) != 1:
-            raise ValueError(f"cells must have equal sides (N,)*d, got shape {tuple(c.shape)}; "
-                             f"pad it with SOLID cells to a square/cube")
-        if c.shape[0] < 2:
-            raise ValueError(f"the grid needs N >= 2 cells per side, got shape {tuple(c.shape)}")
+            raise ValueError(f"cells must be a 2D (N0, N1) or 3D (N0, N1, N2) grid "
+                             f"(d in {{2, 3}}), got shape {tuple(c.shape)}")
+        if min(c.shape) < 2:
+            raise ValueError(f"the grid needs >= 2 cells per side (N >= 2), got shape "
+                             f"{tuple(c.shape)}")
         c = c.detach().to("cpu", torch.int64)
         bad = torch.unique(c[(c < 0) | (c > 2)])
         if bad.numel():
@@ -121,16 +216,68 @@ class PoissonSystem:
         if not bool((c == FLUID).any()):
             raise ValueError("cells has no FLUID cell, so the system has no unknowns; mark "
                              "the cells whose pressure you want with CellType.FLUID")
-        for name in ("open_top", "dirichlet_walls"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        object.__setattr__(self, "cells", c.to(torch.int8).contiguous())
+        bnd = _resolve_boundary(open_top, dirichlet_walls, boundary, c.ndim)
+        k = None
+        if coefficients is not None:
+            k = check_tensor("coefficients", coefficients, real=True)
+            if tuple(k.shape) != tuple(c.shape):
+                raise ValueError(f"coefficients has shape {tuple(k.shape)} but cells is "
+                                 f"{tuple(c.shape)}; give one conductivity per cell")
+            k = k.detach().to("cpu", torch.float64)
+            fluid = c == FLUID
+            kf = k[fluid]
+            if not bool(torch.isfinite(kf).all()):
+                raise ValueError(f"coefficients holds {int((~torch.isfinite(kf)).sum())} "
+                                 f"non-finite value(s) (NaN or Inf) on FLUID cells; every "
+                                 f"fluid cell needs a finite conductivity > 0")
+            if not bool((kf > 0).all()):
+                raise ValueError(f"coefficients must be > 0 on the FLUID cells, got "
+                                 f"{int((kf <= 0).sum())} value(s) <= 0 (smallest "
+                                 f"{float(kf.min()):.3g}); a blocked cell is SOLID, not k = 0")
+            k = torch.where(fluid, k, 0.0).contiguous()
+        set_ = object.__setattr__
+        set_(self, "cells", c.to(torch.int8).contiguous())
+        set_(self, "boundary", bnd)
+        set_(self, "coefficients", k)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PoissonSystem is immutable (cannot set {name}); build a new "
+                             f"one, e.g. with with_coefficients() or sealed()")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PoissonSystem is immutable (cannot delete {name})")
+
+    def __getstate__(self) -> dict:
+        # the defining data only: caches (possibly on a GPU) are rebuilt on demand
+        return {"cells": self.cells, "boundary": self.boundary,
+                "coefficients": self.coefficients}
+
+    def __setstate__(self, state: dict) -> None:
+        for key in ("cells", "boundary", "coefficients"):
+            object.__setattr__(self, key, state[key])
 
     def __repr__(self) -> str:
+        k = "None" if self.coefficients is None else (
+            f"[{float(self.coefficients[self.fluid_mask].min()):.3g}, "
+            f"{float(self.coefficients.max()):.3g}]")
         return (f"PoissonSystem(shape={self.shape}, n_fluid={self.n_fluid}, "
-                f"open_top={self.open_top}, dirichlet_walls={self.dirichlet_walls})")
+                f"boundary={self.boundary}, coefficients={k})")
+
+    def with_coefficients(self, coefficients: Tensor | None) -> PoissonSystem:
+        """The same cells and boundary with other cell conductivities (``None``: 1)."""
+        return PoissonSystem(self.cells, boundary=self.boundary, coefficients=coefficients)
 
     # ------------------------------------------------------------------ sizes, layout
+
+    @property
+    def open_top(self) -> bool:
+        """True when the high side of the last axis is Dirichlet (read-only)."""
+        return self.boundary[-1][1] == "dirichlet"
+
+    @property
+    def dirichlet_walls(self) -> bool:
+        """True when every side of the domain is Dirichlet (read-only)."""
+        return all(k == "dirichlet" for side in self.boundary for k in side)
 
     @property
     def ndim(self) -> int:
@@ -139,24 +286,30 @@ class PoissonSystem:
 
     @property
     def N(self) -> int:
-        """Cells per side."""
-        return self.cells.shape[0]
+        """Cells per side of a square / cubic grid.
+
+        Raises:
+            ValueError: the sides differ; use :attr:`shape`.
+        """
+        if len(set(self.shape)) != 1:
+            raise ValueError(f"N is defined for grids with equal sides only; this grid is "
+                             f"{self.shape}: use system.shape")
+        return self.shape[0]
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """The grid shape ``(N,)*d``."""
+        """The grid shape ``(N0, N1[, N2])``."""
         return tuple(self.cells.shape)
 
     @property
     def n(self) -> int:
-        """Length of a full-grid vector, ``N^d``."""
+        """Length of a full-grid vector, the number of cells."""
         return self.cells.numel()
 
     @cached_property
     def fluid_mask(self) -> Tensor:
-        """Bool ``(N,)*d``, True on FLUID cells (CPU)."""
+        """Bool, the grid's shape, True on FLUID cells (CPU)."""
         return self.cells == FLUID
-
     @cached_property
     def fluid_index(self) -> Tensor:
         """The flat (C-order) indices of the FLUID cells, ``(n_fluid,)`` int64 (CPU)."""
@@ -198,39 +351,96 @@ class PoissonSystem:
     # ------------------------------------------------------------------ faces, stencil
 
     def _sides(self, axis: int) -> tuple[Tensor, Tensor]:
-        """Cell types on the low and high side of each face normal to ``axis`` (``N + 1``
-        faces along it). Domain faces see a ghost cell: AIR if Dirichlet, SOLID if a
-        Neumann wall (a wall and an obstacle act alike)."""
+        """Cell types on the low and high side of each face normal to ``axis``
+        (``shape[axis] + 1`` faces along it). Domain faces see a ghost cell: AIR if
+        Dirichlet, SOLID if a Neumann wall (a wall and an obstacle act alike)."""
         c = self.cells
         ghost = list(c.shape)
         ghost[axis] = 1
-        hi_open = self.dirichlet_walls or (self.open_top and axis == self.ndim - 1)
-        lo = c.new_full(ghost, AIR if self.dirichlet_walls else SOLID)
-        hi = c.new_full(ghost, AIR if hi_open else SOLID)
-        ext = torch.cat([lo, c, hi], dim=axis)
-        return ext.narrow(axis, 0, self.N + 1), ext.narrow(axis, 1, self.N + 1)
+        kind = {"neumann": SOLID, "dirichlet": AIR}
+        low, high = self.boundary[axis]
+        ext = torch.cat([c.new_full(ghost, kind[low]), c, c.new_full(ghost, kind[high])],
+                        dim=axis)
+        m = self.shape[axis] + 1
+        return ext.narrow(axis, 0, m), ext.narrow(axis, 1, m)
+
+    @cached_property
+    def _conductances(self) -> tuple[Tensor, ...]:
+        """Per axis, the float64 conductance of each face normal to it (``shape[a] + 1``
+        along ``a``): 1, or the harmonic mean of the two fluid cells' coefficients, or the
+        fluid cell's coefficient towards AIR / a Dirichlet face; 0 where no flow passes."""
+        out = []
+        for a in range(self.ndim):
+            lo, hi = self._sides(a)
+            flo, fhi = lo == FLUID, hi == FLUID
+            if self.coefficients is None:
+                out.append(((lo != SOLID) & (hi != SOLID) & (flo | fhi)).double())
+                continue
+            k = self.coefficients
+            zero = k.new_zeros([1 if b == a else s for b, s in enumerate(self.shape)])
+            ext = torch.cat([zero, k, zero], dim=a)
+            klo, khi = ext.narrow(a, 0, self.shape[a] + 1), ext.narrow(a, 1, self.shape[a] + 1)
+            both = flo & fhi
+            # k_lo * (2 k_hi / (k_lo + k_hi)): the harmonic mean without overflow
+            mean = klo * (2.0 * khi / torch.where(both, klo + khi, 1.0))
+            g = torch.where(both, mean, 0.0)
+            g = torch.where(flo & (hi == AIR), klo, g)
+            g = torch.where((lo == AIR) & fhi, khi, g)
+            out.append(g)
+        return tuple(out)
 
     @cached_property
     def _open_faces(self) -> tuple[Tensor, ...]:
         """Per axis, bool faces that carry flow: no SOLID side and at least one FLUID side."""
-        out = []
-        for a in range(self.ndim):
-            lo, hi = self._sides(a)
-            out.append((lo != SOLID) & (hi != SOLID) & ((lo == FLUID) | (hi == FLUID)))
-        return tuple(out)
+        return tuple(g > 0 for g in self._conductances)
+
+    def face_conductances(self, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str | None = None) -> tuple[Tensor, ...]:
+        """The conductance ``g`` of every cell face: per axis ``a`` a tensor of the grid's
+        shape with ``shape[a] + 1`` along ``a`` (face ``k`` lies between cells ``k - 1``
+        and ``k``), 0 on faces that carry no flow. ``A p = -divergence(g * gradient(p))``
+        (see :func:`gradient`, :func:`divergence`)."""
+        dev = _canonical(device)
+        return tuple(g.to(dev, _check_dtype(dtype), copy=True) for g in self._conductances)
 
     @cached_property
     def _stencil(self) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """``(diagonal, links)``: the float64 diagonal ``(N,)*d`` (0 off the fluid) and per
-        axis the bool fluid-fluid couplings between cells ``i`` and ``i + e_a`` (``N - 1``
-        along the axis)."""
-        N, fluid = self.N, self.fluid_mask
+        """``(diag, links)`` on the CPU in float64: ``diag`` of the grid's shape (0 off the
+        fluid), the sum of the conductances of each fluid cell's open faces (to fluid
+        neighbours, AIR cells and Dirichlet domain faces); ``links[a]`` the conductance
+        between cells ``i`` and ``i + e_a`` (``shape[a] - 1`` along ``a``), 0 unless both
+        are FLUID. Public form: :meth:`stencil`."""
+        fluid = self.fluid_mask
         diag = torch.zeros(self.shape, dtype=torch.float64)
         links = []
-        for a, face in enumerate(self._open_faces):
-            diag += face.narrow(a, 0, N).double() + face.narrow(a, 1, N).double()
-            links.append(fluid.narrow(a, 0, N - 1) & fluid.narrow(a, 1, N - 1))
+        for a, g in enumerate(self._conductances):
+            m = self.shape[a]
+            diag += g.narrow(a, 0, m) + g.narrow(a, 1, m)
+            both = fluid.narrow(a, 0, m - 1) & fluid.narrow(a, 1, m - 1)
+            links.append(torch.where(both, g.narrow(a, 1, m - 1), 0.0))
         return diag * fluid, tuple(links)
+
+    def stencil(self, dtype: torch.dtype = torch.float64,
+                device: torch.device | str | None = None
+                ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """The stencil of ``A`` on ``device`` in ``dtype``: ``(fluid_mask, diag, links)``.
+
+        * ``fluid_mask``: bool, the grid's shape, True on FLUID cells;
+        * ``diag``: the grid's shape, ``A_ii`` (the sum of the conductances of cell
+          ``i``'s open faces: to fluid neighbours, AIR cells and Dirichlet domain faces),
+          0 off the fluid;
+        * ``links``: one tensor per axis ``a``, the grid's shape but ``shape[a] - 1``
+          along ``a``: the conductance ``-A_ij`` between cell ``i`` and ``i + e_a``, 0
+          unless both are FLUID.
+
+        So ``(A p)_i = diag_i p_i - sum_a (links_a[i] p_{i+e_a} + links_a[i-e_a]
+        p_{i-e_a})`` on the fluid cells: the input of a geometric multigrid or your own
+        stencil code. The tensors are fresh copies.
+        """
+        diag, links = self._stencil
+        dtype, dev = _check_dtype(dtype), _canonical(device)
+        return (self.fluid_mask.to(dev, copy=True), diag.to(dev, dtype, copy=True),
+                tuple(lk.to(dev, dtype, copy=True) for lk in links))
 
     def operator(self, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> PoissonOperator:
@@ -238,25 +448,26 @@ class PoissonSystem:
         return PoissonOperator(self, dtype=dtype, device=device)
 
     def _csr_parts(self, reduced: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        d, N = self.ndim, self.N
+        d, shape = self.ndim, self.shape
         diag, links = self._stencil
         rows = self.fluid_index.numpy()
-        strides = [N ** (d - 1 - a) for a in range(d)]
+        strides = [math.prod(shape[a + 1:]) for a in range(d)]
         minus, plus = [], []
         for a, link in enumerate(links):
+            m = shape[a]
             lnk = link.numpy()
-            up = np.zeros(self.shape, dtype=bool)  # cell i couples to i + e_a
-            down = np.zeros(self.shape, dtype=bool)  # cell i couples to i - e_a
-            up[(slice(None),) * a + (slice(0, N - 1),)] = lnk
-            down[(slice(None),) * a + (slice(1, N),)] = lnk
+            up = np.zeros(shape)  # cell i couples to i + e_a
+            down = np.zeros(shape)  # cell i couples to i - e_a
+            up[(slice(None),) * a + (slice(0, m - 1),)] = lnk
+            down[(slice(None),) * a + (slice(1, m),)] = lnk
             plus.append((strides[a], up.reshape(-1)[rows]))
             minus.append((-strides[a], down.reshape(-1)[rows]))
-        # columns ascending within a row: -N^(d-1), ..., -1, 0, +1, ..., +N^(d-1)
-        entries = [*minus, (0, np.ones(rows.size, dtype=bool)), *plus[::-1]]
+        # columns ascending within a row: -stride_0, ..., -1, 0, +1, ..., +stride_0
+        entries = [*minus, (0, diag.reshape(-1).numpy()[rows]), *plus[::-1]]
         offsets = np.array([o for o, _ in entries], dtype=np.int64)
-        valid = np.stack([v for _, v in entries], axis=1)
-        vals = np.full(valid.shape, -1.0)
-        vals[:, d] = diag.reshape(-1).numpy()[rows]
+        vals = np.stack([w if o == 0 else -w for o, w in entries], axis=1)
+        valid = vals != 0
+        valid[:, d] = True  # the diagonal is always stored
         r, k = np.nonzero(valid)  # row-major: entries stay sorted by column
         data = vals[r, k]
         indices = rows[r] + offsets[k]
@@ -273,7 +484,6 @@ class PoissonSystem:
         indptr = np.zeros(size + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         return indptr, indices, data, size
-
     def csr(self, reduced: bool = True) -> sp.csr_matrix:
         """``A`` as a float64 scipy CSR matrix (assembled on each call, not cached).
 
@@ -308,7 +518,7 @@ class PoissonSystem:
         for a in range(self.ndim):
             lo, hi = self._sides(a)
             face = ((lo == FLUID) & (hi == AIR)) | ((lo == AIR) & (hi == FLUID))
-            anchored |= face.narrow(a, 0, self.N) | face.narrow(a, 1, self.N)
+            anchored |= face.narrow(a, 0, self.shape[a]) | face.narrow(a, 1, self.shape[a])
         floating = np.ones(n_regions + 1, dtype=bool)
         floating[0] = False
         floating[np.unique(labels[anchored.numpy() & (labels > 0)])] = False
@@ -364,9 +574,10 @@ class PoissonSystem:
         cells[labels > 0] = SOLID
         if not bool((cells == FLUID).any()):
             raise ValueError("no fluid region touches a Dirichlet face or AIR cell, so "
-                             "sealing leaves no fluid; open the top (open_top=True) or add "
+                             "sealing leaves no fluid; open a side (boundary=...) or add "
                              "AIR cells")
-        return PoissonSystem(cells.reshape(self.shape), self.open_top, self.dirichlet_walls)
+        return PoissonSystem(cells.reshape(self.shape), boundary=self.boundary,
+                             coefficients=self.coefficients)
 
 
 def _require_system(system: object) -> PoissonSystem:
@@ -387,17 +598,15 @@ class PoissonOperator:
     def __init__(self, system: PoissonSystem, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
         _require_system(system)
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
-        diag, links = system._stencil
+        mask, diag, links = system.stencil(dtype, device)
         self.device = _canonical(device)
         self.dtype = dtype
         self.grid_shape = system.shape
         self.shape = (system.n, system.n)
         self._d = system.ndim
-        self._mask = system.fluid_mask.to(self.device)
-        self._diag = diag.to(self.device, dtype)
-        self._links = tuple(lk.to(self.device, dtype) for lk in links)
+        self._mask = mask
+        self._diag = diag
+        self._links = links
 
     def __repr__(self) -> str:
         return f"PoissonOperator(grid={self.grid_shape}, dtype={self.dtype}, device={self.device})"
@@ -413,19 +622,19 @@ class PoissonOperator:
         return self._diag.reshape(-1).clone()
 
     def grid_matvec(self, x: Tensor) -> Tensor:
-        """``A x`` for grid-shaped ``x`` ``(..., N, N[, N])``; same shape out."""
+        """``A x`` for grid-shaped ``x`` ``(..., N0, N1[, N2])``; same shape out."""
         x = check_tensor("x", x, min_ndim=self._d)
         if tuple(x.shape[x.ndim - self._d:]) != self.grid_shape:
             raise ValueError(f"x has shape {tuple(x.shape)}; grid_matvec needs "
                              f"(..., {', '.join(map(str, self.grid_shape))})")
         self._check(x)
-        N = self.grid_shape[0]
         x = torch.where(self._mask, x, 0)  # non-fluid entries are ignored, even NaN
         y = self._diag * x
         for a, link in enumerate(self._links):
             ax = x.ndim - self._d + a
-            y.narrow(ax, 0, N - 1).sub_(link * x.narrow(ax, 1, N - 1))
-            y.narrow(ax, 1, N - 1).sub_(link * x.narrow(ax, 0, N - 1))
+            m = self.grid_shape[a]
+            y.narrow(ax, 0, m - 1).sub_(link * x.narrow(ax, 1, m - 1))
+            y.narrow(ax, 1, m - 1).sub_(link * x.narrow(ax, 0, m - 1))
         return y
 
     def matvec(self, x: Tensor) -> Tensor:
@@ -440,17 +649,42 @@ class PoissonOperator:
 # ---------------------------------------------------------------------------- scenes
 
 
-def _check_grid(N: object, d: object) -> tuple[int, int]:
+def _check_shape(N: object, d: object) -> tuple[int, ...]:
+    """The grid shape from ``N`` (an int, with ``d``: ``(N,)*d``; or a shape tuple)."""
+    if isinstance(N, (tuple, list, torch.Size)):
+        shape = check_int_tuple("N", tuple(N), minimum=2)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"N as a grid shape must have 2 or 3 sides, got {shape}")
+        if d is not None and d != len(shape):
+            raise ValueError(f"d={d!r} but the shape N={shape} has {len(shape)} sides; "
+                             f"leave d out when N is a shape")
+        return shape
     N = check_int("N", N, minimum=2)
+    if d is None:
+        d = 3
     if d not in (2, 3) or isinstance(d, bool):
         raise ValueError(f"d must be 2 or 3, got {d!r}")
-    return N, int(d)
+    return (N,) * int(d)
 
 
-def _centres(N: int, d: int) -> list[Tensor]:
-    """Cell-centre coordinates in the unit box, one broadcastable tensor per axis."""
-    x = (torch.arange(N, dtype=torch.float64) + 0.5) / N
-    return [x.reshape([N if b == a else 1 for b in range(d)]) for a in range(d)]
+def _check_coefficient_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"shape must be a grid shape, a tuple of 2 or 3 ints (e.g. "
+                        f"system.shape), got {shape!r}")
+    shape = check_int_tuple("shape", tuple(shape), minimum=2)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"shape must have 2 or 3 sides, got {shape}")
+    return shape
+
+
+def _centres(shape: tuple[int, ...]) -> list[Tensor]:
+    """Cell-centre coordinates, one broadcastable tensor per axis, in units of the
+    shortest side (so the box is ``[0, N_a / min(N)]`` along axis ``a``)."""
+    d, m = len(shape), min(shape)
+    return [((torch.arange(n, dtype=torch.float64) + 0.5) / m).reshape(
+        [n if b == a else 1 for b in range(d)]) for a, n in enumerate(shape)]
 
 
 def _rng(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
@@ -463,89 +697,176 @@ def _rng(generator: torch.Generator | None, seed: int | None) -> torch.Generator
     return generator
 
 
-def box_scene(N: int, d: int = 3, open_top: bool = True, *,
-              dirichlet_walls: bool = False) -> PoissonSystem:
-    """An all-fluid box: Neumann walls, open top (``open_top``) or all faces Dirichlet
-    (``dirichlet_walls``). ``open_top=False`` alone gives the pure Neumann problem, whose
-    null space is the constant."""
-    N, d = _check_grid(N, d)
-    return PoissonSystem(torch.full((N,) * d, FLUID, dtype=torch.int8), open_top,
-                         dirichlet_walls)
+def box_scene(N: int | Sequence[int], d: int | None = None, open_top: bool | None = None, *,
+              dirichlet_walls: bool | None = None,
+              boundary: str | Sequence[str | tuple[str, str]] | None = None,
+              coefficients: Tensor | None = None) -> PoissonSystem:
+    """An all-fluid box.
+
+    Args:
+        N: cells per side (with ``d``: the grid ``(N,)*d``, ``d`` 3 by default) or the
+            grid shape ``(N0, N1[, N2])``.
+        open_top, dirichlet_walls, boundary, coefficients: as in :class:`PoissonSystem`
+            (default: Neumann walls and an open top). ``open_top=False`` alone (or
+            ``boundary="neumann"``) gives the pure Neumann problem, whose null space is
+            the constant.
+    """
+    shape = _check_shape(N, d)
+    return PoissonSystem(torch.full(shape, FLUID, dtype=torch.int8), open_top,
+                         dirichlet_walls, boundary=boundary, coefficients=coefficients)
 
 
-def fluid_proxy(N: int, d: int = 3, radius: float = 0.2,
+def fluid_proxy(N: int | Sequence[int], d: int | None = None, radius: float = 0.2,
                 center: tuple[float, ...] | None = None) -> PoissonSystem:
     """DCDM's fluid-proxy scene: a solid ball (disc in 2D) in a box with Neumann walls on
     the sides and bottom and an open (Dirichlet) top.
 
     Args:
-        N, d: grid ``(N,)*d``.
-        radius: the ball's radius as a fraction of the side (cells with centres within
-            ``radius * N`` cells of the centre are SOLID).
-        center: the ball's centre in the unit box, ``d`` numbers (default the middle).
+        N, d: cells per side and dimension (grid ``(N,)*d``, ``d`` 3 by default), or
+            ``N`` the grid shape ``(N0, N1[, N2])``.
+        radius: the ball's radius as a fraction of the shortest side (cells with centres
+            within ``radius * min(shape)`` cells of the centre are SOLID).
+        center: the ball's centre as fractions of each side, ``d`` numbers in ``[0, 1]``
+            (default the middle).
 
     Fluid pockets the ball cuts off from the top are filled with SOLID
     (:meth:`PoissonSystem.sealed`), so ``A`` is definite.
     """
-    N, d = _check_grid(N, d)
-    if not (isinstance(radius, (int, float)) and 0 < radius < math.inf):
-        raise ValueError(f"radius must be a number > 0 (a fraction of the side), got {radius!r}")
+    shape = _check_shape(N, d)
+    d = len(shape)
+    radius = check_positive("radius", radius, fix="a fraction of the shortest side")
     center = (0.5,) * d if center is None else tuple(float(c) for c in center)
     if len(center) != d or not all(0.0 <= c <= 1.0 for c in center):
         raise ValueError(f"center must be {d} numbers in [0, 1], got {center!r}")
-    r2 = sum((x - c) ** 2 for x, c in zip(_centres(N, d), center))
+    m = min(shape)
+    r2 = sum((x - c * (n / m)) ** 2 for x, c, n in zip(_centres(shape), center, shape))
     cells = torch.where(r2 <= radius**2, SOLID, FLUID).to(torch.int8)
     if not bool((cells == FLUID).any()):
         raise ValueError(f"a ball of radius {radius} fills the grid; use a smaller radius")
     return PoissonSystem(cells, open_top=True).sealed()
 
 
-def random_obstacles(N: int, d: int = 3, n_obstacles: int = 6, *, air_layer: float = 0.5,
-                     open_top: bool = True, generator: torch.Generator | None = None,
+def random_obstacles(N: int | Sequence[int], d: int | None = None, n_obstacles: int = 6, *,
+                     air_layer: float = 0.5, open_top: bool | None = None,
+                     boundary: str | Sequence[str | tuple[str, str]] | None = None,
+                     generator: torch.Generator | None = None,
                      seed: int | None = None) -> PoissonSystem:
     """Random solid balls and boxes in a box, sometimes under a layer of AIR.
 
     Each obstacle is a ball (radius) or an axis-aligned box (half-sides) with sizes
-    uniform in ``[0.05, 0.2]`` of the side and a uniform centre. With probability
-    ``air_layer`` (always when ``open_top=False``) the top ``1 .. max(1, N // 8)`` cell
-    layers along the last axis become AIR. Fluid pockets cut off from every Dirichlet
-    face are filled with SOLID, so ``A`` is always definite.
+    uniform in ``[0.05, 0.2]`` of the shortest side and a uniform centre. With
+    probability ``air_layer`` (always when no side of the domain is Dirichlet) the top
+    ``1 .. max(1, N_last // 8)`` cell layers along the last axis become AIR. Fluid
+    pockets cut off from every Dirichlet face are filled with SOLID, so ``A`` is always
+    definite.
 
     Args:
-        N, d: grid ``(N,)*d``.
+        N, d: cells per side and dimension (grid ``(N,)*d``, ``d`` 3 by default), or
+            ``N`` the grid shape ``(N0, N1[, N2])``.
         n_obstacles: how many obstacles (they may overlap).
         air_layer: probability of the air layer.
-        open_top: as in :class:`PoissonSystem`.
+        open_top, boundary: as in :class:`PoissonSystem` (default: an open top).
         generator, seed: the randomness (a CPU generator, or a seed for a new one; the
             global generator when neither is given).
 
     Raises:
         ValueError: the obstacles leave no fluid connected to a Dirichlet face.
     """
-    N, d = _check_grid(N, d)
+    shape = _check_shape(N, d)
+    d = len(shape)
     n_obstacles = check_int("n_obstacles", n_obstacles, minimum=0)
-    if not 0.0 <= air_layer <= 1.0:
+    air_layer = check_real("air_layer", air_layer, minimum=0.0,
+                           fix="a probability in [0, 1]")
+    if air_layer > 1.0:
         raise ValueError(f"air_layer is a probability in [0, 1], got {air_layer!r}")
+    bnd = _resolve_boundary(open_top, None, boundary, d)
     g = _rng(generator, seed)
-    x = _centres(N, d)
-    solid = torch.zeros((N,) * d, dtype=torch.bool)
+    x = _centres(shape)
+    extent = [n / min(shape) for n in shape]
+    solid = torch.zeros(shape, dtype=torch.bool)
     for _ in range(n_obstacles):
         u = torch.rand(1 + 2 * d, generator=g, dtype=torch.float64).tolist()
-        centre, size = u[1:1 + d], [0.05 + 0.15 * s for s in u[1 + d:]]
+        centre = [c * e for c, e in zip(u[1:1 + d], extent)]
+        size = [0.05 + 0.15 * s for s in u[1 + d:]]
         if u[0] < 0.5:
             solid |= sum((xa - c) ** 2 for xa, c in zip(x, centre)) <= size[0] ** 2
         else:
-            inside = torch.ones((N,) * d, dtype=torch.bool)
+            inside = torch.ones(shape, dtype=torch.bool)
             for xa, c, s in zip(x, centre, size):
                 inside &= (xa - c).abs() <= s
             solid |= inside
     cells = torch.where(solid, SOLID, FLUID).to(torch.int8)
     u = torch.rand(2, generator=g, dtype=torch.float64).tolist()
-    if not open_top or u[0] < air_layer:
-        cells[..., N - 1 - int(u[1] * max(1, N // 8)):] = AIR
+    closed = all(k == "neumann" for side in bnd for k in side)
+    if closed or u[0] < air_layer:
+        top = shape[-1]
+        cells[..., top - 1 - int(u[1] * max(1, top // 8)):] = AIR
     if not bool((cells == FLUID).any()):
         raise ValueError(f"{n_obstacles} obstacles left no fluid; use fewer obstacles")
-    return PoissonSystem(cells, open_top=open_top).sealed()
+    return PoissonSystem(cells, boundary=bnd).sealed()
+
+
+def random_coefficients(shape: Sequence[int], contrast: float = 1e3, *, smooth: float = 2.0,
+                        generator: torch.Generator | None = None,
+                        seed: int | None = None) -> Tensor:
+    """A random smooth conductivity field for :class:`PoissonSystem` (``coefficients``).
+
+    ``k = contrast ** u`` with ``u`` white noise through a periodic Gaussian filter of
+    ``smooth`` cells (0: white noise), rescaled to span ``[0, 1]`` exactly: a log-normal
+    like medium with ``min k = 1`` and ``max k = contrast``.
+
+    Args:
+        shape: the grid shape ``(N0, N1[, N2])`` (e.g. ``system.shape``).
+        contrast: ``max k / min k``, ``>= 1`` (1: uniform).
+        smooth: correlation length in cells, ``>= 0``.
+        generator, seed: the randomness (the global generator when neither is given).
+
+    Returns:
+        float64 tensor of ``shape`` (on the generator's device). Use it as
+        ``system.with_coefficients(random_coefficients(system.shape, 1e4, seed=0))``.
+    """
+    shape = _check_coefficient_shape(shape)
+    contrast = check_real("contrast", contrast, minimum=1.0, fix="contrast = max k / min k")
+    smooth = check_positive("smooth", smooth, allow_zero=True, fix="a length in cells")
+    g = _rng(generator, seed)
+    device = g.device if g is not None else torch.device("cpu")
+    w = torch.randn(1, *shape, generator=g, dtype=torch.float64, device=device)
+    if smooth > 0:
+        w = _smooth(w, smooth)
+    lo, hi = w.min(), w.max()
+    u = (w - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return torch.pow(torch.tensor(contrast, dtype=torch.float64, device=device), u[0])
+
+
+def layered_coefficients(shape: Sequence[int], contrast: float = 1e3, layers: int = 4, *,
+                         axis: int = -1) -> Tensor:
+    """A layered medium for :class:`PoissonSystem` (``coefficients``): ``layers`` slabs of
+    (nearly) equal thickness across ``axis``, alternately ``k = 1`` (the first) and
+    ``k = contrast``; the classic test of a solver's robustness to coefficient jumps.
+
+    Args:
+        shape: the grid shape ``(N0, N1[, N2])``.
+        contrast: the conductivity of every other layer, ``> 0`` (``< 1`` too).
+        layers: how many slabs, ``1 <= layers <= shape[axis]``.
+        axis: the axis the slabs stack along (default the last).
+
+    Returns:
+        float64 tensor of ``shape`` (CPU).
+    """
+    shape = _check_coefficient_shape(shape)
+    contrast = check_positive("contrast", contrast)
+    axis = check_int("axis", axis)
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis must be in [{-len(shape)}, {len(shape) - 1}], got {axis}")
+    axis %= len(shape)
+    m = shape[axis]
+    layers = check_int("layers", layers, minimum=1)
+    if layers > m:
+        raise ValueError(f"layers must be <= shape[axis] = {m} (one cell each), got {layers}")
+    index = torch.arange(m) * layers // m
+    k = torch.where(index % 2 == 0, 1.0, contrast).to(torch.float64)
+    view = [m if b == axis else 1 for b in range(len(shape))]
+    return k.reshape(view).expand(shape).contiguous()
 
 
 # ---------------------------------------------------------------------------- faces, rhs
@@ -557,9 +878,12 @@ def _face_shape(system: PoissonSystem, a: int) -> tuple[int, ...]:
 
 def gradient(system: PoissonSystem, p: Tensor) -> tuple[Tensor, ...]:
     """The face gradient of ``p`` ``(..., n)``: per axis ``a``, ``(..., *face_a)`` with
-    ``N + 1`` faces along ``a``; face ``k`` holds ``p_k - p_{k-1}``, with ``p = 0`` in
-    AIR cells and beyond Dirichlet faces, and 0 on faces that carry no flow (a SOLID
-    side, a Neumann wall, or no FLUID side). Non-fluid entries of ``p`` are ignored."""
+    ``shape[a] + 1`` faces along ``a``; face ``k`` holds ``p_k - p_{k-1}``, with ``p = 0``
+    in AIR cells and beyond Dirichlet faces, and 0 on faces that carry no flow (a SOLID
+    side, a Neumann wall, or no FLUID side). Non-fluid entries of ``p`` are ignored.
+    The flux is ``g * gradient(p)`` with ``g`` from
+    :meth:`PoissonSystem.face_conductances` (``g = 1`` on open faces without
+    coefficients)."""
     _require_system(system)
     p = check_tensor("p", p, min_ndim=1, real=True)
     if p.shape[-1] != system.n:
@@ -570,17 +894,19 @@ def gradient(system: PoissonSystem, p: Tensor) -> tuple[Tensor, ...]:
     out = []
     for a, face in enumerate(system._open_faces):
         ax = len(lead) + a
+        m = system.shape[a] + 1
         zero = pg.new_zeros(*lead, *[1 if b == a else s for b, s in enumerate(system.shape)])
         ext = torch.cat([zero, pg, zero], dim=ax)
-        grad = ext.narrow(ax, 1, system.N + 1) - ext.narrow(ax, 0, system.N + 1)
+        grad = ext.narrow(ax, 1, m) - ext.narrow(ax, 0, m)
         out.append(grad * face.to(p.device))
     return tuple(out)
 
 
 def divergence(system: PoissonSystem, u: tuple[Tensor, ...] | list[Tensor]) -> Tensor:
     """The divergence of face velocities ``u`` (as from :func:`gradient`), ``(..., n)``:
-    ``sum_a u_a[k + 1] - u_a[k]`` on FLUID cells, 0 elsewhere. ``A p = -divergence(
-    gradient(p))`` on the fluid cells."""
+    ``sum_a u_a[k + 1] - u_a[k]`` on FLUID cells, 0 elsewhere. ``A p = -divergence(g *
+    gradient(p))`` on the fluid cells, ``g`` the face conductances (1 without
+    coefficients)."""
     _require_system(system)
     d = system.ndim
     if not isinstance(u, (tuple, list)) or len(u) != d:
@@ -595,7 +921,8 @@ def divergence(system: PoissonSystem, u: tuple[Tensor, ...] | list[Tensor]) -> T
                              f"are (..., {', '.join(map(str, fs))}) with the same leading dims")
         lead = ua.shape[:-d]
         ax = ua.ndim - d + a
-        term = ua.narrow(ax, 1, system.N) - ua.narrow(ax, 0, system.N)
+        m = system.shape[a]
+        term = ua.narrow(ax, 1, m) - ua.narrow(ax, 0, m)
         div = term if div is None else div + term
     div = torch.where(system.fluid_mask.to(div.device), div, 0)
     return div.reshape(*lead, system.n)
