@@ -103,6 +103,27 @@ class DCDMNet(nn.Module):
             n += 1
         return n
 
+    def padded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The grid a residual on ``shape`` is best padded to (with non-fluid cells) for
+        this network: ``shape`` itself unless padding adds a level.
+
+        The depth is limited by the first side that turns odd or would drop below
+        ``coarsest`` cells, so an odd or rectangular grid (``(30, 50)``: 2 levels) can get
+        far fewer levels than its shortest side allows. Each side is rounded up to a
+        multiple of ``2^j``, ``j`` the number of halvings the shortest side allows
+        (down to ``coarsest`` cells, at most ``max_levels - 1``): ``(30, 50)`` becomes
+        ``(32, 56)`` with 4 levels. :class:`~sciml.solvers.linear.NetworkPreconditioner`
+        pads to this shape and crops the direction back.
+        """
+        shape = tuple(int(v) for v in shape)
+        cap = math.inf if self.max_levels is None else self.max_levels - 1
+        smallest, j = min(shape), 0
+        while j < cap and -(-smallest // 2 ** (j + 1)) >= self.coarsest:
+            j += 1
+        step = 2**j
+        padded = tuple(-(-v // step) * step for v in shape)
+        return padded if self.levels(padded) > self.levels(shape) else shape
+
     def macs(self, shape: tuple[int, ...]) -> int:
         """Multiply-adds of one application on a grid of ``shape`` (batch 1)."""
         k = 3 ** self.dim

@@ -38,6 +38,13 @@ class NetworkPreconditioner:
     steepest-descent step; where the network fails on a residual unlike its training
     data, the iteration degrades towards truncated CG instead of stalling. Counts:
     ``applications`` (network calls) and ``matvecs`` (the safeguard's products).
+
+    A network with a ``padded_shape(shape)`` method (:meth:`DCDMNet.padded_shape
+    <sciml.operators.DCDMNet.padded_shape>`) sees the residual zero-padded to that grid,
+    the added cells marked non-fluid, and its direction is cropped back; so a
+    rectangular or odd-sized grid gets the network's full depth. The system's
+    coefficients are not shown to the network (it was trained on ``k = 1``): on a
+    variable-coefficient system the safeguard keeps the solve converging.
     """
 
     def __init__(self, net: nn.Module, system, A=None) -> None:
@@ -47,15 +54,32 @@ class NetworkPreconditioner:
                             f"{type(A).__name__}; adapt it with aslinearoperator(A)")
         self.net, self.system, self.A = net, system, A
         self.mask = system.fluid_mask
+        self.grid = tuple(system.shape)
+        pad = getattr(net, "padded_shape", None)
+        self.padded = tuple(pad(self.grid)) if callable(pad) else self.grid
+        if len(self.padded) != len(self.grid) or any(
+                p < g for p, g in zip(self.padded, self.grid)):
+            raise ValueError(f"net.padded_shape{self.grid} returned {self.padded}; a padded "
+                             f"grid must have the same number of sides, none smaller")
+        self._crop = (slice(None), *(slice(0, g) for g in self.grid))
+        self._net_mask = self.mask
+        if self.padded != self.grid:
+            self._net_mask = torch.zeros(self.padded, dtype=torch.bool)
+            self._net_mask[self._crop[1:]] = self.mask
         self.applications = 0
         self.matvecs = 0
 
     def __call__(self, r: Tensor) -> Tensor:
         self.applications += 1
         p = next(self.net.parameters())
-        grid = r.reshape(-1, *self.system.shape).to(p.dtype)
+        grid = r.reshape(-1, *self.grid).to(p.dtype)
+        if self.padded != self.grid:
+            big = grid.new_zeros(grid.shape[0], *self.padded)  # padding: not fluid
+            big[self._crop] = grid
+            grid = big
         with torch.no_grad():
-            q = self.net(grid, self.mask.to(device=p.device)).reshape(r.shape).to(r.dtype)
+            q = self.net(grid, self._net_mask.to(device=p.device))
+        q = q[self._crop].reshape(r.shape).to(r.dtype)
         if self.A is None:
             return q
         self.matvecs += 2
@@ -112,7 +136,8 @@ def dcdm(A, b: Tensor, *, net: nn.Module, system, k: int = 16, x0: Tensor | None
     """Solve ``A x = b`` by DCDM with a trained :class:`~sciml.operators.DCDMNet`.
 
     ``A`` is the system's operator (or any LinearOperator on the full-grid vectors of
-    ``system``), ``b`` ``(..., N^d)``. Stopping rule as :func:`cg`:
+    ``system``), ``b`` ``(..., n)`` (``n`` the cells of ``system``'s grid, of any shape;
+    see :class:`NetworkPreconditioner` for padding). Stopping rule as :func:`cg`:
     ``||b - A x|| <= max(rtol ||b||, atol)``. ``safeguard``: see
     :class:`NetworkPreconditioner` (the paper's method is ``safeguard=False``).
     """
