@@ -86,8 +86,22 @@ def _stencil_apply(x: Tensor, diag: Tensor, links: tuple[Tensor, ...], d: int) -
         n = x.shape[ax]
         if n < 2:
             continue
-        y.narrow(ax, 0, n - 1).sub_(k * x.narrow(ax, 1, n - 1))
-        y.narrow(ax, 1, n - 1).sub_(k * x.narrow(ax, 0, n - 1))
+        y.narrow(ax, 0, n - 1).addcmul_(k, x.narrow(ax, 1, n - 1), value=-1)
+        y.narrow(ax, 1, n - 1).addcmul_(k, x.narrow(ax, 0, n - 1), value=-1)
+    return y
+
+
+def _residual(r: Tensor, x: Tensor, diag: Tensor, links: tuple[Tensor, ...], d: int
+              ) -> Tensor:
+    """``r - A x``, with one temporary."""
+    y = torch.addcmul(r, diag, x, value=-1)
+    for a, k in enumerate(links):
+        ax = x.ndim - d + a
+        n = x.shape[ax]
+        if n < 2:
+            continue
+        y.narrow(ax, 0, n - 1).addcmul_(k, x.narrow(ax, 1, n - 1))
+        y.narrow(ax, 1, n - 1).addcmul_(k, x.narrow(ax, 0, n - 1))
     return y
 
 
@@ -342,14 +356,14 @@ class GeometricMultigrid:
             x.index_copy_(1, self._coarse_index, rf @ self._coarse_inverse)
             return x.reshape(r.shape)
         x = self._smooth(lev, r, None, reverse=False)
-        res = r - _stencil_apply(x, lev.diag, lev.links, d)
+        res = _residual(r, x, lev.diag, lev.links, d)
         nxt = self._levels[i + 1]
         rc = _interp_t(lev.weight * res, d)
         half = rc.shape[rc.ndim - d:]
         rc = nxt.mask * _pad_to(rc, nxt.shape)  # an odd coarse grid is padded, as at setup
         xc = self._cycle(i + 1, rc)
         xc = xc[(slice(None), *(slice(0, n) for n in half))]
-        x = x + lev.weight * _interp(xc, d)
+        x.addcmul_(lev.weight, _interp(xc, d))
         return self._smooth(lev, r, x, reverse=True)
 
     def _smooth(self, lev: _Level, r: Tensor, x: Tensor | None, *, reverse: bool) -> Tensor:
@@ -364,7 +378,7 @@ class GeometricMultigrid:
             if x is None:
                 x = inv * r
             else:
-                x = x + inv * (r - _stencil_apply(x, lev.diag, lev.links, d))
+                x.addcmul_(inv, _residual(r, x, lev.diag, lev.links, d))
         return x
 
     def matvec(self, r: Tensor) -> Tensor:
