@@ -25,6 +25,7 @@ from sciml.pdes.poisson import (
     gradient,
     layered_coefficients,
     random_coefficients,
+    random_face_velocity,
     random_obstacles,
     random_rhs,
 )
@@ -200,6 +201,17 @@ def test_pure_neumann_keeps_the_null_space(shape, gen):
     assert np.abs(x - ref).max() < 1e-5 * np.abs(ref).max()
     with pytest.raises(ValueError, match="no fluid region touches"):
         s.sealed()
+
+
+def test_projection_with_coefficients_removes_the_divergence(gen):
+    s = random_obstacles((10, 14), n_obstacles=3, seed=7, air_layer=1.0).with_coefficients(
+        random_coefficients((10, 14), 1e4, seed=7))
+    u = random_face_velocity(s, 1, generator=gen)
+    b = divergence(s, u)[0]
+    p = s.from_fluid(torch.from_numpy(spsolve(s.csr().tocsc(), s.to_fluid(b).numpy())))
+    flux = [ga * gr for ga, gr in zip(s.face_conductances(), gradient(s, p))]
+    div = divergence(s, [ua[0] + fa for ua, fa in zip(u, flux)])
+    assert div.abs().max() < 1e-9 * b.abs().max()
 
 
 @pytest.mark.parametrize("make", [

@@ -969,9 +969,11 @@ def divergence_rhs(system: PoissonSystem, batch: int = 1, *,
     """Right-hand sides of the pressure projection: ``b = divergence(u*)``, ``(batch, n)``
     float64, for ``u*`` from :func:`random_face_velocity`; zero on non-fluid cells.
 
-    Solving ``A p = b`` and setting ``u = u* + gradient(p)`` makes ``u`` divergence-free
-    on the fluid cells (``p`` is minus the physical pressure times ``dt / rho``; ``u*`` is
-    symmetric in law, so the sign carries no information). No flow crosses SOLID faces or
+    Solving ``A p = b`` and setting ``u = u* + g * gradient(p)`` (``g`` the face
+    conductances, :meth:`PoissonSystem.face_conductances`; 1 without coefficients) makes
+    ``u`` divergence-free on the fluid cells (``p`` is minus the physical pressure times
+    ``dt``, ``k = 1 / rho``; ``u*`` is symmetric in law, so the sign carries no
+    information). No flow crosses SOLID faces or
     Neumann walls, so ``b`` already sums to 0 over floating regions; the null-space
     component is projected out anyway (:meth:`PoissonSystem.project_range`) to remove
     round-off.
