@@ -1,10 +1,14 @@
 """Pressure Poisson systems: our CG, scipy CG, IC(0)-PCG, PyAMG SA-PCG, GMG-PCG and DCDM.
 
-Cases (3D, relative residual 1e-6, float64 for the classical solvers): the fluid proxy
-(Neumann walls, a solid sphere, Dirichlet top) at 64^3 and 128^3 (``fluid-64``,
-``fluid-128``) and a random obstacle set the network never saw (``unseen-64``,
-``unseen-128``), each with a divergence right-hand side. Solvers, each on the form it
-is built for:
+Cases (relative residual 1e-6, float64 for the classical solvers), each with a divergence
+right-hand side: the fluid proxy (Neumann walls, a solid sphere, Dirichlet top) at 64^3
+and 128^3 (``fluid-64``, ``fluid-128``) and a random obstacle set the networks never saw
+(``unseen-64``, ``unseen-128``); in 2D the fluid proxy at 256^2 and 1024^2
+(``fluid2d-256``, ``fluid2d-1024``); a rectangular obstacle scene 64 x 96 x 128
+(``rect-64x96x128``); an obstacle scene with cell coefficients of contrast 1e3
+(``coef1e3-64``); and one with Dirichlet walls on every side (``dirichlet-64``), which no
+network saw in training. The 3D cases use the shipped 3D DCDM network, the 2D ones the 2D
+network. Solvers, each on the form it is built for:
 
 * sciml ``cg``: matrix-free 7-point stencil on the full grid (torch);
 * scipy ``cg``: ``scipy.sparse.linalg.cg`` on the reduced CSR matrix (fluid cells);
@@ -17,14 +21,18 @@ is built for:
   levels) in our flexible conjugate-direction loop with the safeguard, k = 16.
 
 ``time_s`` is the solve alone (setup excluded and reported as ``setup_s``); runs
-alternate between solvers, ``--repeats`` rounds, medians. The break-even line: how many
+alternate between solvers, ``--repeats`` rounds (setups included), medians. For GMG also
+``vcycle_s``, the median time of one V-cycle on one right-hand side, beside
+``vcycle_floor_s``, the bytes an ideal (fused) implementation of that cycle must move
+divided by the measured copy bandwidth. The break-even line: how many
 DCDM iterations would match CG's and PyAMG's (setup + solve) time at DCDM's measured cost
 per iteration. Writes benchmarks/results/poisson.json and poisson_convergence.png
 (relative residual against iteration and against time; time per iteration taken as the
 solve's mean).
 
-    python benchmarks/poisson.py                 # 64^3 and 128^3 (about 15 minutes)
-    python benchmarks/poisson.py --sizes 64      # 64^3 only
+    python benchmarks/poisson.py                 # every case (about 30 minutes)
+    python benchmarks/poisson.py --cases unseen  # the cases whose name contains "unseen"
+    python benchmarks/poisson.py --sizes 64      # the 3D fluid/unseen cases at 64^3 only
     python benchmarks/poisson.py --quick         # 16^3 and 24^3 smoke test
     python benchmarks/poisson.py --device cuda   # our CG and DCDM on the GPU
 """
@@ -39,7 +47,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.pdes.poisson import divergence_rhs, fluid_proxy, random_obstacles
+from sciml.pdes.poisson import (
+    PoissonSystem,
+    divergence_rhs,
+    fluid_proxy,
+    random_coefficients,
+    random_obstacles,
+)
 from sciml.solvers.linear import (
     GeometricMultigrid,
     IncompleteCholesky,
@@ -47,7 +61,12 @@ from sciml.solvers.linear import (
     dcdm,
     load_pretrained,
 )
-from sciml_recipes.benchtools import format_table, import_peer, write_results
+from sciml_recipes.benchtools import (
+    format_table,
+    import_peer,
+    measure_bandwidth,
+    write_results,
+)
 
 RESULTS = Path(__file__).parent / "results"
 RTOL = 1e-6
@@ -129,23 +148,89 @@ def run_case(system, net, repeats: int, device: torch.device = CPU
              ) -> dict[str, dict]:
     b = divergence_rhs(system, 1, seed=0)[0]
     table = solvers(system, b, net, device)
-    state, setup = {}, {}
-    for name, (_, _, mk, _) in table.items():
-        t0 = time.perf_counter()
-        state[name] = mk() if mk is not None else None
-        setup[name] = time.perf_counter() - t0
+    setups: dict[str, list[float]] = {k: [] for k in table}
     times: dict[str, list[float]] = {k: [] for k in table}
     result: dict[str, tuple] = {}
+    state: dict[str, object] = {}
     for _ in range(repeats):
-        for name, (_, _, _, solve) in table.items():
+        for name, (_, _, mk, solve) in table.items():
+            t0 = time.perf_counter()
+            state[name] = mk() if mk is not None else None
+            setups[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             its, hist = solve(state[name])
             times[name].append(time.perf_counter() - t0)
             result[name] = (its, hist)
-    return {name: {"impl": table[name][0], "method": table[name][1],
-                   "iterations": result[name][0], "history": result[name][1],
-                   "time_s": statistics.median(times[name]), "setup_s": setup[name]}
-            for name in table}
+    out = {name: {"impl": table[name][0], "method": table[name][1],
+                  "iterations": result[name][0], "history": result[name][1],
+                  "time_s": statistics.median(times[name]),
+                  "setup_s": statistics.median(setups[name])}
+           for name in table}
+    out["gmg"]["cycle"] = state["gmg"]
+    return out
+
+
+def vcycle_bytes(mg: GeometricMultigrid) -> float:
+    """Bytes an ideal fused implementation of one V-cycle moves (one right-hand side).
+
+    Per level of ``n`` cells (element size ``e``, ``d`` axes): a smoothing step reads
+    ``r, x``, the inverse diagonal, the diagonal and ``d`` link arrays and writes ``x``
+    (``5 + d`` arrays); a residual ``4 + d``; restriction reads the residual and the
+    weights (2) and prolongation reads the weights and ``x`` and writes ``x`` (3), the
+    coarse arrays counted on their own level. Red-black sweeps count two steps each."""
+    e = torch.finfo(mg.dtype).bits // 8
+    d = len(mg.grid_shape)
+    steps = mg.smoothing * (2 if mg.smoother == "rbgs" else 1) * 2
+    total = 0.0
+    for i, lev in enumerate(mg._levels):
+        n = lev.mask.numel()
+        if i == mg.levels - 1:
+            m = mg._coarse_index.numel()
+            total += (m * m + 2 * m) * e  # the dense coarsest solve
+        else:
+            total += n * e * (steps * (5 + d) + (4 + d) + 2 + 3)
+    return total
+
+
+def time_vcycle(mg: GeometricMultigrid, repeats: int) -> float:
+    r = torch.randn(1, mg.shape[0], dtype=torch.float64, device=mg.device)
+    mg.matvec(r)
+    ts = []
+    for _ in range(max(repeats, 3)):
+        _sync(mg.device)
+        t0 = time.perf_counter()
+        mg.matvec(r)
+        _sync(mg.device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def cases(sizes: list[int], quick: bool, select: list[str] | None):
+    """(name, system) of every case (names filtered by ``select`` substrings)."""
+    def coef(n: int) -> PoissonSystem:
+        base = random_obstacles(n, d=3, seed=20_000 + n)
+        return PoissonSystem(base.cells, open_top=True,
+                             coefficients=random_coefficients((n,) * 3, 1e3, seed=n))
+
+    def dirichlet(n: int) -> PoissonSystem:
+        return PoissonSystem(random_obstacles(n, d=3, seed=30_000 + n).cells,
+                             dirichlet_walls=True)
+
+    if quick:
+        out = [("fluid-16", fluid_proxy(16, d=3)),
+               ("unseen-16", random_obstacles(16, d=3, seed=10_016)),
+               ("fluid2d-64", fluid_proxy(64, d=2)),
+               ("rect-16x24x32", random_obstacles((16, 24, 32), seed=40_000)),
+               ("coef1e3-16", coef(16)), ("dirichlet-16", dirichlet(16))]
+    else:
+        out = []
+        for n in sizes:
+            out += [(f"fluid-{n}", fluid_proxy(n, d=3)),
+                    (f"unseen-{n}", random_obstacles(n, d=3, seed=10_000 + n))]
+        out += [("fluid2d-256", fluid_proxy(256, d=2)), ("fluid2d-1024", fluid_proxy(1024, d=2)),
+                ("rect-64x96x128", random_obstacles((64, 96, 128), seed=40_000)),
+                ("coef1e3-64", coef(64)), ("dirichlet-64", dirichlet(64))]
+    return [(k, v) for k, v in out if not select or any(s in k for s in select)]
 
 
 def plot(all_results: dict[str, dict], path: Path) -> Path:
@@ -178,7 +263,10 @@ def plot(all_results: dict[str, dict], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128],
+                   help="sides of the 3D fluid/unseen cases")
+    p.add_argument("--cases", nargs="+", default=None,
+                   help="run only the cases whose name contains one of these")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
@@ -186,41 +274,52 @@ def main(argv: list[str] | None = None) -> None:
                    help="where our CG and DCDM run (cuda: results under results/gpu/)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    sizes = [16, 24] if args.quick else args.sizes
     name = "poisson_quick.json" if args.quick else "poisson.json"
     out = Path(args.out) if args.out else (
         RESULTS / "gpu" / name if device.type == "cuda" else RESULTS / name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = load_pretrained(3).to(device)
+    nets = {d: load_pretrained(d).to(device) for d in (2, 3)}
+    bandwidth = measure_bandwidth()
+    print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s", flush=True)
     rows, all_results = [], {}
-    for n in sizes:
-        for kind, system in (("fluid", fluid_proxy(n, d=3)),
-                             ("unseen", random_obstacles(n, d=3, seed=10_000 + n))):
-            case = f"{kind}-{n}"
-            print(f"{case}: {system.n_fluid} unknowns", flush=True)
-            res = run_case(system, net, 1 if args.quick else args.repeats, device)
-            all_results[case] = res
-            for r in res.values():
-                for metric in ("iterations", "time_s", "setup_s"):
-                    rows.append({"case": case, "impl": r["impl"], "method": r["method"],
-                                 "metric": metric, "value": float(r[metric])})
-            d = res["dcdm"]
-            per = d["time_s"] / max(d["iterations"], 1)
-            even_cg = res["cg"]["time_s"] / per
-            even_amg = (res["sa-pcg"]["time_s"] + res["sa-pcg"]["setup_s"]) / per
-            rows.append({"case": case, "impl": "sciml", "method": "dcdm",
-                         "metric": "break_even_iterations_vs_cg", "value": even_cg})
-            rows.append({"case": case, "impl": "sciml", "method": "dcdm",
-                         "metric": "break_even_iterations_vs_pyamg", "value": even_amg})
-            print(format_table([(k, r["iterations"], f"{r['setup_s']:.3f}",
-                                 f"{r['time_s']:.3f}") for k, r in res.items()],
-                               ["solver", "iterations", "setup s", "solve s"]))
-            print(f"DCDM: {per * 1e3:.1f} ms per iteration; it would match CG with "
-                  f"{even_cg:.1f} iterations and PyAMG (setup + solve) with {even_amg:.1f}",
-                  flush=True)
+    for case, system in cases(args.sizes, args.quick, args.cases):
+        print(f"{case}: {system.n_fluid} unknowns", flush=True)
+        repeats = 1 if args.quick else args.repeats
+        res = run_case(system, nets[system.ndim], repeats, device)
+        mg = res["gmg"].pop("cycle")
+        vc = time_vcycle(mg, repeats)
+        floor = vcycle_bytes(mg) / bandwidth
+        rows += [{"case": case, "impl": "sciml", "method": "gmg", "metric": "vcycle_s",
+                  "value": vc},
+                 {"case": case, "impl": "sciml", "method": "gmg",
+                  "metric": "vcycle_floor_s", "value": floor},
+                 {"case": case, "impl": "sciml", "method": "gmg", "metric": "levels",
+                  "value": float(mg.levels)}]
+        all_results[case] = res
+        for r in res.values():
+            for metric in ("iterations", "time_s", "setup_s"):
+                rows.append({"case": case, "impl": r["impl"], "method": r["method"],
+                             "metric": metric, "value": float(r[metric])})
+        d = res["dcdm"]
+        per = d["time_s"] / max(d["iterations"], 1)
+        even_cg = res["cg"]["time_s"] / per
+        even_amg = (res["sa-pcg"]["time_s"] + res["sa-pcg"]["setup_s"]) / per
+        rows.append({"case": case, "impl": "sciml", "method": "dcdm",
+                     "metric": "break_even_iterations_vs_cg", "value": even_cg})
+        rows.append({"case": case, "impl": "sciml", "method": "dcdm",
+                     "metric": "break_even_iterations_vs_pyamg", "value": even_amg})
+        print(format_table([(k, r["iterations"], f"{r['setup_s']:.3f}",
+                             f"{r['time_s']:.3f}") for k, r in res.items()],
+                           ["solver", "iterations", "setup s", "solve s"]))
+        print(f"DCDM: {per * 1e3:.1f} ms per iteration; it would match CG with "
+              f"{even_cg:.1f} iterations and PyAMG (setup + solve) with {even_amg:.1f}",
+              flush=True)
+        print(f"GMG: {mg.levels} levels; one V-cycle {vc * 1e3:.1f} ms against a "
+              f"bandwidth floor of {floor * 1e3:.1f} ms ({vc / floor:.1f}x)", flush=True)
     fig = plot(all_results, out.parent / out.name.replace(".json", "_convergence.png"))
-    write_results(out, "poisson", rows, device=device, extra={"rtol": RTOL, "repeats": args.repeats,
-                                                "threads": torch.get_num_threads()})
+    write_results(out, "poisson", rows, device=device,
+                  extra={"rtol": RTOL, "repeats": args.repeats,
+                         "threads": torch.get_num_threads(), "bandwidth_bytes_s": bandwidth})
     print(f"results: {out}\nfigure: {fig}")
 
 
