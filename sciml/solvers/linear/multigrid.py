@@ -222,9 +222,6 @@ class GeometricMultigrid:
               ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         if hasattr(system, "stencil") and callable(system.stencil):
             mask, diag, links = system.stencil(torch.float64, device)
-        elif hasattr(system, "_stencil") and hasattr(system, "fluid_mask"):
-            diag, links = system._stencil
-            mask = system.fluid_mask
         elif isinstance(system, (tuple, list)) and len(system) == 3:
             mask, diag, links = system
         else:
