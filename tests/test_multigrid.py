@@ -195,3 +195,34 @@ def test_own_geometry_rectangular_coefficients_dirichlet(name: str) -> None:
     got = s.to_fluid(sol.x).numpy()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
     assert np.max(sol.stats["iterations"]) <= 25
+
+
+@pytest.mark.parametrize("smoother", ["rbgs", "jacobi"])
+@pytest.mark.parametrize("name", ["proxy2d-32", "obstacles2d-37", "obstacles3d-12"])
+def test_fused_cpu_kernels_agree_with_the_torch_cycle(name: str, smoother: str) -> None:
+    # the numba kernels (the CPU path) and the torch operations (every other device)
+    # are two implementations of one cycle: same numbers up to rounding, batched
+    system = _systems()[name]
+    mg = GeometricMultigrid(system, smoother=smoother, dtype=F64)
+    assert mg._fast, "numba is a dependency: the CPU path should be the fused one"
+    r = torch.randn(3, mg.shape[0], dtype=F64, generator=torch.Generator().manual_seed(4))
+    fused = mg.matvec(r)
+    mg._fast = False
+    plain = mg.matvec(r)
+    assert torch.allclose(fused, plain, rtol=1e-10, atol=1e-12 * plain.abs().max())
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_fused_operator_matches_the_differentiable_one(d: int) -> None:
+    # the fused matvec ignores entries off the unknowns, even NaN, like the torch path
+    base = random_obstacles(15, d, seed=5)
+    system = PoissonSystem(base.cells, open_top=True,
+                           coefficients=random_coefficients((15,) * d, 50.0, seed=6))
+    A = system.operator()
+    x = torch.randn(2, A.shape[0], dtype=F64, generator=torch.Generator().manual_seed(7))
+    off = ~system.fluid_mask.reshape(-1)
+    x[:, off] = float("nan")
+    fused = A.matvec(x)
+    traced = A.matvec(x.clone().requires_grad_())  # autograd: the torch path
+    assert torch.isfinite(fused).all()
+    assert torch.allclose(fused, traced.detach(), rtol=1e-12, atol=1e-12)

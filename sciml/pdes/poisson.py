@@ -58,6 +58,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from .. import _stencil_kernels
 from .._validation import (
     check_bool,
     check_tensor,
@@ -602,6 +603,7 @@ class PoissonOperator:
         self._mask = mask
         self._diag = diag
         self._links = links
+        self._three: tuple | None = None  # numpy views for the fused CPU kernel
 
     def __repr__(self) -> str:
         return f"PoissonOperator(grid={self.grid_shape}, dtype={self.dtype}, device={self.device})"
@@ -623,6 +625,8 @@ class PoissonOperator:
             raise ValueError(f"x has shape {tuple(x.shape)}; grid_matvec needs "
                              f"(..., {', '.join(map(str, self.grid_shape))})")
         self._check(x)
+        if self._fused_ok(x):
+            return self._fused(x)
         x = torch.where(self._mask, x, 0)  # non-fluid entries are ignored, even NaN
         y = self._diag * x
         for a, link in enumerate(self._links):
@@ -631,6 +635,28 @@ class PoissonOperator:
             y.narrow(ax, 0, m - 1).sub_(link * x.narrow(ax, 1, m - 1))
             y.narrow(ax, 1, m - 1).sub_(link * x.narrow(ax, 0, m - 1))
         return y
+
+    def _fused_ok(self, x: Tensor) -> bool:
+        """The fused CPU kernel applies: CPU, float32/64, and no gradient to record."""
+        return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                and not (torch.is_grad_enabled() and x.requires_grad)
+                and _stencil_kernels.available())
+
+    def _fused(self, x: Tensor) -> Tensor:
+        """``A x`` in one pass over memory (numba); the same numbers as the torch path."""
+        if self._three is None:
+            three = (lambda t: t.contiguous().numpy()) if self._d == 3 else \
+                (lambda t: t.contiguous().unsqueeze(0).numpy())
+            links = [three(k) for k in self._links]
+            if self._d == 2:
+                links.insert(0, np.zeros((0, *self.grid_shape), dtype=links[0].dtype))
+            self._three = (three(self._mask), three(self._diag), tuple(links))
+        mask, diag, links = self._three
+        lead = x.shape[: x.ndim - self._d]
+        xs = x.reshape(-1, *diag.shape).contiguous()
+        out = torch.empty_like(xs)
+        _stencil_kernels.apply(out.numpy(), xs.numpy(), mask, diag, links)
+        return out.reshape(*lead, *self.grid_shape)
 
     def matvec(self, x: Tensor) -> Tensor:
         """``A x`` for ``x`` ``(..., n)`` (batched over leading dimensions)."""

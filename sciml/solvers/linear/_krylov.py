@@ -184,6 +184,15 @@ def _safe_norm(v: torch.Tensor) -> torch.Tensor:
     return m[..., 0] * (v / torch.where(m > 0, m, 1.0)).norm(dim=-1)
 
 
+def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` for ``(B, n)`` rows without the temporary: a BLAS dot per row
+    for a few rows (several times faster than a batched reduction on the CPU)."""
+    if a.shape[0] <= 8:
+        return torch.stack([torch.dot(u, v) for u, v in zip(a, b)]) if a.shape[0] else \
+            a.new_zeros(0)
+    return torch.einsum("ij,ij->i", a, b)
+
+
 def _index(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return t.index_select(0, i)
 
@@ -282,16 +291,21 @@ def run(
         k += 1
         z = ops.psolve(r)
         p, Ap, num, bad_m = method.direction(r, z, fresh, active)
-        den = (p * Ap).sum(-1)
+        den = rowdot(p, Ap)
         alpha = num / den
         good = torch.isfinite(alpha) & torch.isfinite(den) & torch.isfinite(num)
         broke = active & ~good
         indef = active & good & ((den <= 0) | bad_m)
         ok = active & ~broke & ~indef
         alpha = torch.where(ok, alpha, 0.0)
-        step = ok[:, None]
-        x = torch.where(step, x + alpha[:, None] * p, x)
-        r = torch.where(step, r - alpha[:, None] * Ap, r)
+        a = alpha[:, None]
+        if dev.type == "cpu" and bool(ok.all()):  # every system steps: one pass each
+            x = torch.addcmul(x, a, p)
+            r = torch.addcmul(r, a, Ap, value=-1)
+        else:  # frozen systems keep their x and r (no host sync on a device)
+            step = ok[:, None]
+            x = torch.where(step, torch.addcmul(x, a, p), x)
+            r = torch.where(step, torch.addcmul(r, a, Ap, value=-1), r)
         method.accept(p, Ap, den, ok)
         iters = iters + ok
         rn = torch.where(ok, r.norm(dim=-1), rn)

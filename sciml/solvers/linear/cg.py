@@ -23,7 +23,7 @@ import torch
 
 from ..._frozen import frozen_settings
 from ._common import Solution, check_tolerances
-from ._krylov import Counter, prepare, run
+from ._krylov import Counter, prepare, rowdot, run
 
 
 class _CGDirection:
@@ -37,7 +37,7 @@ class _CGDirection:
 
     def direction(self, r: torch.Tensor, z: torch.Tensor, fresh: torch.Tensor,
                   active: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rho = (r * z).sum(-1)
+        rho = rowdot(r, z)
         if self.p is None or self.rho is None:
             p = z
         else:
