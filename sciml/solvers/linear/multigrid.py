@@ -180,6 +180,7 @@ class GeometricMultigrid:
 
     Attributes:
         levels: the number of levels.
+        n_unknowns: the number of unknowns (cells of the mask).
         setup_seconds: the wall time of the setup (coarse operators, coarsest inverse).
         shape, dtype, device: the :class:`~sciml.solvers.linear.LinearOperator` protocol
             (vectors are full-grid, length ``prod(grid)``, like
@@ -219,6 +220,7 @@ class GeometricMultigrid:
         self._d = mask.ndim
         n = mask.numel()
         self.shape = (n, n)
+        self.n_unknowns = int(mask.sum())
         self._levels = self._build(mask, diag.double(), tuple(k.double() for k in links))
         self.levels = len(self._levels)
         self._fast = self.device.type == "cpu" and _mg_kernels.available()
