@@ -1,4 +1,5 @@
-"""Pressure Poisson systems: our CG, scipy CG, IC(0)-PCG, PyAMG SA-PCG, GMG-PCG and DCDM.
+"""Pressure Poisson systems: our CG, scipy CG, IC(0)-PCG, PyAMG SA-PCG, GMG-PCG,
+learned-MG-PCG and DCDM.
 
 Cases (relative residual 1e-6, float64 for the classical solvers), each with a divergence
 right-hand side: the fluid proxy (Neumann walls, a solid sphere, Dirichlet top) at 64^3
@@ -10,25 +11,30 @@ and 128^3 (``fluid-64``, ``fluid-128``) and a random obstacle set the networks n
 network saw in training. The 3D cases use the shipped 3D DCDM network, the 2D ones the 2D
 network. Solvers, each on the form it is built for:
 
-* sciml ``cg``: matrix-free 7-point stencil on the full grid (torch);
+* sciml ``cg``: matrix-free 7-point stencil on the full grid (a fused CPU kernel);
 * scipy ``cg``: ``scipy.sparse.linalg.cg`` on the reduced CSR matrix (fluid cells);
 * sciml ``icpcg``: our CG with IC(0) on the reduced CSR (``setup_s``: the factorisation);
 * pyamg ``sa-pcg``: ``smoothed_aggregation_solver`` + its own ``solve(accel="cg")``
   (``setup_s``: the hierarchy);
 * sciml ``gmg``: our CG (float64) with the geometric-multigrid V-cycle (float32,
   red-black Gauss-Seidel) on the full grid (``setup_s``: the coarse levels);
+* sciml ``learned-mg``: the same CG and cycle with the per-cell weights of the shipped
+  learned multigrid network (``setup_s``: the coarse levels and the network);
 * sciml ``dcdm``: the shipped 3D network (trained at 32^3, run at its 4 training
   levels) in our flexible conjugate-direction loop with the safeguard, k = 16.
 
 ``time_s`` is the solve alone (setup excluded and reported as ``setup_s``); runs
-alternate between solvers, ``--repeats`` rounds (setups included), medians. For GMG also
-``vcycle_s``, the median time of one V-cycle on one right-hand side, beside
-``vcycle_floor_s``, the bytes an ideal (fused) implementation of that cycle must move
-divided by the measured copy bandwidth. The break-even line: how many
-DCDM iterations would match CG's and PyAMG's (setup + solve) time at DCDM's measured cost
-per iteration. Writes benchmarks/results/poisson.json and poisson_convergence.png
-(relative residual against iteration and against time; time per iteration taken as the
-solve's mean).
+alternate between solvers, ``--repeats`` rounds (setups included), medians; on cases of
+half a million unknowns or more the slow solvers (CG, scipy CG, IC(0)-PCG, DCDM) run one round.
+For GMG and the learned MG also ``vcycle_s``, the median time of one V-cycle on one
+right-hand side, beside ``vcycle_floor_s``, the bytes an ideal (fused) implementation of
+that cycle must move divided by the bandwidth a fused streaming kernel reaches on arrays
+of the fine grid's size (7 reads, 1 write; measured per grid size, since a 128^3 level
+fits in this CPU's large last-level cache and a copy of 256 MB does not). The
+break-even line: how many DCDM iterations would match CG's and PyAMG's (setup + solve)
+time at DCDM's measured cost per iteration. Writes benchmarks/results/poisson.json and
+poisson_convergence.png (relative residual against iteration and against time; time
+per iteration taken as the solve's mean).
 
     python benchmarks/poisson.py                 # every case (about 30 minutes)
     python benchmarks/poisson.py --cases unseen  # the cases whose name contains "unseen"
@@ -57,8 +63,10 @@ from sciml.pdes.poisson import (
 from sciml.solvers.linear import (
     GeometricMultigrid,
     IncompleteCholesky,
+    LearnedMultigrid,
     cg,
     dcdm,
+    load_learned_multigrid,
     load_pretrained,
 )
 from sciml_recipes.benchtools import (
@@ -78,7 +86,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def solvers(system, b, net, device: torch.device = CPU):
+def solvers(system, b, net, lmg_net, device: torch.device = CPU):
     """name -> (impl, method, setup() -> state, solve(state) -> (iterations, history)).
 
     Our matrix-free CG and DCDM run on ``device`` (float64 CG, the network in float32);
@@ -125,6 +133,9 @@ def solvers(system, b, net, device: torch.device = CPU):
     def gmg_setup():
         return GeometricMultigrid(system, device=device)
 
+    def lmg_setup():
+        return LearnedMultigrid(system, net=lmg_net, device=device)
+
     def gmg_solve(mg):
         s = cg(op, bd, rtol=RTOL, M=mg, max_iter=2000)
         _sync(device)
@@ -140,20 +151,27 @@ def solvers(system, b, net, device: torch.device = CPU):
            "icpcg": ("sciml", "icpcg", ic_setup, ic_solve),
            "sa-pcg": ("pyamg", "sa-pcg", amg_setup, amg_solve),
            "gmg": ("sciml", "gmg", gmg_setup, gmg_solve),
+           "learned-mg": ("sciml", "learned-mg", lmg_setup, gmg_solve),
            "dcdm": ("sciml", "dcdm", None, dcdm_solve)}
     return out
 
 
-def run_case(system, net, repeats: int, device: torch.device = CPU
+SLOW = ("cg", "scipy-cg", "icpcg", "dcdm")
+
+
+def run_case(system, net, lmg_net, repeats: int, device: torch.device = CPU
              ) -> dict[str, dict]:
     b = divergence_rhs(system, 1, seed=0)[0]
-    table = solvers(system, b, net, device)
+    table = solvers(system, b, net, lmg_net, device)
     setups: dict[str, list[float]] = {k: [] for k in table}
     times: dict[str, list[float]] = {k: [] for k in table}
     result: dict[str, tuple] = {}
     state: dict[str, object] = {}
-    for _ in range(repeats):
+    big = system.n_fluid >= 500_000
+    for rnd in range(repeats):
         for name, (_, _, mk, solve) in table.items():
+            if rnd and big and name in SLOW:
+                continue
             t0 = time.perf_counter()
             state[name] = mk() if mk is not None else None
             setups[name].append(time.perf_counter() - t0)
@@ -167,6 +185,7 @@ def run_case(system, net, repeats: int, device: torch.device = CPU
                   "setup_s": statistics.median(setups[name])}
            for name in table}
     out["gmg"]["cycle"] = state["gmg"]
+    out["learned-mg"]["cycle"] = state["learned-mg"]
     return out
 
 
@@ -190,6 +209,36 @@ def vcycle_bytes(mg: GeometricMultigrid) -> float:
         else:
             total += n * e * (steps * (5 + d) + (4 + d) + 2 + 3)
     return total
+
+
+def fused_bandwidth(cells: int, repeats: int = 15) -> float:
+    """Bytes/s of a fused streaming kernel (numba, parallel) that reads 7 float32 arrays
+    of ``cells`` entries and writes one: what a fused stencil pass on a grid of this size
+    can reach (the arrays of a 128^3 grid fit in a large last-level cache)."""
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True)
+    def stream(out, a, b, c, d, e, f, g):
+        for i in prange(out.shape[0]):
+            out[i] = a[i] * b[i] + c[i] * d[i] + e[i] * f[i] + g[i]
+
+    arrays = [np.random.default_rng(i).random(cells, dtype=np.float32) for i in range(8)]
+    stream(*arrays)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        stream(*arrays)
+        ts.append(time.perf_counter() - t0)
+    return 8 * cells * 4 / statistics.median(ts)
+
+
+def warm_up(device: torch.device) -> None:
+    """Compile (or load from the cache) the fused kernels before anything is timed."""
+    for d in (2, 3):
+        s = random_obstacles(16, d=d, seed=0)
+        b = divergence_rhs(s, 1, seed=0)[0].to(device)
+        for M in (GeometricMultigrid(s, device=device), LearnedMultigrid(s, device=device)):
+            cg(s.operator(device=device), b, M=M, rtol=RTOL)
 
 
 def time_vcycle(mg: GeometricMultigrid, repeats: int) -> float:
@@ -279,22 +328,35 @@ def main(argv: list[str] | None = None) -> None:
         RESULTS / "gpu" / name if device.type == "cuda" else RESULTS / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     nets = {d: load_pretrained(d).to(device) for d in (2, 3)}
+    lmg_nets = {d: load_learned_multigrid(d) for d in (2, 3)}
+    warm_up(device)
     bandwidth = measure_bandwidth()
-    print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s", flush=True)
+    print(f"copy bandwidth (256 MB): {bandwidth / 1e9:.1f} GB/s", flush=True)
+    fused_bw: dict[int, float] = {}
     rows, all_results = [], {}
     for case, system in cases(args.sizes, args.quick, args.cases):
         print(f"{case}: {system.n_fluid} unknowns", flush=True)
         repeats = 1 if args.quick else args.repeats
-        res = run_case(system, nets[system.ndim], repeats, device)
-        mg = res["gmg"].pop("cycle")
-        vc = time_vcycle(mg, repeats)
-        floor = vcycle_bytes(mg) / bandwidth
-        rows += [{"case": case, "impl": "sciml", "method": "gmg", "metric": "vcycle_s",
-                  "value": vc},
-                 {"case": case, "impl": "sciml", "method": "gmg",
-                  "metric": "vcycle_floor_s", "value": floor},
-                 {"case": case, "impl": "sciml", "method": "gmg", "metric": "levels",
-                  "value": float(mg.levels)}]
+        res = run_case(system, nets[system.ndim], lmg_nets[system.ndim], repeats, device)
+        cycles = {m: res[m].pop("cycle") for m in ("gmg", "learned-mg")}
+        mg = cycles["gmg"]
+        cells = mg._levels[0].mask.numel()
+        if cells not in fused_bw:
+            fused_bw[cells] = fused_bandwidth(cells)
+        bw = fused_bw[cells]
+        floor = vcycle_bytes(mg) / bw
+        vcs = {}
+        for m, cyc in cycles.items():
+            vcs[m] = time_vcycle(cyc, repeats)
+            rows += [{"case": case, "impl": "sciml", "method": m, "metric": "vcycle_s",
+                      "value": vcs[m]},
+                     {"case": case, "impl": "sciml", "method": m,
+                      "metric": "vcycle_floor_s", "value": floor},
+                     {"case": case, "impl": "sciml", "method": m, "metric": "levels",
+                      "value": float(cyc.levels)},
+                     {"case": case, "impl": "sciml", "method": m,
+                      "metric": "fused_bandwidth_bytes_s", "value": bw}]
+        vc = vcs["gmg"]
         all_results[case] = res
         for r in res.values():
             for metric in ("iterations", "time_s", "setup_s"):
@@ -314,12 +376,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"DCDM: {per * 1e3:.1f} ms per iteration; it would match CG with "
               f"{even_cg:.1f} iterations and PyAMG (setup + solve) with {even_amg:.1f}",
               flush=True)
-        print(f"GMG: {mg.levels} levels; one V-cycle {vc * 1e3:.1f} ms against a "
-              f"bandwidth floor of {floor * 1e3:.1f} ms ({vc / floor:.1f}x)", flush=True)
+        print(f"GMG: {mg.levels} levels; one V-cycle {vc * 1e3:.1f} ms (learned MG "
+              f"{vcs['learned-mg'] * 1e3:.1f} ms) against a bandwidth floor of "
+              f"{floor * 1e3:.1f} ms ({vc / floor:.1f}x; fused streaming at "
+              f"{bw / 1e9:.1f} GB/s)", flush=True)
     fig = plot(all_results, out.parent / out.name.replace(".json", "_convergence.png"))
     write_results(out, "poisson", rows, device=device,
                   extra={"rtol": RTOL, "repeats": args.repeats,
-                         "threads": torch.get_num_threads(), "bandwidth_bytes_s": bandwidth})
+                         "threads": torch.get_num_threads(), "bandwidth_bytes_s": bandwidth,
+                         "slow_methods_one_round_from_unknowns": 500_000})
     print(f"results: {out}\nfigure: {fig}")
 
 
