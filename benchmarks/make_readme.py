@@ -227,23 +227,52 @@ def hard_constraints(r: Results) -> str:
 def poisson(r: Results) -> str:
     def it(c, m, impl="sciml"):
         return g(r.v(c, "iterations", m, impl))
+
+    def solve(c, m, impl="sciml"):
+        return r.v(c, "time_s", m, impl)
+
+    def total(c, m, impl="sciml"):
+        return r.v(c, "setup_s", m, impl) + r.v(c, "time_s", m, impl)
+
+    def mg(c):
+        gmg, lmg = total(c, "gmg"), total(c, "learned-mg")
+        return (
+            f"on `{c}` GMG-PCG took {it(c, 'gmg')} iterations and {g(total(c, 'gmg'))} s "
+            f"(setup {g(r.v(c, 'setup_s', 'gmg'))} s) against PyAMG's "
+            f"{it(c, 'sa-pcg', 'pyamg')} iterations and {g(total(c, 'sa-pcg', 'pyamg'))} s "
+            f"({total(c, 'sa-pcg', 'pyamg') / gmg:.1f}x) and CG's {it(c, 'cg')} iterations "
+            f"and {g(solve(c, 'cg'))} s ({solve(c, 'cg') / gmg:.1f}x; scipy's CG "
+            f"{g(solve(c, 'cg', 'scipy'))} s); the learned multigrid took "
+            f"{it(c, 'learned-mg')} iterations, {g(solve(c, 'learned-mg'))} s of solve "
+            f"({solve(c, 'gmg') / solve(c, 'learned-mg'):.2f}x less than GMG's) and "
+            f"{g(lmg)} s with its setup ({gmg / lmg:.2f}x GMG's total)")
+
+    def cycle(c):
+        vc, fl = r.v(c, "vcycle_s", "gmg"), r.v(c, "vcycle_floor_s", "gmg")
+        return f"{vc * 1e3:.1f} ms against {fl * 1e3:.1f} ms ({vc / fl:.1f}x) on `{c}`"
+
+    others = ", ".join(f"`{c}` {it(c, 'gmg')} / {it(c, 'learned-mg')}"
+                       for c in ("fluid2d-256", "fluid2d-1024", "rect-64x96x128",
+                                 "coef1e3-64", "dirichlet-64"))
     return (
-        "`python benchmarks/poisson.py` solves 3D pressure Poisson systems (the fluid proxy "
-        "`fluid-*` and an unseen random obstacle set `unseen-*`, relative residual "
-        f"{g(r['rtol'])}) with our CG, scipy's CG, our IC(0)-PCG, PyAMG's smoothed-"
-        "aggregation PCG and DCDM with the shipped 3D network, medians of "
-        f"{r['repeats']} alternating runs, and draws `results/poisson_convergence.png`. "
-        f"On `fluid-64` (64^3) DCDM took {it('fluid-64', 'dcdm')} iterations against CG's "
-        f"{it('fluid-64', 'cg')} and PyAMG's {it('fluid-64', 'sa-pcg', 'pyamg')} "
-        f"({it('unseen-64', 'dcdm')} against {it('unseen-64', 'cg')} on the unseen "
-        f"geometry), on `fluid-128` {it('fluid-128', 'dcdm')} against {it('fluid-128', 'cg')} "
-        f"({it('unseen-128', 'dcdm')} against {it('unseen-128', 'cg')}). A DCDM iteration "
-        "costs a network application, so the column `break_even_iterations_vs_cg` is the "
-        "iteration count at which DCDM would match CG's time: "
-        f"{r.v('fluid-64', 'break_even_iterations_vs_cg', 'dcdm'):.0f} on `fluid-64`, "
-        f"{r.v('fluid-128', 'break_even_iterations_vs_cg', 'dcdm'):.0f} on `fluid-128`. The "
-        "depth cap of the 3D network (`max_levels`, see `sciml.operators.dcdm`) and the 2D "
-        "network (`sciml_recipes.dcdm`) are not in this result file.")
+        "`python benchmarks/poisson.py` solves pressure Poisson systems to a relative "
+        f"residual of {g(r['rtol'])}: the 3D fluid proxy `fluid-*` and an unseen random "
+        "obstacle set `unseen-*` at 64^3 and 128^3, the 2D proxy at 256^2 and 1024^2, a "
+        "rectangular 64 x 96 x 128 scene, coefficients of contrast 1e3 and Dirichlet walls "
+        "on every side (the last two seen by no network), with our CG, scipy's CG, our "
+        "IC(0)-PCG, PyAMG's smoothed-aggregation PCG, our geometric multigrid (GMG), our "
+        "learned multigrid and DCDM; medians of "
+        f"{r['repeats']} alternating runs (one run for the slow solvers from "
+        f"{r['slow_methods_one_round_from_unknowns']:,} unknowns), and draws "
+        f"`results/poisson_convergence.png`. O{mg('fluid-128')[1:]}; "
+        f"{mg('unseen-128')}. Iterations of GMG / learned MG elsewhere: {others}. One "
+        f"V-cycle takes {cycle('fluid-128')} and {cycle('fluid2d-1024')}, the floor being "
+        "the bytes a fused cycle must move over the bandwidth of a fused streaming kernel "
+        "on arrays of that size. DCDM (the paper's method, its shipped networks) took "
+        f"{it('fluid-128', 'dcdm')} iterations and {g(solve('fluid-128', 'dcdm'))} s on "
+        f"`fluid-128` and {it('dirichlet-64', 'dcdm')} on `dirichlet-64`; the column "
+        "`break_even_iterations_vs_cg` is the iteration count at which it would match CG's "
+        "time.")
 
 
 def mppde(r: Results) -> str:
@@ -376,7 +405,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Results], str], Callable[[dict], str] |
     "hard_constraints": ("Hard constraints", hard_constraints,
                          lambda row: {"points": "timing", "scaling": "scaling"}.get(
                              _prefix(row), "accuracy")),
-    "poisson": ("Poisson systems and DCDM", poisson, None),
+    "poisson": ("Poisson systems: multigrid, learned multigrid and DCDM", poisson, None),
     "mppde": ("Neural PDE solvers on Burgers (MP-PDE)", mppde, _prefix),
     "message_passing": ("Message passing", message_passing, None),
     "inverse": ("Inverse problems", inverse, None),
