@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..._validation import check_int, check_real
+from ..._validation import check_int, check_real, check_tensor
 from .multigrid import GeometricMultigrid, _Level
 
 __all__ = ["LearnedMultigrid", "LearnedMultigridNet", "learned_multigrid_loss",
@@ -209,6 +209,21 @@ def learned_multigrid_loss(net: LearnedMultigridNet, base: GeometricMultigrid, A
     (A stationary loss, the error reduction of ``I - M A``, rewards pushing the spectrum
     of ``M A`` towards 2 as much as towards 0, which conjugate gradients do not care for:
     measured, it trains weights that take more PCG iterations than the untrained ones.)"""
+    if not isinstance(net, LearnedMultigridNet):
+        raise TypeError(f"net must be a LearnedMultigridNet, got {type(net).__name__}")
+    if not isinstance(base, GeometricMultigrid):
+        raise TypeError(f"base must be a GeometricMultigrid (the system's classical cycle), "
+                        f"got {type(base).__name__}")
+    if net.dim != len(base.grid_shape):
+        raise ValueError(f"net is for {net.dim}D grids but base is {len(base.grid_shape)}D")
+    if not callable(getattr(A, "matvec", None)):
+        raise TypeError(f"A must be a linear operator with matvec (system.operator(torch."
+                        f"float32)), got {type(A).__name__}")
+    rhs = check_tensor("rhs", rhs, ndim=2, real=True, floating=True)
+    if rhs.shape[1] != base.shape[0]:
+        raise ValueError(f"rhs has shape {tuple(rhs.shape)}; it needs (B, {base.shape[0]}), "
+                         f"one full-grid vector per row")
+    iterations = check_int("iterations", iterations, minimum=1)
     cyc = copy.copy(base)
     cyc._levels = _weighted_levels(base, net)
     cyc._fast = False  # autograd runs through the torch cycle
@@ -352,6 +367,13 @@ def save_learned_multigrid(net: LearnedMultigridNet, path: str | os.PathLike,
     :func:`load_learned_multigrid`), atomically, with per-tensor checksums."""
     from ...train import save_weights
 
+    if not isinstance(net, LearnedMultigridNet):
+        raise TypeError(f"net must be a LearnedMultigridNet, got {type(net).__name__}")
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict of the training settings (JSON-like "
+                        f"values), got {type(settings).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     save_weights({"config": net.config(), "state": net.state_dict(), "settings": settings},
                  path)
