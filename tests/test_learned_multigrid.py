@@ -159,3 +159,13 @@ def test_bad_input_is_refused_by_name() -> None:
         train_learned_multigrid([random_obstacles(20, 2, seed=0)], steps=1)
     with pytest.raises(ValueError, match="non-empty"):
         train_learned_multigrid([], steps=1)
+
+
+def test_loaders_place_the_network_on_the_device_asked_for() -> None:
+    from sciml.solvers.linear import load_pretrained
+
+    for load in (load_learned_multigrid, load_pretrained):
+        net = load(2, device="cpu")
+        assert all(p.device.type == "cpu" for p in net.parameters())
+        with pytest.raises(ValueError, match="device must be"):
+            load(2, device="gpu-please")

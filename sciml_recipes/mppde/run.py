@@ -160,7 +160,7 @@ def run_mppde(
                     if train_only:
                         continue
                     res = rollout_error(model, test)
-                    info = torch.load(run / "model.pt", weights_only=True)
+                    info = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
                     hist = _train_seconds(run)
                     for metric, value in (("accumulated_mse", res["accumulated_mse"]),
                                           ("rollout_s", res["rollout_s"]),
@@ -199,7 +199,7 @@ def _train_seconds(run: Path) -> float:
     ck = run / "checkpoint.pt"
     if not ck.exists():
         return float("nan")
-    blob = torch.load(ck, weights_only=True)
+    blob = torch.load(ck, map_location="cpu", weights_only=True)
     prog = blob.get("progress", {})
     return float(prog.get("elapsed", float("nan")))
 

@@ -334,10 +334,11 @@ def train_learned_multigrid(systems: Sequence, *, net: LearnedMultigridNet | Non
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
-def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None
-                           ) -> LearnedMultigridNet:
+def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None,
+                           device: torch.device | str | None = None) -> LearnedMultigridNet:
     """The shipped :class:`LearnedMultigridNet` for ``dim``-dimensional grids (trained by
-    ``sciml train learned-mg --dim DIM``), or the one at ``path``.
+    ``sciml train learned-mg --dim DIM``), or the one at ``path``, in eval mode on
+    ``device`` (default the CPU; the file is read on the CPU whatever device wrote it).
 
     Raises:
         FileNotFoundError: no file.
@@ -345,9 +346,11 @@ def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None
             corrupt, or holds a network of another dimension.
     """
     from ..._weights import build, load_weights
+    from .pretrained import _device
 
     if isinstance(dim, bool) or not isinstance(dim, int) or dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    _device(device)
     fix = f"train one with `sciml train learned-mg --dim {dim} --out DIR`"
     if path is None:
         path = _WEIGHTS / f"learned_mg_{dim}d.pt"
@@ -358,7 +361,7 @@ def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None
     net = build(path, LearnedMultigridNet, blob["config"], blob["state"], fix)
     if net.dim != dim:
         raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass dim={net.dim}")
-    return net.eval()
+    return net.to(_device(device)).eval()
 
 
 def save_learned_multigrid(net: LearnedMultigridNet, path: str | os.PathLike,

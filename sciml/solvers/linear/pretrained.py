@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 if TYPE_CHECKING:
     from ...operators.dcdm import DCDMNet
 
@@ -22,7 +24,8 @@ __all__ = ["WEIGHTS", "load_pretrained"]
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
-def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMNet:
+def load_pretrained(dim: int, *, path: str | os.PathLike | None = None,
+                    device: torch.device | str | None = None) -> DCDMNet:
     """The shipped DCDM network for ``dim``-dimensional grids (eval mode, float32), or the
     one at ``path`` (the ``dcdm_<dim>d.pt`` that ``sciml train dcdm --out DIR`` writes).
 
@@ -32,9 +35,11 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMN
     Args:
         dim: 2 or 3, the dimension of the grids the network preconditions.
         path: a weights file to read instead of the shipped one.
+        device: where to put the network (default the CPU); the file is read on the CPU
+            whatever device wrote it.
 
     Returns:
-        The :class:`~sciml.operators.DCDMNet`, in eval mode, on the CPU.
+        The :class:`~sciml.operators.DCDMNet`, in eval mode, on ``device``.
 
     Raises:
         FileNotFoundError: no file.
@@ -47,6 +52,7 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMN
 
     if isinstance(dim, bool) or not isinstance(dim, int) or dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    _device(device)  # a bad device is refused before the file is read
     fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
     if path is None:
         path = WEIGHTS / f"dcdm_{dim}d.pt"
@@ -61,4 +67,15 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None) -> DCDMN
     if net.dim != dim:
         raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass "
                          f"dim={net.dim} or the dcdm_{dim}d.pt file")
-    return net.eval()
+    return net.to(_device(device)).eval()
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device (None: the CPU), or a ValueError naming it."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"device must be a torch.device or a string like 'cpu' or "
+                         f"'cuda:0', got {device!r} ({e})") from None
