@@ -99,7 +99,7 @@ def test_shipped_network_beats_the_classical_cycle_on_unseen_scenes(dim: int, n:
 
 
 def test_shipped_weights_are_small_and_load(tmp_path) -> None:
-    from sciml.solvers.linear.learned_multigrid import _WEIGHTS
+    from sciml.solvers.linear.pretrained import WEIGHTS as _WEIGHTS
 
     for dim in (2, 3):
         path = _WEIGHTS / f"learned_mg_{dim}d.pt"

@@ -127,7 +127,7 @@ def _weighted_levels(base: GeometricMultigrid, net: LearnedMultigridNet) -> list
         omega, beta = omega.to(dt), beta.to(dt)
         out.append(dataclasses.replace(
             lev, red=lev.red * omega, black=lev.black * omega, weight=lev.weight * beta,
-            smooth=lev.smooth, fast=None))
+            fast=None))
     out.append(base._levels[-1])
     return out
 
@@ -330,10 +330,6 @@ def train_learned_multigrid(systems: Sequence, *, net: LearnedMultigridNet | Non
     return net.eval()
 
 
-#: The directory of the shipped ``learned_mg_<dim>d.pt`` files.
-_WEIGHTS = Path(__file__).resolve().parent / "weights"
-
-
 def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None,
                            device: torch.device | str | None = None) -> LearnedMultigridNet:
     """The shipped :class:`LearnedMultigridNet` for ``dim``-dimensional grids (trained by
@@ -345,23 +341,10 @@ def load_learned_multigrid(dim: int, *, path: str | os.PathLike | None = None,
         ValueError: ``dim`` not 2 or 3; a file that is not a sciml weights file, is
             corrupt, or holds a network of another dimension.
     """
-    from ..._weights import build, load_weights
-    from .pretrained import _device
+    from .pretrained import load_network
 
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim not in (2, 3):
-        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-    _device(device)
-    fix = f"train one with `sciml train learned-mg --dim {dim} --out DIR`"
-    if path is None:
-        path = _WEIGHTS / f"learned_mg_{dim}d.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"no pretrained {dim}D learned multigrid at {path}; {fix}")
-    path = Path(path)
-    blob = load_weights(path, keys=("config", "state"), fix=fix)
-    net = build(path, LearnedMultigridNet, blob["config"], blob["state"], fix)
-    if net.dim != dim:
-        raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass dim={net.dim}")
-    return net.to(_device(device)).eval()
+    return load_network(dim, path, device, make=LearnedMultigridNet, stem="learned_mg",
+                        command="learned-mg")
 
 
 def save_learned_multigrid(net: LearnedMultigridNet, path: str | os.PathLike,

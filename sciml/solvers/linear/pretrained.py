@@ -47,27 +47,38 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None,
             pickle is refused without running it), is corrupt (a checksum differs), holds
             weights that are not finite, or holds a network of another dimension.
     """
-    from ..._weights import build, load_weights
     from ...operators.dcdm import DCDMNet
+
+    return load_network(dim, path, device, make=DCDMNet, stem="dcdm", command="dcdm")
+
+
+def load_network(dim: int, path: str | os.PathLike | None, device: object, *, make: type,
+                 stem: str, command: str):
+    """``make`` rebuilt from ``path`` (default the shipped ``weights/<stem>_<dim>d.pt``),
+    checked to be ``dim``-dimensional, in eval mode on ``device``: the loader behind
+    :func:`load_pretrained` and :func:`~sciml.solvers.linear.load_learned_multigrid`."""
+    from ..._weights import build, load_weights
 
     if isinstance(dim, bool) or not isinstance(dim, int) or dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-    _device(device)  # a bad device is refused before the file is read
-    fix = f"train one with `sciml train dcdm --dim {dim} --out DIR`"
+    dev = _device(device)  # a bad device is refused before the file is read
+    fix = f"train one with `sciml train {command} --dim {dim} --out DIR`"
+    name = f"{stem}_{dim}d.pt"
     if path is None:
-        path = WEIGHTS / f"dcdm_{dim}d.pt"
+        path = WEIGHTS / name
         if not path.exists():
-            raise FileNotFoundError(f"no pretrained {dim}D DCDM weights at {path}; {fix}")
-        fix = f"reinstall sciml, or {fix} and pass path=DIR/dcdm_{dim}d.pt"
+            raise FileNotFoundError(f"no pretrained {dim}D {make.__name__} weights at "
+                                    f"{path}; {fix}")
+        fix = f"reinstall sciml, or {fix} and pass path=DIR/{name}"
     else:
-        fix = f"pass the dcdm_{dim}d.pt that `sciml train dcdm` wrote, or {fix}"
+        fix = f"pass the {name} that `sciml train {command}` wrote, or {fix}"
     path = Path(path)
     blob = load_weights(path, keys=("config", "state"), fix=fix)
-    net = build(path, DCDMNet, blob["config"], blob["state"], fix)
+    net = build(path, make, blob["config"], blob["state"], fix)
     if net.dim != dim:
         raise ValueError(f"{path} holds a {net.dim}D network, not {dim}D; pass "
-                         f"dim={net.dim} or the dcdm_{dim}d.pt file")
-    return net.to(_device(device)).eval()
+                         f"dim={net.dim} or the {name} file")
+    return net.to(dev).eval()
 
 
 def _device(device: object) -> torch.device:
