@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ... import _stencil_kernels as _mg_kernels
+from ... import _stencil_kernels
 from ..._validation import check_choice, check_int, check_positive, check_tensor
 
 __all__ = ["GeometricMultigrid"]
@@ -223,7 +223,7 @@ class GeometricMultigrid:
         self.n_unknowns = int(mask.sum())
         self._levels = self._build(mask, diag.double(), tuple(k.double() for k in links))
         self.levels = len(self._levels)
-        self._fast = self.device.type == "cpu" and _mg_kernels.available()
+        self._fast = self.device.type == "cpu" and _stencil_kernels.available()
         if self._fast:
             self._prepare_fast()
         self.setup_seconds = time.perf_counter() - t0
@@ -386,13 +386,13 @@ class GeometricMultigrid:
         up0 = self._d == 3
         x = self._smooth_fast(f, r, None, reverse=False)
         res = torch.empty_like(x)
-        _mg_kernels.residual(res.numpy(), x.numpy(), r.numpy(), f["diag"], f["links"],
+        _stencil_kernels.residual(res.numpy(), x.numpy(), r.numpy(), f["diag"], f["links"],
                              f["weight"])
         nf = self._levels[i + 1].fast
         rc = torch.zeros(r.shape[0], *nf["shape"], dtype=r.dtype)
-        _mg_kernels.restrict(rc.numpy(), res.numpy(), nf["mask"], up0, True)
+        _stencil_kernels.restrict(rc.numpy(), res.numpy(), nf["mask"], up0, True)
         xc = self._cycle_fast(i + 1, rc)
-        _mg_kernels.prolong_add(x.numpy(), xc.numpy(), f["weight"], up0, True)
+        _stencil_kernels.prolong_add(x.numpy(), xc.numpy(), f["weight"], up0, True)
         return self._smooth_fast(f, r, x, reverse=True)
 
     def _smooth_fast(self, f: dict, r: Tensor, x: Tensor | None, *, reverse: bool
@@ -407,11 +407,11 @@ class GeometricMultigrid:
                 x = r * torch.from_numpy(inv)
             elif self.smoother == "jacobi":
                 tmp = torch.empty_like(x)
-                _mg_kernels.residual(tmp.numpy(), x.numpy(), r.numpy(), f["diag"],
+                _stencil_kernels.residual(tmp.numpy(), x.numpy(), r.numpy(), f["diag"],
                                      f["links"], inv)
                 x += tmp
             else:
-                _mg_kernels.colour_sweep(x.numpy(), r.numpy(), f["diag"], inv, f["links"])
+                _stencil_kernels.colour_sweep(x.numpy(), r.numpy(), f["diag"], inv, f["links"])
         return x
 
     def _cycle(self, i: int, r: Tensor) -> Tensor:
