@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+from sciml.testing import SimCuda
 
 # The ONE place where comparison tolerances live. Values are *relative*: a comparison
 # passes when |actual - expected| <= tol * (|expected| + max|expected|), i.e. elementwise
@@ -77,11 +81,37 @@ def np_rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+_REAL_CUDA = torch.cuda.is_available()
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``@pytest.mark.gpu`` are skipped when no CUDA device is present."""
-    if torch.cuda.is_available():
+    """Tests marked ``@pytest.mark.gpu`` run on the GPU when there is one; without one they
+    run under simulated CUDA (:class:`sciml.testing.SimCuda`): on the CPU, with every
+    device mix, ``numpy()`` of a cuda tensor and CPU generator for a cuda factory raised.
+    ``SCIML_SKIP_GPU=1`` skips them instead."""
+    if _REAL_CUDA or os.environ.get("SCIML_SKIP_GPU") != "1":
         return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    skip_gpu = pytest.mark.skip(reason="SCIML_SKIP_GPU=1 and no CUDA device")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _simulated_cuda_for_gpu_tests(request):
+    if _REAL_CUDA or request.node.get_closest_marker("gpu") is None:
+        yield None
+        return
+    with SimCuda() as sim:
+        yield sim
+
+
+@pytest.fixture
+def simcuda(request):
+    """A :class:`sciml.testing.SimCuda` for the test (the real GPU is not simulated: on a
+    CUDA machine the test runs under the simulation all the same, for its counts)."""
+    if request.node.get_closest_marker("gpu") is not None and not _REAL_CUDA:
+        raise RuntimeError("a gpu-marked test already runs under SimCuda: take "
+                           "sciml.testing.simcuda.active() instead of the simcuda fixture")
+    with SimCuda() as sim:
+        yield sim
