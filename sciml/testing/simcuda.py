@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 import traceback
@@ -517,8 +516,23 @@ class SimCuda:
         if _ACTIVE:
             raise RuntimeError("SimCuda is already active: nest count() blocks instead")
         self._install()
+        functions = _Functions(self)
+        import torch.autograd.graph as graph
+
+        engine = graph._engine_run_backward
+
+        def run_backward(*args: object, **kwargs: object):
+            # the autograd engine runs the backward under the function modes active when it
+            # was called; `loss.backward()` reaches it from inside this mode's own handler,
+            # where the mode is off, so put it back: a hand-written backward then sees
+            # cuda devices too
+            with functions:
+                return engine(*args, **kwargs)
+
+        self._patch(graph, "_engine_run_backward", run_backward)
+        self._patch(torch.autograd, "_engine_run_backward", run_backward)
         self._stack.enter_context(_Dispatch(self))
-        self._stack.enter_context(_Functions(self))
+        self._stack.enter_context(functions)
         _ACTIVE.append(self)
         return self
 
@@ -530,26 +544,3 @@ class SimCuda:
         self._saved.clear()
         self._storages.clear()
         self._objects.clear()
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m sciml.testing.simcuda script.py [args]``: run a script under SimCuda."""
-    import runpy
-
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m sciml.testing.simcuda SCRIPT.py [ARGS...] | -m MODULE [ARGS]")
-        return 0 if argv else 2
-    with SimCuda() as sim:
-        if argv[0] == "-m":
-            sys.argv = argv[1:]
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = argv
-            runpy.run_path(argv[0], run_name="__main__")
-    print(f"simcuda: {sim.syncs} host syncs, {sim.h2d} blocking host-to-device copies",
-          file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
