@@ -173,6 +173,10 @@ class _FakeEvent:
 
 
 _ACTIVE: list[SimCuda] = []
+# storages (by their StorageImpl address) and storage-less tensors (by id) marked cuda,
+# each dropped by a weakref callback when it dies
+_MARKED_STORAGES: dict[int, weakref.ref] = {}
+_MARKED_OBJECTS: dict[int, weakref.ref] = {}
 
 
 def active() -> SimCuda | None:
@@ -361,8 +365,11 @@ class SimCuda:
         self.syncs = 0
         self.h2d = 0
         self.events: list[Event] = []
-        self._storages: dict[int, weakref.ref] = {}
-        self._objects: dict[int, weakref.ref] = {}
+        # the marks outlive one session on purpose: a tensor made on cuda in one session
+        # and cached by a library (a device-keyed cache of constants) is still a cuda
+        # tensor in the next one
+        self._storages = _MARKED_STORAGES
+        self._objects = _MARKED_OBJECTS
         self._tls = threading.local()
         self._counters: list[Counts] = []
         self._saved: list[tuple[object, str, object]] = []
@@ -542,5 +549,3 @@ class SimCuda:
         for obj, name, value in reversed(self._saved):
             setattr(obj, name, value)
         self._saved.clear()
-        self._storages.clear()
-        self._objects.clear()
