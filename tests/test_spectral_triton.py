@@ -126,6 +126,22 @@ def test_partial_gradients_and_strided_input():
     assert_close_rel(w.grad, layer.weight.grad, torch.float32, factor=10)
 
 
+@pytest.mark.parametrize("wants", ["x", "bias"])
+def test_one_gradient_at_a_time(wants):
+    modes, grid = (3,), (9,)
+    layer = _layer(modes, grid, True, seed=4)
+    x = torch.randn(BATCH, CIN, *grid, generator=torch.Generator().manual_seed(3))
+    xr = x.clone().requires_grad_()
+    layer(xr).square().sum().backward()
+    w, b = (t.detach().to(DEVICE) for t in (layer.weight, layer.bias))
+    xt = x.to(DEVICE)
+    leaf = {"x": xt, "bias": b}[wants].requires_grad_()
+    st.spectral_conv_triton(xt, w, b, modes, grid).square().sum().backward()
+    expected = {"x": xr.grad, "bias": layer.bias.grad}[wants]
+    assert_close_rel(leaf.grad, expected, torch.float32, factor=10)
+    assert w.grad is None
+
+
 def test_launch_counts(monkeypatch):
     """2d + 1 launches forward and backward (d grid axes)."""
     counts: dict[str, int] = {}

@@ -16,9 +16,10 @@ Launches (``d`` = number of grid axes, 1 to 3):
 * forward, ``2d + 1``: one kernel per analysis axis (real input -> complex, then
   complex -> complex), one per-mode channel-mixing kernel that also adds the bias to the
   DC mode, one kernel per synthesis axis (the last one keeps only the real part and
-  stores in the input dtype). 3 launches in 1D, 5 in 2D, 7 in 3D, with no full-size
-  complex copy: the first analysis step already shrinks its axis to the kept modes, and
-  the last synthesis step is the only one that writes a target-size tensor.
+  stores in the input dtype). 3 launches in 1D, 5 in 2D, 7 in 3D, against about 7 and
+  several full-size copies on the FFT path: every intermediate holds only the kept
+  modes on the axes already contracted (the first analysis step shrinks its axis at
+  once), and the last synthesis step is the only one that writes a target-size tensor.
 * backward, ``2d + 1`` as well: the adjoint of the synthesis is an analysis of the
   output gradient with the conjugate-transposed synthesis matrices (``inv_adj``, the
   Hermitian weights included); one kernel computes both adjoint mixings
@@ -415,7 +416,10 @@ class _SpectralConvTriton(torch.autograd.Function):
         y = _mix(c, weight, bias).reshape(2, b, co, *kept)
         v = _separable(y, True, _mats("inv", out_shape, modes, x.device), order_s, x.dtype)
         ctx.modes, ctx.grid, ctx.out_shape, ctx.x_dtype = modes, grid, out_shape, x.dtype
-        ctx.save_for_backward(c if ctx.needs_input_grad[1] else None, weight)
+        # c feeds the weight gradient; the bias-only pass reads it as well (its program
+        # range is the weight's), so it is kept whenever either asks for a gradient
+        keep_c = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        ctx.save_for_backward(c if keep_c else None, weight)
         return v
 
     @staticmethod
