@@ -46,6 +46,8 @@ from .sinkhorn import _check_settings, sinkhorn_potentials
 # Sinkhorn iterations between checks in the warm start and the fallback sweeps: often enough
 # to absorb the scalings before they overflow (float32 at small reg) and to stop at tol
 _CHECK = 10
+# inner CG iterations between host looks at its stopping test on a GPU (see _pcg)
+_PCG_CHECK = 8
 
 
 def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, int]:
@@ -61,42 +63,71 @@ def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, i
     and stats bookkeeping and the batch working set, once per Newton step. The system is
     only semidefinite (the ``(1, -1)`` direction and dead columns, removed from ``rhs``),
     on which plain CG from zero stays in the range of the matrix.
+
+    The stopping test ``||r||^2 <= (rtol ||rhs||)^2`` lives on the device: once it holds,
+    the step lengths are masked to zero (the iterate is frozen where it converged) and the
+    iterations stop being counted, so the host only looks every ``_PCG_CHECK`` iterations
+    on a GPU (every iteration on the CPU, where a look costs nothing) and at ``max_iter``.
+    The result and the returned count are those of a test after every iteration; at most
+    ``_PCG_CHECK - 1`` masked iterations are computed past convergence and not counted.
     """
+    check = 1 if rhs.device.type == "cpu" else _PCG_CHECK
     x = torch.zeros_like(rhs)
     r = rhs.clone()
     z = r / diag
     p = z.clone()
     rz = torch.dot(r, z)
     stop = (rtol * rhs.norm()) ** 2
+    going = torch.dot(r, r) > stop  # 0-dim bool on the device: this system still runs
+    its = torch.zeros((), dtype=torch.int64, device=rhs.device)
     it = 0
-    while it < max_iter:
-        if float(torch.dot(r, r)) <= stop:
-            break
+    while True:
+        if (it > 0 and it % check == 0) or it >= max_iter:
+            # one read for the test and the count (none before the first iteration: a
+            # right-hand side already below the tolerance only costs masked iterations)
+            running, count = torch.stack([going.to(torch.int64), its]).tolist()
+            if not running or it >= max_iter:
+                return x, count
         q = matvec(p)
-        alpha = rz / torch.dot(p, q)
-        x.add_(p, alpha=float(alpha))
-        r.sub_(q, alpha=float(alpha))
+        alpha = torch.where(going, rz / torch.dot(p, q), 0.0)
+        x.add_(alpha * p)
+        r.sub_(alpha * q)
         z = r / diag
         rz_new = torch.dot(r, z)
-        p = z.add_(p, alpha=float(rz_new / rz))
-        rz = rz_new
+        p = torch.where(going, z.add_(p * (rz_new / rz)), p)
+        rz = torch.where(going, rz_new, rz)
+        its += going
+        going = going & (torch.dot(r, r) > stop)
         it += 1
-    return x, it
 
 
-def _csr(P: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """CSR matrix of the kept entries of ``P`` (one index pass; no dense masked copy)."""
+def _csr_pair(P: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR matrices of the kept entries of ``P`` and of ``P^T``, from one index pass.
+
+    ``nonzero`` is the one host synchronisation (the number of kept entries sizes the
+    matrices); the transpose reuses its indices, reordered by column on the device (a
+    stable sort keeps the rows ascending within each column), instead of a second pass.
+    """
+    n, m = P.shape
     idx = keep.nonzero()
-    crow = torch.zeros(P.shape[0] + 1, dtype=torch.int64, device=P.device)
+    rows, cols = idx[:, 0], idx[:, 1]
+    vals = P[rows, cols]
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=P.device)
     torch.cumsum(keep.sum(1), 0, out=crow[1:])
+    ccol = torch.zeros(m + 1, dtype=torch.int64, device=P.device)
+    torch.cumsum(keep.sum(0), 0, out=ccol[1:])
+    order = torch.sort(cols, stable=True).indices
     with quiet_sparse():
-        return torch.sparse_csr_tensor(crow, idx[:, 1], P[idx[:, 0], idx[:, 1]], P.shape)
+        Ps = torch.sparse_csr_tensor(crow, cols, vals, (n, m))
+        PsT = torch.sparse_csr_tensor(ccol, rows[order], vals[order], (m, n))
+    return Ps, PsT
 
 
-def _dual(f, g, a, b, P, reg) -> float:
+def _dual(f, g, a, b, P, reg) -> torch.Tensor:
+    """The dual objective ``F(f, g)`` (0-dim, on the device)."""
     fa = torch.where(a > 0, f * a, 0.0).sum()
     gb = torch.where(b > 0, g * b, 0.0).sum()
-    return float(fa + gb - reg * P.sum())
+    return fa + gb - reg * P.sum()
 
 
 def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history, t0, stats,
@@ -109,8 +140,14 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
     ascent (the Newton model is not yet good enough far from the solution, e.g. a
     near-permutation plan at large eta): the caller then runs more Sinkhorn iterations and
     comes back.
+
+    Host synchronisations per Newton step: the sparsity pattern (``nonzero``), the inner
+    CG's looks (see :func:`_pcg`) and one per line-search trial, which reads the trial's
+    acceptance and its plan's marginal error together (the accepted trial's error is the
+    next step's, and its dual value the next step's ``F0``: nothing is recomputed).
     """
     P = kernel(f, g, M, reg)
+    F0 = _dual(f, g, a, b, P, reg)
     err = float(marginal_errors(P, a, b))
     tiny = max(1e-300, torch.finfo(M.dtype).tiny)  # 1e-300 is 0 in float32
     while True:
@@ -129,16 +166,18 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
             # entries, however small, are what keeps the Schur complement invertible
             top = torch.topk(P, min(min_per_row, P.shape[1]), dim=1).indices
             keep.scatter_(1, top, True)
-        Ps = _csr(P, keep)
-        PsT = _csr(P.t(), keep.t())
-        stats["nnz_per_row"].append(float(keep.sum()) / M.shape[0])
+        Ps, PsT = _csr_pair(P, keep)
+        stats["nnz_per_row"].append(Ps.values().shape[0] / M.shape[0])
         del keep
 
         def schur(x, Ps=Ps, PsT=PsT, rs=rs, cs=cs):
             return cs * x - torch.mv(PsT, torch.mv(Ps, x) / rs)
 
         rhs = reg * gb - torch.mv(PsT, reg * ga / rs)
-        rhs = torch.where(live_c, rhs - rhs[live_c].mean(), 0.0)  # drop the (1, -1) direction
+        # drop the (1, -1) direction: the mean over the live columns, without a boolean
+        # index (which would wait for the device to size its result)
+        mean = torch.where(live_c, rhs, 0.0).sum() / live_c.sum()
+        rhs = torch.where(live_c, rhs - mean, 0.0)
         sq = torch.sparse_csr_tensor(PsT.crow_indices(), PsT.col_indices(),
                                      PsT.values() ** 2, PsT.shape)
         diag = (cs - torch.mv(sq, 1.0 / rs)).clamp_min(tiny)
@@ -149,18 +188,23 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
         df = torch.where(live_r, df, 0.0)
         dg = torch.where(live_c, dg, 0.0)
         # Armijo backtracking on the concave dual; near the solution the increase of F is
-        # below its rounding, so a step that halves the marginal error is accepted too
-        F0 = _dual(f, g, a, b, P, reg)
-        slope = float(torch.dot(ga, df) + torch.dot(gb, dg))
+        # below its rounding, so a step that halves the marginal error is accepted too.
+        # The tests run on the device in float64 (as the host's Python floats did), and
+        # each trial is read back once, with its plan's marginal error
+        slope = (torch.dot(ga, df) + torch.dot(gb, dg)).double()
+        F0d = F0.double()
         t = 1.0
         while True:
             fn, gn = f + t * df, g + t * dg
             Pn = kernel(fn, gn, M, reg)
             Fn = _dual(fn, gn, a, b, Pn, reg)
-            if math.isfinite(Fn) and Fn >= F0 + 1e-4 * t * slope:
-                break
-            en = float((Pn.sum(1) - a).abs().sum() + (Pn.sum(0) - b).abs().sum())
-            if en <= 0.5 * err:
+            en = ((Pn.sum(1) - a).abs().sum() + (Pn.sum(0) - b).abs().sum()).double()
+            Fnd = Fn.double()
+            accept = (torch.isfinite(Fnd) & (Fnd >= F0d + 1e-4 * t * slope)) | (
+                en <= 0.5 * err)
+            err_n = marginal_errors(Pn, a, b)
+            ok, err_n = torch.stack([accept.to(torch.float64), err_n]).tolist()
+            if ok:
                 break
             t *= 0.5
             if t < 1e-6:
@@ -169,8 +213,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
         stats["newton_iterations"] += 1
         if Pn is None:
             return f, g, err, True
-        f, g, P = fn, gn, Pn
-        err = float(marginal_errors(P, a, b))
+        f, g, P, F0, err = fn, gn, Pn, Fn, err_n
         stats["line_search_steps"].append(t)
     return f, g, err, False
 
