@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import check_bool, check_int, check_tensor
+from .._validation import check_bool, check_finite, check_int, check_tensor, checks
 from ..spectral import irfftn_truncated, rfftn_truncated
 from .fno import SFNO
 from .losses import NSResidualLoss
@@ -36,6 +36,11 @@ class SpectralRefiner:
     The copies are independent (separate weights, a summed loss and Adam's per-weight
     steps), so refining a batch together gives each trajectory what refining it alone
     would, up to float rounding.
+
+    On a GPU the steps take no host synchronisation: ``x`` is checked for NaN/Inf once on
+    entry, the steps run without the per-call finiteness scans of the spectral and PDE
+    routines, and the residual history is checked once at the end (a refinement that
+    diverged to NaN/Inf raises :class:`FloatingPointError` naming the step).
 
     Args:
         steps: Adam steps per trajectory (>= 1).
@@ -72,6 +77,7 @@ class SpectralRefiner:
         if not isinstance(residual, NSResidualLoss):
             raise TypeError(f"residual must be an NSResidualLoss, got {type(residual).__name__}")
         check_tensor("x", x, real=True)
+        check_finite("x", x)  # once here, not in every step
         t_out = model._check(x, out_steps)
         if t_out < 5:
             raise ValueError(
@@ -95,11 +101,13 @@ class SpectralRefiner:
             for p, f in zip(model.parameters(), flags):
                 p.requires_grad_(f)
             model.train(was_training)
-        return RefineResult(
+        result = RefineResult(
             initial=torch.cat([p[0] for p in parts]),
             prediction=torch.cat([p[1] for p in parts]),
             history=torch.cat([p[2] for p in parts], dim=1),
         )
+        _check_history(result.history, self.lr)
+        return result
 
     def _refine_batch(
         self, model: SFNO, x: torch.Tensor, residual: NSResidualLoss, t_out: int, bar: tqdm,
@@ -143,21 +151,36 @@ class SpectralRefiner:
             return y0, model.head(h, x, t_out, spectral=spectral)
 
         history = []
-        for _ in range(self.steps):
-            if bias is not None:
-                bias.grad = None
-            y0, pred = predict()
-            per = residual.per_sample(pred)
-            history.append(per.detach())
-            # the sum keeps the trajectories' gradients separate and unscaled
-            per.sum().backward()
-            torch.mul(ccf, y0.grad.unsqueeze(1), out=gw)
-            opt.step()
-            bar.update(b)
-        with torch.no_grad():
-            out = predict()[1]
-            history.append(residual.per_sample(out))
+        # x was checked on entry and the history is checked at the end: no NaN/Inf scan
+        # (a host sync on a GPU) inside the steps
+        with checks(finite=False):
+            for _ in range(self.steps):
+                if bias is not None:
+                    bias.grad = None
+                y0, pred = predict()
+                per = residual.per_sample(pred)
+                history.append(per.detach())
+                # the sum keeps the trajectories' gradients separate and unscaled
+                per.sum().backward()
+                torch.mul(ccf, y0.grad.unsqueeze(1), out=gw)
+                opt.step()
+                bar.update(b)
+            with torch.no_grad():
+                out = predict()[1]
+                history.append(residual.per_sample(out))
         return initial, out, torch.stack(history)
+
+
+def _check_history(history: torch.Tensor, lr: float) -> None:
+    """Raise if the residual became NaN/Inf (one host sync), naming the first step."""
+    bad = ~torch.isfinite(history)
+    if bool(bad.any()):
+        step, traj = (int(v) for v in bad.nonzero()[0])
+        raise FloatingPointError(
+            f"the refinement diverged: the residual of trajectory {traj} is "
+            f"{float(history[step, traj])} before step {step + 1} (history row {step}); "
+            f"lower the learning rate (lr={lr}) or refine from a better-trained model"
+        )
 
 
 def _full_weights(
