@@ -214,9 +214,8 @@ def levenberg_marquardt(
         if d.shape[0] != c0.shape[0]:
             raise ValueError(f"data[{i}] has batch size {d.shape[0]} but c0 has {c0.shape[0]}")
     throw = check_bool("throw", throw)
-    c, status, iters, gnorm, codes = _lm(residual, c0, data, ridge=ridge, max_iter=max_iter,
-                                         tol=tol, jacobian=jacobian)
-    members = [_WORST[i] for i in codes.tolist()]
+    c, status, iters, gnorm, members = _lm(residual, c0, data, ridge=ridge,
+                                           max_iter=max_iter, tol=tol, jacobian=jacobian)
     if throw and status is not LMStatus.CONVERGED:
         _raise(status, members, iters, gnorm, "sample(s)")
     with torch.no_grad():
@@ -224,55 +223,73 @@ def levenberg_marquardt(
     return HardConstraintResult(c, status, iters, gnorm, rnorm, {"member_status": members})
 
 
+# passes of the LM loop between host looks at which samples still run, on a GPU (on the
+# CPU a look costs nothing: every pass); see _lm
+_LM_CHECK = 4
+# rejected trial steps (each with a larger damping) before an LM iteration counts as taken
+_TRIES = 30
+
+
 @torch.no_grad()
 def _lm(residual: Residual, c0: Tensor, data: Sequence[Tensor], *, ridge: float,
         max_iter: int, tol: float, jacobian: Callable[..., tuple[Tensor, Tensor]] | None
-        ) -> tuple[Tensor, LMStatus, Tensor, Tensor, Tensor]:
-    """:func:`levenberg_marquardt`, also returning each sample's status as its index in
-    ``_WORST`` ``(B,)`` (long)."""
+        ) -> tuple[Tensor, LMStatus, Tensor, Tensor, list[LMStatus]]:
+    """:func:`levenberg_marquardt`, also returning each sample's status (a list).
+
+    Each sample's state (coefficients, damping, iteration and rejected-try counts, flags)
+    lives on the device, and every decision about one sample is a ``torch.where``: a
+    sample that has stopped is frozen. A pass evaluates the residual and Jacobian of the
+    working set, the stopping test, and one trial step per running sample. A rejected
+    trial is retried with a larger damping at the next pass (on the GPU; on the CPU
+    within the pass, reusing the Jacobian) and an iteration counts once its step is
+    accepted or ``_TRIES`` trials failed: per sample, the iterates and counts of a loop
+    that retries on the spot. The host looks every ``_LM_CHECK`` passes on a GPU (one
+    ``nonzero``, which also shrinks the working set to the samples still running, so the
+    work follows them and not the slowest one), every pass on the CPU, and reads the
+    statuses once at the end. A finished solve may run up to ``_LM_CHECK - 1`` frozen
+    passes before the host sees it; they change nothing.
+    """
     c = c0.clone()
     B, n = c.shape
-    mu = torch.full((B,), 1e-3, dtype=c.dtype, device=c.device)  # relative to mean diag
-    nu = torch.full((B,), 2.0, dtype=c.dtype, device=c.device)
-    iters = torch.zeros(B, dtype=torch.long, device=c.device)
-    eye = torch.eye(n, dtype=c.dtype, device=c.device)
-    done = torch.zeros(B, dtype=torch.bool, device=c.device)
+    dev, dt = c.device, c.dtype
+    inline = dev.type == "cpu"
+    check = 1 if inline else _LM_CHECK
+    mu = torch.full((B,), 1e-3, dtype=dt, device=dev)  # relative to mean diag
+    nu = torch.full((B,), 2.0, dtype=dt, device=dev)
+    iters = torch.zeros(B, dtype=torch.long, device=dev)
+    tries = torch.zeros(B, dtype=torch.long, device=dev)  # rejected trials this iteration
+    eye = torch.eye(n, dtype=dt, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)  # stopping test held (any cause)
     stalled = torch.zeros_like(done)
-    gnorm = torch.full((B,), float("inf"), dtype=c.dtype, device=c.device)
-    # Samples that have stopped leave the batch: the work of an iteration follows the
-    # samples still running, not the slowest one (the data are gathered anew only when
-    # that set changes, at most B times).
-    sub, sub_idx = list(data), None
     broke = torch.zeros_like(done)
-    for _ in range(max_iter + 1):
-        idx = (~done).nonzero().squeeze(-1)
-        if idx.numel() == 0:
-            break
-        if idx.numel() == B:
-            sub, sub_idx = list(data), None
-        elif sub_idx is None or sub_idx.numel() != idx.numel() or not torch.equal(sub_idx, idx):
-            sub, sub_idx = [d.index_select(0, idx) for d in data], idx
-        cs, mus, nus = c[idx], mu[idx], nu[idx]
+    pending = torch.ones_like(done)  # something left to do: a test, a step or a retry
+    gnorm = torch.full((B,), float("inf"), dtype=dt, device=dev)
+    # the working set: rows idx of the batch (None: all of them), and their data
+    idx: Tensor | None = None
+    sub = list(data)
+    # every sample is finished after max_iter iterations of _TRIES passes and a last test
+    limit = max_iter * _TRIES + 1
+    passes = 0
+    while True:
+        state = (c, mu, nu, iters, tries, stalled)
+        if idx is not None:
+            state = tuple(t.index_select(0, idx) for t in state)
+        cs, mus, nus, its, trs, stl = state
         r, J = jacobian(cs, *sub) if jacobian is not None else _jacobian(residual, cs, sub)
         f = 0.5 * (r**2).sum(-1) + 0.5 * ridge * (cs**2).sum(-1)
         g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) + ridge * cs
         gn = g.abs().amax(-1)
-        gnorm[idx] = gn
         # a non-finite residual or Jacobian ends that sample: its threshold (scaled by
         # |r|) would be Inf or NaN and could call anything converged
         bad = ~(torch.isfinite(f) & torch.isfinite(J).flatten(1).all(-1)
                 & torch.isfinite(g).all(-1))
-        broke[idx] = bad
         scale = J.abs().amax((-1, -2)) * r.norm(dim=-1) + ridge * cs.abs().amax(-1)
-        dones = (gn <= tol * torch.clamp(scale, min=1.0)) | stalled[idx] | bad
-        done[idx] = dones
-        if bool(done.all()) or int(iters.max()) >= max_iter:
-            break
+        dones = (gn <= tol * torch.clamp(scale, min=1.0)) | stl | bad
+        active = ~dones & (its < max_iter)
         JtJ = J.transpose(-1, -2) @ J + ridge * eye
         diag = JtJ.diagonal(dim1=-2, dim2=-1).mean(-1)
-        # Try steps with growing damping until the objective falls (a few at most).
-        active = ~dones
-        for _try in range(30):
+        trying = active
+        for _try in range(_TRIES):
             A = JtJ + (mus * diag)[:, None, None] * eye
             d = -torch.linalg.solve(A, g.unsqueeze(-1)).squeeze(-1)
             cn = cs + d
@@ -281,25 +298,46 @@ def _lm(residual: Residual, c0: Tensor, data: Sequence[Tensor], *, ridge: float,
             # gain ratio: actual over predicted decrease of the local quadratic model
             pred = -(g * d).sum(-1) - 0.5 * (d * (JtJ @ d.unsqueeze(-1)).squeeze(-1)).sum(-1)
             rho = (f - fn) / pred.clamp_min(1e-300)
-            ok = (fn <= f) & active
+            ok = (fn <= f) & trying
             cs = torch.where(ok[:, None], cn, cs)
             # Nielsen's damping update (Madsen, Nielsen, Tingleff 2004, sec. 3.2)
             shrink = torch.clamp(1 - (2 * rho - 1) ** 3, min=1 / 3)
             mus = torch.where(ok, (mus * shrink).clamp_min(1e-15),
-                              torch.where(active, mus * nus, mus))
+                              torch.where(trying, mus * nus, mus))
             nus = torch.where(ok, torch.full_like(nus, 2.0),
-                              torch.where(active, nus * 2, nus))
-            active = active & ~ok
-            if not bool(active.any()):
+                              torch.where(trying, nus * 2, nus))
+            rejected = trying & ~ok
+            trs = torch.where(rejected, trs + 1, trs)
+            given_up = rejected & (trs >= _TRIES)
+            ended = ok | given_up  # this sample's iteration is over
+            its = its + ended
+            stl = stl | (given_up & (mus > 1e15))
+            trs = torch.where(ended, 0, trs)
+            trying = rejected & ~given_up
+            if not inline or not bool(trying.any()):
                 break
-        c[idx], mu[idx], nu[idx] = cs, mus, nus
-        stalled[idx] = stalled[idx] | (active & (mus > 1e15))
-        iters[idx] = iters[idx] + (~dones).long()
+        if idx is None:
+            c, mu, nu, iters, tries, stalled = cs, mus, nus, its, trs, stl
+            gnorm, broke, done, pending = gn, bad, dones, active
+        else:
+            for full, part in ((c, cs), (mu, mus), (nu, nus), (iters, its), (tries, trs),
+                               (stalled, stl), (gnorm, gn), (broke, bad), (done, dones),
+                               (pending, active)):
+                full.index_copy_(0, idx, part)
+        passes += 1
+        if passes % check == 0 or passes >= limit:
+            keep = pending.nonzero().squeeze(-1)  # the one host synchronisation
+            if keep.numel() == 0 or passes >= limit:
+                break
+            if keep.numel() != (B if idx is None else idx.numel()):
+                idx = keep
+                sub = [d.index_select(0, keep) for d in data]
     # each sample's status (index in _WORST); the batch's is the worst of them
     codes = torch.where(done, 0, 1)
     codes = torch.where(stalled, 2, codes)
     codes = torch.where(broke, 3, codes)
-    return c, _WORST[int(codes.max())], iters, gnorm, codes
+    members = [_WORST[i] for i in codes.tolist()]
+    return c, max(members, key=_WORST.index), iters, gnorm, members
 
 
 @torch.no_grad()
@@ -452,10 +490,9 @@ class HardConstraint:
             data64.append(d.to(torch.float64) if d.is_floating_point() else d)
         check_finite("c0", c0)
         _check_batched(self.residual, c0, [d.detach() for d in data64])
-        c, status, iters, gnorm, codes = _lm(
+        c, status, iters, gnorm, members = _lm(
             self.residual, c0, [d.detach() for d in data64], ridge=self.ridge,
             max_iter=max_iter, tol=self.tol, jacobian=self.jacobian)
-        members = [_WORST[i] for i in codes.tolist()]
         if throw and status is not LMStatus.CONVERGED:
             _raise(status, members, iters, gnorm, "sample(s)")
         coeffs = _Solve.apply(self.residual, self.ridge, c, *data64)
