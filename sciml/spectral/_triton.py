@@ -29,10 +29,11 @@ Launches (``d`` = number of grid axes, 1 to 3):
   (``fwd_adj``, no Hermitian weights). Steps whose gradient is not needed are skipped.
 
 Why the mixing has a launch of its own: the spectra between the transforms hold only the
-kept modes (``K/N`` of the grid), so writing and reading them back costs a few
-microseconds, while fusing the mixing into the last analysis step (or the first synthesis
-step) would need a three-index register tile (batch x channel x mode) or a recomputation
-of the transform step once per output-channel tile. Kept apart, the mixing is a plain
+kept modes (``K/N`` of the grid), so writing and reading them back is small next to the
+grid-size traffic of the first and last steps (an argument, not a GPU measurement),
+while fusing the mixing into the last analysis step (or the first synthesis step) would
+need a three-index register tile (batch x channel x mode) or a recomputation of the
+transform step once per output-channel tile. Kept apart, the mixing is a plain
 per-mode GEMM ``(B x Cin) @ (Cin x Cout)`` and every transform step is a plain GEMM
 ``(rows x n_a) @ (n_a x K_a)`` with full tiles, which is what maps onto tensor cores.
 
@@ -417,6 +418,7 @@ class _SpectralConvTriton(torch.autograd.Function):
         co = weight.shape[-2]
         kept = tuple(weight.shape[:d])
         kt = math.prod(kept)
+        # axis orders from the dft path's cost model (FLOP-driven, calibrated on a CPU)
         order_a, _ = best_order(b * ci, grid, kept, True)
         order_s, _ = best_order(b * co, out_shape, kept, False)
         c = _separable(x, False, _mats("fwd", grid, modes, x.device), order_a, None)
