@@ -14,12 +14,15 @@ from .._validation import check_bool, check_choice, check_int, check_positive
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 
+#: Mixed-precision modes (``TrainConfig.amp``) and the autocast dtype of each.
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
 #: Settings that change the sequence of optimiser steps: a run may only be resumed with
 #: the values it was started with. The others (time_budget, checkpoint_every, eval_every,
-#: progress, num_workers) may change between segments of a resumed run.
+#: log_every, progress, num_workers) may change between segments of a resumed run.
 RUN_FIELDS = (
     "epochs", "lr", "batch_size", "schedule", "weight_decay", "grad_clip", "max_steps",
-    "seed", "shuffle",
+    "seed", "shuffle", "amp",
 )
 
 
@@ -56,6 +59,19 @@ class TrainConfig:
         shuffle: shuffle the samples each epoch (False: dataset order).
         progress: show a tqdm bar with the running loss and the ETA (rank 0 only).
         num_workers: DataLoader worker processes that load batches (0: in the main process).
+        log_every: read the training losses back from the device every this many
+            optimiser steps (and at every checkpoint and epoch end): the progress bar's
+            running loss is updated and the NaN/Inf check of the loss made there. Each read
+            is one host synchronisation; the steps in between take none, so on a GPU the
+            host keeps queueing work. A non-finite loss is therefore found up to
+            ``log_every`` steps after it happened (the error names its step; nothing is
+            written after it).
+        amp: mixed precision: ``None`` or ``"off"`` (float32, the default), ``"bf16"``
+            (forward and loss under :func:`torch.autocast` with bfloat16 on the model's
+            device type) or ``"fp16"`` (autocast with float16 and a
+            :class:`torch.amp.GradScaler`, whose state is saved in checkpoints and restored
+            on resume; the optimiser is then the fused Adam(W), so that the scaler's
+            overflow check stays on the device). ``"off"`` is stored as ``None``.
 
     Raises:
         TypeError: a setting has the wrong type.
@@ -76,6 +92,8 @@ class TrainConfig:
     shuffle: bool = True
     progress: bool = True
     num_workers: int = 0
+    log_every: int = 50
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         # (name, minimum, fix, None allowed); numpy/torch integer scalars are stored as int
@@ -87,6 +105,7 @@ class TrainConfig:
             ("eval_every", 1, "use 1 to evaluate after every epoch", False),
             ("seed", 0, "use a non-negative seed", False),
             ("num_workers", 0, "use 0 to load in the main process", False),
+            ("log_every", 1, "a typical value is 50", False),
         ):
             v = getattr(self, name)
             if not (optional and v is None):
@@ -104,6 +123,7 @@ class TrainConfig:
                 object.__setattr__(self, name, check_positive(f"TrainConfig.{name}", v,
                                                               allow_zero=zero, fix=fix))
         check_choice("TrainConfig.schedule", self.schedule, SCHEDULES)
+        object.__setattr__(self, "amp", _check_amp(self.amp))
         for name in ("shuffle", "progress"):
             object.__setattr__(self, name, check_bool(f"TrainConfig.{name}", getattr(self, name)))
 
@@ -123,6 +143,24 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig setting(s) {unknown}; known: {sorted(names)}")
         return cls(**d)
+
+
+def _check_amp(v: object) -> str | None:
+    """``TrainConfig.amp`` checked: ``None`` for off, else ``"bf16"`` or ``"fp16"``."""
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise TypeError(f"TrainConfig.amp must be None or a str ('off', 'bf16', 'fp16'), got "
+                        f"{v!r} ({type(v).__name__})")
+    if v == "off":
+        return None
+    if v not in AMP_DTYPES:
+        raise ValueError(
+            f"TrainConfig.amp must be None, 'off', 'bf16' or 'fp16', got {v!r}; use 'bf16' "
+            "for bfloat16 autocast, 'fp16' for float16 autocast with loss scaling, or None "
+            "for float32"
+        )
+    return v
 
 
 @dataclass
@@ -151,13 +189,19 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, or AdamW when ``config.weight_decay > 0``, over the trainable parameters."""
+    """Adam, or AdamW when ``config.weight_decay > 0``, over the trainable parameters.
+
+    With ``config.amp == "fp16"`` the fused implementation: it takes the GradScaler's
+    inverse scale and overflow flag as device tensors and skips an overflowed step on the
+    device, where the default one makes the scaler read the flag on the host every step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+    kw: dict[str, Any] = {"fused": True} if config.amp == "fp16" else {}
     if config.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **kw)
+    return torch.optim.Adam(params, lr=config.lr, **kw)
 
 
 def _constant(step: int) -> float:

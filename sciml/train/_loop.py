@@ -27,8 +27,17 @@ def default_forward(model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    """Move the tensors of a (nested) batch to ``device``."""
+    """Move the tensors of a (nested) batch to ``device`` without blocking the host.
+
+    A CPU tensor bound for a GPU is first copied into pinned (page-locked) memory: only
+    from there is ``non_blocking=True`` a true asynchronous copy (from pageable memory the
+    copy waits for the device). Pinning here rather than with ``DataLoader(pin_memory=
+    True)`` leaves tensors that are already on the GPU alone (the DataLoader's pinning
+    refuses them).
+    """
     if isinstance(batch, Tensor):
+        if device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
@@ -64,6 +73,43 @@ def batch_sum(name: str, value: object, count: int) -> Tensor:
         f"{name} returned shape {tuple(value.shape)} for a batch of {count} samples; return a "
         f"scalar (the batch mean) or one value per sample, shape ({count},)"
     )
+
+
+class LossLog:
+    """The training losses of the steps since they were last read, kept on the device.
+
+    Reading them (:meth:`read`) is the training loop's one host synchronisation; the steps
+    in between take none, so the host can queue the next steps while the device works.
+    """
+
+    def __init__(self) -> None:
+        self._losses: list[Tensor] = []
+        self._where: list[tuple[int, int, int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._losses)
+
+    def add(self, loss: Tensor, step: int, epoch: int, batch: int, count: int) -> None:
+        """Keep the scalar ``loss`` of optimiser step ``step`` (``batch`` of ``epoch``, 0-based,
+        of ``count`` samples)."""
+        self._losses.append(loss.detach())
+        self._where.append((step, epoch, batch, count))
+
+    def read(self, ctx: Any) -> list[tuple[float, tuple[int, int, int, int]]]:
+        """Each kept step's loss averaged over the ranks, oldest first, with its
+        ``(step, epoch, batch, count)``; empties the log.
+
+        One host synchronisation (and under torchrun one all-reduce, so every rank must
+        read at the same steps); nothing when the log is empty.
+        """
+        if not self._losses:
+            return []
+        # float64: a float32 loss is exact in it, so the sums match those of loss.item()
+        values = torch.stack([v.to(torch.float64) for v in self._losses])
+        totals = ctx.sum(values)
+        out = [(t / ctx.world_size, w) for t, w in zip(totals, self._where)]
+        self._losses, self._where = [], []
+        return out
 
 
 @dataclass

@@ -24,6 +24,16 @@ tensors. While ``fit`` runs, rank 0 holds ``out_dir/train.lock``: a second run o
 
 A resumed run must match its checkpoint: the same run settings, the same ``model_config``
 and data files of the same content (by fingerprint); the error names what differs.
+Checkpoints are read onto the CPU and the state then moved to the Trainer's device, so a
+run written on a GPU resumes on the CPU and the other way round.
+
+On a GPU a training step takes no host synchronisation of the Trainer's own: the batch is
+copied from pinned memory without blocking, and the batch losses stay on the device until
+they are read back together every ``log_every`` steps, at checkpoints and at epoch ends
+(for the progress bar, the metrics and the NaN/Inf check). Mixed precision
+(``TrainConfig.amp``) runs the forward pass and the loss under :func:`torch.autocast`;
+with ``"fp16"`` a :class:`torch.amp.GradScaler` scales the loss, and its state is part of
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -60,7 +70,14 @@ from ._checkpoint import (
     set_rng_state,
     truncate_records,
 )
-from ._config import RUN_FIELDS, TrainConfig, TrainResult, make_optimizer, make_scheduler
+from ._config import (
+    AMP_DTYPES,
+    RUN_FIELDS,
+    TrainConfig,
+    TrainResult,
+    make_optimizer,
+    make_scheduler,
+)
 from ._distributed import (
     Distributed,
     default_device,
@@ -69,7 +86,15 @@ from ._distributed import (
     shard_batches,
     steps_per_epoch,
 )
-from ._loop import Clock, Progress, batch_sum, dataset_len, default_forward, to_device
+from ._loop import (
+    Clock,
+    LossLog,
+    Progress,
+    batch_sum,
+    dataset_len,
+    default_forward,
+    to_device,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "load_checkpoint", "load_model_state"]
 
@@ -157,8 +182,18 @@ class Trainer:
         self._loss = loss
         self._metrics = metrics
         self._forward = forward or default_forward
+        if config.amp is not None:
+            available = getattr(torch.amp, "is_autocast_available", None)
+            if available is not None and not available(self.device.type):
+                raise ValueError(
+                    f"TrainConfig.amp={config.amp!r} needs torch.autocast on the device type "
+                    f"{self.device.type!r}, which this torch does not offer; train with "
+                    "amp=None or on a 'cuda' or 'cpu' device"
+                )
         self._optimizer = make_optimizer(self._model, config)
         self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._scaler: torch.amp.GradScaler | None = None
+        self._losses = LossLog()
         self._progress = Progress()
         self._dist: Distributed | None = None
         self._data_files = {k: str(v) for k, v in data_files.items()}
@@ -181,6 +216,11 @@ class Trainer:
         return self._scheduler
 
     @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The loss scaler of the latest :meth:`fit` with ``amp="fp16"`` (else None)."""
+        return self._scaler
+
+    @property
     def global_step(self) -> int:
         """Optimiser steps taken so far (over all resumed segments)."""
         return self._progress.global_step
@@ -194,11 +234,12 @@ class Trainer:
 
         where a metric that returns a scalar counts as that value for each sample of its
         batch (so a batch-mean loss gives the exact dataset mean even when the last batch
-        is smaller). The model runs in eval mode under ``torch.no_grad()`` with batches of
-        ``config.batch_size`` in dataset order. Under torch.distributed (inside
-        :meth:`fit`, or in a process group the caller initialised) each rank evaluates
-        the samples ``rank::world_size`` and the sums and counts are all-reduced: every
-        rank returns the same values. Called on every rank, then.
+        is smaller). The model runs in eval mode under ``torch.no_grad()`` (and the
+        autocast of ``config.amp``) with batches of ``config.batch_size`` in dataset order.
+        Under torch.distributed (inside :meth:`fit`, or in a process group the caller
+        initialised) each rank evaluates the samples ``rank::world_size`` and the sums and
+        counts are all-reduced: every rank returns the same values. Called on every rank,
+        then.
 
         Args:
             data: a map-style dataset, collated like the training data.
@@ -224,7 +265,7 @@ class Trainer:
         was_training = self._model.training
         self._model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 for indices, batch in zip(batches, loader):
                     pred, target = self._forward(self._model, to_device(batch, self.device))
                     for i, (name, fn) in enumerate(zip(names, fns)):
@@ -263,8 +304,11 @@ class Trainer:
                 ``model_config`` (each differing entry named with both values), different
                 run settings (the setting and both values), another world size or another
                 dataset size, or it is corrupt or holds non-finite weights.
-            FloatingPointError: the training loss is NaN or Inf (nothing is written for
-                that step; the last checkpoint stays intact).
+            FloatingPointError: the training loss is NaN or Inf. It is found when the
+                losses are read back (every ``log_every`` steps, at checkpoints and epoch
+                ends); the error names the step, nothing is written for it or after it (the
+                last checkpoint stays intact) but the weights in memory have taken the steps
+                up to the read.
         """
         n = dataset_len("train_data", train_data)
         if eval_data is not None:
@@ -299,6 +343,8 @@ class Trainer:
         total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
         self._optimizer = make_optimizer(self._model, cfg)
         self._scheduler = make_scheduler(self._optimizer, cfg, total)
+        self._scaler = torch.amp.GradScaler(self.device.type) if cfg.amp == "fp16" else None
+        self._losses = LossLog()
         prog = self._progress = Progress(
             lr=self._optimizer.param_groups[0]["lr"], world_size=ctx.world_size, n_train=n
         )
@@ -337,21 +383,22 @@ class Trainer:
                                     num_workers=cfg.num_workers, generator=g)
                 end_of_epoch = False
                 for indices, batch in zip(remaining, loader):
-                    loss = self._step(net, to_device(batch, self.device), ctx, prog)
+                    loss = self._step(net, to_device(batch, self.device), prog)
+                    self._losses.add(loss, prog.global_step + 1, prog.epoch,
+                                     prog.batch_in_epoch, len(indices))
                     prog.global_step += 1
                     prog.batch_in_epoch += 1
-                    prog.loss_sum += loss * len(indices)
-                    prog.loss_count += len(indices)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{prog.loss_sum / prog.loss_count:.4g}",
-                                    lr=f"{prog.lr:.3g}", refresh=False)
                     end_of_epoch = prog.batch_in_epoch == len(batches)
                     stop = self._stop_reason(ctx, prog, clock)
                     if end_of_epoch or stop is not None:
-                        break
+                        break  # read with the record that follows
+                    if prog.global_step % cfg.log_every == 0:
+                        self._read_losses(ctx, prog, bar)
                     if cfg.checkpoint_every and prog.global_step % cfg.checkpoint_every == 0:
                         with clock.pause():
                             self._checkpoint(ctx, prog, history, clock)
+                self._read_losses(ctx, prog, bar)
                 if end_of_epoch:
                     prog.epoch += 1
                     prog.batch_in_epoch = 0
@@ -376,32 +423,69 @@ class Trainer:
             stopped=stopped,
         )
 
-    def _step(self, net: nn.Module, batch: Any, ctx: Distributed, prog: Progress) -> float:
-        """One optimiser step; returns the batch loss (averaged over the ranks)."""
-        pred, target = self._forward(net, batch)
-        loss = self._loss(pred, target)
+    def _step(self, net: nn.Module, batch: Any, prog: Progress) -> Tensor:
+        """One optimiser step; returns the batch loss, a 0-dim tensor on the device.
+
+        No host synchronisation: the loss is checked for NaN/Inf when it is read back
+        (:meth:`_read_losses`). Under ``amp="fp16"`` a step whose scaled gradients
+        overflow is skipped by the fused optimiser on the device and the scale lowered.
+        """
+        with self._autocast():
+            pred, target = self._forward(net, batch)
+            loss = self._loss(pred, target)
         if not isinstance(loss, Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"loss must return a scalar tensor, got {shape}; reduce it "
                              "with .mean()")
-        # one host sync per step (for the progress bar and the check below); reduced over
-        # the ranks before backward so that every rank raises together on a bad loss
-        value = ctx.sum([loss.item()])[0] / ctx.world_size
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"the training loss is {value} at step {prog.global_step + 1} (epoch "
-                f"{prog.epoch}, batch {prog.batch_in_epoch}); lower the learning rate (lr="
-                f"{self.config.lr}), set grad_clip, or check the data for NaN/Inf. Nothing was "
-                "written for this step: the last checkpoint is intact"
-            )
         self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self._scaler
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
         if self.config.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(self._optimizer)  # clip the true gradients, not scaled ones
             nn.utils.clip_grad_norm_(self._model.parameters(), self.config.grad_clip)
         prog.lr = float(self._optimizer.param_groups[0]["lr"])
-        self._optimizer.step()
+        if scaler is None:
+            self._optimizer.step()
+        else:
+            scaler.step(self._optimizer)
+            scaler.update()
         self._scheduler.step()  # type: ignore[union-attr]
-        return value
+        return loss.detach()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` of ``config.amp`` on the Trainer's device type (or nothing)."""
+        if self.config.amp is None:
+            return contextlib.nullcontext()
+        # looked up at call time: sciml.testing.SimCuda replaces torch.autocast
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.config.amp])
+
+    def _read_losses(self, ctx: Distributed, prog: Progress, bar: Any = None) -> None:
+        """Add the losses kept on the device to the epoch's running sum (one host sync).
+
+        Raises:
+            FloatingPointError: a kept loss is NaN or Inf (naming its step).
+        """
+        for value, (step, epoch, batch, _) in (read := self._losses.read(ctx)):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"the training loss is {value} at step {step} (epoch {epoch}, batch "
+                    f"{batch}); lower the learning rate (lr={self.config.lr}), set grad_clip, "
+                    "or check the data for NaN/Inf. It was found when the losses were read "
+                    f"back after step {prog.global_step} (every log_every="
+                    f"{self.config.log_every} steps and at checkpoints): nothing was written "
+                    f"for step {step} or later, so the last checkpoint is intact, but the "
+                    "weights in memory have taken these steps"
+                )
+        for value, (_, _, _, count) in read:
+            prog.loss_sum += value * count
+            prog.loss_count += count
+        if bar is not None and prog.loss_count:
+            bar.set_postfix(loss=f"{prog.loss_sum / prog.loss_count:.4g}",
+                            lr=f"{prog.lr:.3g}", refresh=False)
 
     def _stop_reason(self, ctx: Distributed, prog: Progress, clock: Clock) -> str | None:
         cfg = self.config
@@ -446,16 +530,20 @@ class Trainer:
         """Write ``out_dir/checkpoint.pt`` (rank 0; a collective under torchrun)."""
         if self.out_dir is None:
             return
+        # every loss up to here is finite before anything is written (a collective)
+        self._read_losses(ctx, prog)
         rngs = ctx.gather_objects(rng_state())
         if not ctx.is_main:
             return
         prog.elapsed = clock.elapsed()
+        extra = {} if self._scaler is None else {"scaler": self._scaler.state_dict()}
         save({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "model": self._model.state_dict(),
             "optimizer": self._optimizer.state_dict(),
             "scheduler": self._scheduler.state_dict(),  # type: ignore[union-attr]
+            **extra,
             "rng": rngs,
             "progress": asdict(prog),
             "config": self.config.to_dict(),
@@ -472,7 +560,9 @@ class Trainer:
                 print(f"sciml.train: no checkpoint at {path}; starting a fresh run",
                       file=sys.stderr)
             return False
-        ckpt = load_checkpoint(path, map_location=self.device)
+        # read onto the CPU whatever device wrote it; load_state_dict moves each tensor to
+        # the device of the weight or state it fills
+        ckpt = load_checkpoint(path, map_location="cpu")
         check_resumable(path, ckpt, self.config.to_dict(), RUN_FIELDS,
                         {"world_size": prog.world_size, "n_train": prog.n_train},
                         model_config=self.model_config, data_files=self._inputs)
@@ -480,6 +570,11 @@ class Trainer:
         self._model.load_state_dict(ckpt["model"])
         self._optimizer.load_state_dict(ckpt["optimizer"])
         self._scheduler.load_state_dict(ckpt["scheduler"])  # type: ignore[union-attr]
+        if self._scaler is not None:
+            if "scaler" not in ckpt:
+                raise ValueError(f"{path} has no GradScaler state although it was written "
+                                 "with amp='fp16': the file is damaged; start a new run")
+            self._scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"][ctx.rank])
         for key, value in saved_prog.items():
             setattr(prog, key, value)
