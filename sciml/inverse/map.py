@@ -18,8 +18,12 @@ direction stays in it) and every trial point onto the constraint again (rounding
 
 Stopping rule (per problem): converged when ``||grad J(z_k)|| <= gtol ||grad J(z_0)||``
 or when the last five iterations together decreased ``J`` by at most ``ftol |J|`` (a
-single slow step of L-BFGS is not a plateau). The stopping test synchronises with the
-host once per iteration (and the line search once per trial step).
+single slow step of L-BFGS is not a plateau). Every problem's state and stopping test
+stay on the device (``torch.where``, no boolean indexing); the host reads them once per
+L-BFGS trial step (the line search's acceptance together with the outcome of the
+iteration should it end there; a step of 1 is usually accepted, so about one
+synchronisation per iteration) or once per Adam iteration. ``torch.optim.LBFGS`` is not
+used: its line search and tests read several scalars per iteration.
 """
 
 from __future__ import annotations
@@ -238,10 +242,25 @@ class MAP:
         g = coords.project_tangent(g)
         evals = 1
         code = torch.full((B,), _RUN, dtype=torch.long, device=z.device)
-        code[~(torch.isfinite(f) & torch.isfinite(g).all(-1))] = _BREAK
+        code = torch.where(torch.isfinite(f) & torch.isfinite(g).all(-1), code, _BREAK)
         g0 = g.norm(dim=-1)
-        code[(code == _RUN) & (g0 <= self.gtol * g0)] = _CONV
+        code = torch.where((code == _RUN) & (g0 <= self.gtol * g0), _CONV, code)
         history = [f]
+
+        def outcome(code: torch.Tensor, moved: torch.Tensor, gn: torch.Tensor,
+                    fn: torch.Tensor) -> torch.Tensor:
+            """The codes after an iteration that ends at ``(fn, gn)`` (``history`` not yet
+            holding ``fn``): CONVERGED where a problem moved and passed a test."""
+            small = gn.norm(dim=-1) <= self.gtol * g0
+            if len(history) >= _PATIENCE:
+                small = small | ((history[-_PATIENCE] - fn).abs() <= self.ftol * fn.abs())
+            return torch.where(moved & small, _CONV, code)
+
+        def read(*flags: torch.Tensor, fn: torch.Tensor) -> list[float]:
+            """The iteration's one host synchronisation: the flags and the largest J."""
+            return torch.stack([*(v.to(torch.float64) for v in flags),
+                                fn.max().to(torch.float64)]).tolist()
+
         bar = tqdm(total=self.max_iter, desc=f"map ({self.method})", disable=not self.progress,
                    leave=False)
         it = 0
@@ -251,7 +270,8 @@ class MAP:
         else:
             zp = torch.nn.Parameter(z.clone())
             opt = torch.optim.Adam([zp], lr=self.lr)
-        while it < self.max_iter and bool((code == _RUN).any()):
+        running = bool((code == _RUN).any())
+        while it < self.max_iter and running:
             it += 1
             active = code == _RUN
             if self.method == "lbfgs":
@@ -265,20 +285,27 @@ class MAP:
                 if not pairs:
                     t = torch.clamp(1.0 / g.norm(dim=-1).clamp_min(1e-300), max=1.0)
                 done = ~active
-                zn, fn, gn = z.clone(), f.clone(), g.clone()
+                zn, fn, gn = z, f, g
                 for _ in range(self.max_linesearch):
                     trial = coords.project(z + t[:, None] * d)
                     ft, gt = _value_and_grad(fun, trial)
                     evals += 1
                     ok = ~done & torch.isfinite(ft) & torch.isfinite(gt).all(-1) & (
                         ft <= f + 1e-4 * t * gd)
-                    zn[ok], fn[ok], gn[ok] = trial[ok], ft[ok], gt[ok]
+                    zn = torch.where(ok[:, None], trial, zn)
+                    fn = torch.where(ok, ft, fn)
+                    gn = torch.where(ok[:, None], gt, gn)
                     done = done | ok
-                    if bool(done.all()):
+                    # the iteration's outcome should the line search end here, read with
+                    # its own test: one synchronisation per trial step
+                    gp = coords.project_tangent(gn)
+                    end = outcome(torch.where(active & ~done, _STALL, code), active & done,
+                                  gp, fn)
+                    all_done, running, fmax = read(done.all(), (end == _RUN).any(), fn=fn)
+                    if all_done:
                         break
                     t = torch.where(done, t, 0.5 * t)
-                code[active & ~done] = _STALL
-                gn = coords.project_tangent(gn)
+                code, gn = end, gp
                 s, y = zn - z, gn - g
                 sy, yy = (s * y).sum(-1), (y * y).sum(-1)
                 good = active & done & (sy > 1e-10 * yy.sqrt() * s.norm(dim=-1))
@@ -286,7 +313,6 @@ class MAP:
                 if len(pairs) > self.history_size:
                     pairs.pop(0)
                 gamma = torch.where(good, sy / torch.where(good, yy, 1.0), gamma)
-                moved = active & done
             else:
                 zp.grad = g * active[:, None]
                 opt.step()
@@ -296,35 +322,32 @@ class MAP:
                 gn = coords.project_tangent(gn)
                 evals += 1
                 finite = torch.isfinite(fn) & torch.isfinite(gn).all(-1)
-                code[active & ~finite] = _BREAK
+                code = torch.where(active & ~finite, _BREAK, code)
                 moved = active & finite
                 zn = torch.where(moved[:, None], trial, z)
                 fn = torch.where(moved, fn, f)
                 gn = torch.where(moved[:, None], gn, g)
                 with torch.no_grad():
                     zp.copy_(zn)
-            small = gn.norm(dim=-1) <= self.gtol * g0
+                code = outcome(code, moved, gn, fn)
+                running, fmax = read((code == _RUN).any(), fn=fn)
             z, f, g = zn, fn, gn
             history.append(f)
-            flat = torch.zeros_like(small)
-            if len(history) > _PATIENCE:
-                flat = (history[-1 - _PATIENCE] - f).abs() <= self.ftol * f.abs()
-            code[moved & (small | flat)] = _CONV
             bar.update(1)
             if self.progress:
-                bar.set_postfix(objective=f"{float(f.max()):.4g}")
+                bar.set_postfix(objective=f"{fmax:.4g}")
         bar.close()
-        code[code == _RUN] = _MAXIT
+        code = torch.where(code == _RUN, _MAXIT, code)
         x = coords.to_x(z).detach()
         with torch.no_grad():
             misfit = problem.misfit_value(x)
             prior = problem.prior_energy(x)
-        worst = int(code.max())
-        status = _STATUS[worst]
+        codes = code.tolist()
+        status = _STATUS[max(codes)]
         stats: dict[str, Any] = {
             "iterations": it, "evaluations": evals, "gradient_norm": g.norm(dim=-1),
             "objective": f, "prior": prior, "whitened": coords.prior is not None,
-            "codes": [_STATUS[int(c)].name for c in code.tolist()],
+            "codes": [_STATUS[c].name for c in codes],
         }
         if problem.constraint is not None:
             stats["constraint_residual"] = float(problem.constraint.residual(x).abs().max())
