@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import torch
 
 from ..spectral.calculus import _lengths, wavenumbers
-from ..spectral.modes import hermitian_weights
 
 
 def check_lengths(lengths: object) -> tuple[float, ...]:
@@ -40,6 +39,15 @@ def symbol(shape: Sequence[int], lengths: Sequence[float], s: float, alpha: floa
     return base**s
 
 
+def halved_weights(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The weights of the ``n // 2 + 1`` bins of a halved (rfft) axis of ``n`` points, on
+    ``device``: 1 for the mean and (even ``n``) the Nyquist bin, 2 for the others (the
+    values of :func:`sciml.spectral.modes.hermitian_weights`). Built on the device from
+    an ``arange``: no host data is copied over at each evaluation of a norm."""
+    k = torch.arange(n // 2 + 1, device=device)
+    return torch.where((k == 0) | (2 * k == n), 1.0, 2.0).to(dtype)
+
+
 def check_field(name: str, u: object, lengths: Sequence[float]) -> torch.Tensor:
     """A real float32/float64 tensor with a batch axis and ``len(lengths)`` grid axes."""
     from .._validation import check_tensor
@@ -61,7 +69,7 @@ def sobolev_sq(u: torch.Tensor, s: float, alpha: float,
     shape = tuple(u.shape[-d:])
     c = torch.fft.rfftn(u, dim=dims(d), norm="forward")
     w = symbol(shape, lengths, s, alpha, u.dtype, u.device)
-    h = hermitian_weights(shape[-1], shape[-1] // 2 + 1, dtype=u.dtype).to(u.device)
+    h = halved_weights(shape[-1], u.dtype, u.device)
     sq = (w * h * (c.real**2 + c.imag**2)).sum(dim=dims(d)) * math.prod(lengths)
     return sq.reshape(sq.shape[0], -1).sum(-1) if sq.ndim > 1 else sq
 

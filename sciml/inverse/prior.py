@@ -17,8 +17,15 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from .._validation import check_real, check_tensor
-from ..spectral.modes import hermitian_weights
-from ._spectral import check_field, check_lengths, gram, multiply, sobolev_sq, symbol
+from ._spectral import (
+    check_field,
+    check_lengths,
+    gram,
+    halved_weights,
+    multiply,
+    sobolev_sq,
+    symbol,
+)
 
 __all__ = ["GaussianPrior", "Prior", "ScalarPrior", "SobolevPrior", "TotalVariation"]
 
@@ -114,8 +121,9 @@ class SobolevPrior:
         d = len(self.lengths)
         shape = tuple(x.shape[-d:])
         var = self._std_symbol(x) ** 2
-        h = hermitian_weights(shape[-1], shape[-1] // 2 + 1, dtype=x.dtype).to(x.device)
-        return torch.full_like(x, float((var * h).sum()) / math.prod(shape))
+        h = halved_weights(shape[-1], x.dtype, x.device)
+        # the constant stays on the device (no read back to the host)
+        return torch.zeros_like(x) + (var * h).sum() / math.prod(shape)
 
     def mean_like(self, x: torch.Tensor) -> torch.Tensor:
         return torch.full_like(x, self.mean)
