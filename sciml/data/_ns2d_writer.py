@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .._device import AUTO, check_device
 from .._files import atomic_path, writer_lock
 from ..pdes import NavierStokes2D
 from ._store import (
@@ -125,12 +126,9 @@ def _generator(seed: int, index: int) -> torch.Generator:
 
 
 def _device(device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local % torch.cuda.device_count())
-    return torch.device("cpu")
+    """Where this process solves: ``None`` means ``"auto"`` (the rank's GPU if there is
+    one, else the CPU); the torchrun rule of :func:`~sciml.utils.check_device`."""
+    return check_device(AUTO if device is None else device, "device", resolve=True)
 
 
 def _generate_distributed(job: Writer, out: Path, rank: int, world_size: int, batch_size: int,

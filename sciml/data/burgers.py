@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._device import AUTO, check_device
 from .._files import writer_lock
 from .._validation import check_choice, check_int
 from ..pdes.burgers import (
@@ -114,7 +115,8 @@ def generate_burgers(
         resolutions: stored grid sizes; each must divide the largest (the solve).
         nt: stored times ``linspace(0, T, nt)``.
         progress: show a tqdm progress bar.
-        device: where to solve (default: CUDA if available, else CPU).
+        device: where to solve (default: CUDA if available, ``cuda:LOCAL_RANK`` under
+            torchrun, else the CPU; see :func:`~sciml.utils.check_device`).
 
     Returns:
         ``Path(out)``, once the file is complete.
@@ -130,8 +132,8 @@ def generate_burgers(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     res = _check_resolutions(resolutions)
     nt = check_int("nt", nt, minimum=2)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # None: the GPU if there is one (this process's under torchrun), else the CPU
+    dev = check_device(AUTO if device is None else device, "device", resolve=True)
     out = Path(out)
     settings: dict[str, object] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "family": fam.name,
@@ -143,7 +145,6 @@ def generate_burgers(
         "sample_seeding": "sciml.pdes.sample_parameters(family, 1, generator=torch."
                           "Generator().manual_seed(sciml.data.sample_seed(seed, i)))",
     }
-    dev = torch.device(device)
     with writer_lock(out):
         resume(_STORE, out, settings,
                create=lambda p, attrs: _create(p, attrs, fam.name, res, nt, fam.T, convention),

@@ -250,7 +250,9 @@ def generate_ns2d(
         dtype: precision of the solve, ``"float64"`` or ``"float32"``.
         progress: show a progress bar (samples/s), on rank 0 only.
         rank, world_size: this process's place in a ``torch.distributed`` job.
-        device: where to solve; default the rank's CUDA device if there is one, else CPU.
+        device: where to solve; default the process's GPU if there is one
+            (``cuda:LOCAL_RANK`` under torchrun), else the CPU. Under torchrun pass
+            ``"cuda"`` rather than ``"cuda:N"`` (see :func:`~sciml.utils.check_device`).
 
     Returns:
         ``Path(out)``, once the file is complete.

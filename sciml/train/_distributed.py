@@ -16,27 +16,19 @@ seen twice per epoch.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-
-def torchrun_world_size() -> int:
-    """``WORLD_SIZE`` from the environment (1 when not launched by torchrun)."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
+from .._device import check_device, torchrun_world_size
 
 
 def default_device() -> torch.device:
-    """cuda:LOCAL_RANK under torchrun on a CUDA machine, else the CPU."""
-    if torchrun_world_size() > 1 and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """cuda:LOCAL_RANK under torchrun on a CUDA machine, else the CPU (the rule of
+    :func:`sciml.utils.check_device` with ``resolve=True`` for ``None``)."""
+    return check_device(None, resolve=True)
 
 
 class Distributed:
@@ -65,7 +57,9 @@ class Distributed:
         if self.create and not dist.is_initialized() and torchrun_world_size() > 1:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
+                # "cuda" means this process's GPU, cuda:LOCAL_RANK; another index would
+                # put two ranks on one GPU and is refused with the fix
+                torch.cuda.set_device(check_device(self.device, resolve=True))
             dist.init_process_group(backend=backend)
             self.created = True
         if dist.is_initialized():
