@@ -38,7 +38,8 @@ class BundledFNO(nn.Module):
         layers: Fourier blocks.
         tmax: the time scale ``t`` is divided by (default ``250 * dt``).
 
-    Shapes: ``u (B, K, nx), t (B,), theta (B, n_params) -> (B, K, nx)``.
+    Shapes: ``u (B, K, nx), t (B,), theta (B, n_params) -> (B, K, nx)``; ``t`` and
+    ``theta`` follow the device and dtype of ``u``.
     """
 
     def __init__(self, time_window: int = 25, *, dt: float, n_params: int = 3,
@@ -85,12 +86,13 @@ def check_window(model: nn.Module, u: Tensor, t: Tensor, theta: Tensor
         raise ValueError(f"u must be (batch, time_window={K}, nx), got {tuple(u.shape)}: "
                          f"pass the last {K} time steps")
     B = u.shape[0]
-    t = check_tensor("t", t, real=True).to(u.dtype).reshape(-1)
+    # t and theta follow u's device and dtype (no copy when they are there already)
+    t = check_tensor("t", t, real=True).to(u.device, u.dtype).reshape(-1)
     if t.shape[0] == 1 and B > 1:
         t = t.expand(B)
     if t.shape[0] != B:
         raise ValueError(f"t must hold one time per sample ({B}), got shape {tuple(t.shape)}")
-    theta = check_tensor("theta", theta, real=True).to(u.dtype)
+    theta = check_tensor("theta", theta, real=True).to(u.device, u.dtype)
     if theta.ndim == 1:
         theta = theta.unsqueeze(0).expand(B, -1)
     if theta.shape != (B, model.n_params):

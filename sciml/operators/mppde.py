@@ -278,7 +278,8 @@ class MPPDE(nn.Module):
 
     Call ``model(u, t, theta)`` with ``u`` ``(B, K, nx)`` (oldest step first), ``t``
     ``(B,)`` (the time of ``u[:, -1]``; a number is broadcast) and ``theta``
-    ``(B, n_params)``; returns the next ``K`` steps, ``(B, K, nx)``.
+    ``(B, n_params)``; returns the next ``K`` steps, ``(B, K, nx)``. ``t`` and ``theta``
+    follow the device and dtype of ``u``.
 
     Equivalent to the authors' ``MP_PDE_Solver`` on a periodic graph (see the module
     docstring for the differences).
@@ -357,7 +358,8 @@ class MPPDE(nn.Module):
                 f"theta must have shape (batch, n_params) = ({b}, {self.n_params}), got "
                 f"{tuple(theta.shape)}"
             )
-        return u, t.to(u.dtype), theta.to(u.dtype)
+        # t and theta follow u's device and dtype (no copy when they are there already)
+        return u, t.to(u.device, u.dtype), theta.to(u.device, u.dtype)
 
     def forward(self, u: Tensor, t: Tensor | float, theta: Tensor | None = None) -> Tensor:
         u, t, theta = self._check(u, t, theta)

@@ -41,13 +41,19 @@ def rollout(model: nn.Module, u: Tensor, t: Tensor, theta: Tensor, steps: int) -
         theta: ``(B, P)``.
         steps: how many steps to predict (rounded up to whole windows, then cut).
 
+    ``t`` and ``theta`` are moved to the device of ``u`` (the model's, for a model that
+    runs there).
+
     Returns:
         ``(B, steps, nx)``: the predictions at ``t + dt, ..., t + steps * dt``.
     """
     K = check_int("model.time_window", getattr(model, "time_window", None), minimum=1)
     steps = check_int("steps", steps, minimum=1)
     u = check_tensor("u", u, ndim=3, real=True)
+    # the times and parameters follow the window's device (a copy only if they are elsewhere)
     t = torch.as_tensor(t, dtype=u.dtype, device=u.device).reshape(-1).expand(u.shape[0])
+    if isinstance(theta, Tensor):
+        theta = theta.to(u.device)
     out = []
     for _ in range(-(-steps // K)):
         u = model(u, t, theta)
@@ -84,7 +90,9 @@ class Pushforward:
     (``s`` in ``[first, nt - (n+2) K]``); the ``n`` intermediate windows are the model's
     own predictions, made under ``torch.no_grad()``. In eval mode ``n = 0`` and the starts
     are a fixed grid (so the evaluation is deterministic). Draws use the global torch RNG,
-    whose state the Trainer checkpoints, so a resumed run draws the same batches.
+    whose state the Trainer checkpoints, so a resumed run draws the same batches: the
+    number of unrolls from the CPU generator (a host number, no device sync), the starts
+    on the device of the batch (on a GPU, from its generator); every index is built there.
 
     Args:
         max_unroll: the most unrolls (the paper: 1... a few).
@@ -126,18 +134,20 @@ class Pushforward:
         u, theta = batch[0], batch[1]
         B, nt, _ = u.shape
         K, dt = model.time_window, model.dt
+        dev = u.device
         if model.training:
+            # a CPU draw: reading it is no device sync (it sets the loop count below)
             n = int(torch.randint(0, self.allowed_unroll() + 1, ()))
             last = nt - (n + 2) * K
             if last < self.first:
                 n, last = 0, nt - 2 * K
-            s = torch.randint(self.first, last + 1, (B,))
+            s = torch.randint(self.first, last + 1, (B,), device=dev)
         else:
             n = 0
             span = nt - 2 * K - self.first
-            s = self.first + (torch.arange(B) * 7919) % (span + 1)
-        idx = s[:, None] + torch.arange(K)[None, :]
-        rows = torch.arange(B)[:, None]
+            s = self.first + (torch.arange(B, device=dev) * 7919) % (span + 1)
+        idx = s[:, None] + torch.arange(K, device=dev)[None, :]
+        rows = torch.arange(B, device=dev)[:, None]
         window = u[rows, idx]
         t = (s + K - 1).to(u.dtype) * dt
         if n:

@@ -97,7 +97,9 @@ def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000,
     ``max_unroll`` over the first half of the steps (``grow_every``, default
     ``steps // (2 (max_unroll + 1))``), as the paper grows them per epoch. With
     ``out_dir`` the run checkpoints there and a rerun resumes; the model's constructor
-    arguments are stored so :func:`load_stepper` rebuilds it.
+    arguments are stored so :func:`load_stepper` rebuilds it. ``device``: where to train
+    (default: the CPU, or ``cuda:LOCAL_RANK`` under torchrun on a CUDA machine; the rule
+    of :func:`sciml.utils.check_device` with ``resolve=True``); the model stays there.
 
     Returns:
         the :class:`~sciml.train.TrainResult`.
@@ -117,8 +119,7 @@ def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000,
         raise ValueError("train holds no trajectories")
     if out_dir is not None:
         check_path("out_dir", out_dir, optional=True)
-    if device is not None:
-        check_device(device, "device")
+    device = check_device(device, "device", resolve=True)
     check_bool("progress", progress)
     if grow_every is None:
         grow_every = max(1, steps // (2 * (max_unroll + 1)))
@@ -137,14 +138,18 @@ def train_stepper(model: nn.Module, train: BurgersDataset, *, steps: int = 2000,
     if run is not None:
         from sciml.train import save_weights
 
-        save_weights({"kind": kind, "config": model.config(), "state": model.state_dict(),
-              "steps": result.global_step}, run / MODEL_FILE)  # atomic, with checksums
+        # the weights are stored from the CPU: the file reads the same on any machine
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_weights({"kind": kind, "config": model.config(), "state": state,
+                      "steps": result.global_step}, run / MODEL_FILE)  # atomic, with checksums
     model.eval()
     return result
 
 
-def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module:
-    """The model a :func:`train_stepper` run with ``out_dir=run`` wrote (eval mode)."""
+def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE,
+                 device: str | torch.device = "cpu") -> nn.Module:
+    """The model a :func:`train_stepper` run with ``out_dir=run`` wrote (eval mode), on
+    ``device`` (read on the CPU, then moved)."""
     from sciml.operators import MPPDE, BundledFNO
     from sciml.train import load_weights, rebuild_model
 
@@ -152,6 +157,7 @@ def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module
     if not isinstance(file, str) or not file:
         raise TypeError(f"file must be the name of the weights file in run (default "
                         f"{MODEL_FILE!r}), got {file!r}")
+    device = check_device(device, "device", resolve=True)
     path = run / file
     if not path.is_file():
         raise FileNotFoundError(f"no file {file!r} in run {str(run)!r}: train it first "
@@ -163,7 +169,8 @@ def load_stepper(run: str | os.PathLike, *, file: str = MODEL_FILE) -> nn.Module
     if not isinstance(blob["kind"], str) or blob["kind"] not in classes:
         raise ValueError(f"{path} holds a model of kind {blob['kind']!r}, not one of "
                          f"{sorted(classes)}; {fix}")
-    return rebuild_model(path, classes[blob["kind"]], blob["config"], blob["state"], fix=fix).eval()
+    model = rebuild_model(path, classes[blob["kind"]], blob["config"], blob["state"], fix=fix)
+    return model.to(device).eval()
 
 
 def _stack(data, samples: int | None) -> tuple[Tensor, Tensor]:
@@ -180,7 +187,9 @@ def rollout_error(model: nn.Module, data: BurgersDataset, *, samples: int | None
     The model reads the labels at steps ``K .. 2K - 1`` and predicts ``2K .. nt - 1``
     (the paper's protocol); the error is summed over those steps and averaged over space
     and samples (:func:`~sciml.train.rollout.accumulated_mse`). ``rollout_s`` is the time
-    of the rollouts alone (batches of ``batch_size``), excluding data loading.
+    of the rollouts alone (batches of ``batch_size``), excluding data loading. The
+    rollouts and the error run on the model's device (the data are moved there once; on
+    a GPU the clock stops after the device has finished).
 
     Raises:
         TypeError, ValueError: an argument of the wrong kind (named), or trajectories
@@ -195,19 +204,30 @@ def rollout_error(model: nn.Module, data: BurgersDataset, *, samples: int | None
     K = model.time_window
     _check_long_enough(data, K, "model.time_window")
     model.eval()
+    p = next(model.parameters())
+    dtype, device = p.dtype, p.device
     u, theta = _stack(data, samples)
+    u, theta = u.to(device), theta.to(device, dtype)  # once, not per batch
     nt = u.shape[1]
-    dtype = next(model.parameters()).dtype
+    t_start = float(data.t[2 * K - 1])
     preds, elapsed = [], 0.0
     for i in range(0, u.shape[0], batch_size):
-        ub, tb = u[i:i + batch_size].to(dtype), theta[i:i + batch_size].to(dtype)
-        t = torch.full((ub.shape[0],), float(data.t[2 * K - 1]), dtype=dtype)
+        ub, tb = u[i:i + batch_size].to(dtype), theta[i:i + batch_size]
+        t = torch.full((ub.shape[0],), t_start, dtype=dtype, device=device)
+        _wait(device)  # the copies above stay out of the clock
         t0 = time.perf_counter()
         preds.append(rollout(model, ub[:, K:2 * K], t, tb, nt - 2 * K))
+        _wait(device)
         elapsed += time.perf_counter() - t0
     pred = torch.cat(preds)
     err = accumulated_mse(pred.double(), u[:, 2 * K:].double())
     return {"accumulated_mse": float(err), "rollout_s": elapsed, "samples": int(u.shape[0])}
+
+
+def _wait(device: torch.device) -> None:
+    """Wait for the GPU's queued work (a timed section ends when its kernels do)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sciml.utils import check_bool, check_choice, check_int
+from sciml.utils import check_bool, check_choice, check_device, check_int
 from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 
@@ -42,13 +42,13 @@ def case_name(family: str, nx: int, convention: str) -> str:
 
 
 def _data(out: Path, family: str, convention: str, split: str, samples: int, seed: int,
-          progress: bool) -> Path:
+          progress: bool, device: torch.device | None) -> Path:
     from sciml.data.burgers import generate_burgers
 
     path = out / "data" / f"{family}-{convention}-{split}.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
     return generate_burgers(path, family=family, convention=convention, samples=samples,
-                            seed=seed, progress=progress)
+                            seed=seed, progress=progress, device=device)
 
 
 def _divisors(n: int, smallest: int = 5) -> list[int]:
@@ -75,6 +75,7 @@ def run_mppde(
     train_only: bool = False,
     results_json: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[dict]:
     """Train (or resume, or reuse) and score every case; return the result rows.
 
@@ -89,6 +90,10 @@ def run_mppde(
         hidden: MP-PDE width; fno_width: the FNO's.
         train_only: train and stop (no scoring, no timings): for background training.
         results_json: where to write the rows (default ``OUT/mppde.json``).
+        device: where to generate the data, train and roll out (default: the data where
+            :func:`~sciml.data.generate_burgers` picks, the GPU if any; the models on the
+            CPU, or ``cuda:LOCAL_RANK`` under torchrun on a CUDA machine; see
+            :func:`sciml.utils.check_device` with ``resolve=True``). WENO5 runs on the CPU.
 
     Returns:
         rows in the shared benchmark shape: case, impl "sciml", method (mppde / fno /
@@ -134,12 +139,18 @@ def run_mppde(
     check_bool("train_only", train_only)
     check_path("results_json", results_json, optional=True)
     check_bool("progress", progress)
+    # without a device the data are generated where generate_burgers picks (the GPU if
+    # any) and the models trained where the Trainer picks (the CPU unless torchrun)
+    data_device = None if device is None else check_device(device, "device", resolve=True)
+    device = check_device(device, "device", resolve=True)
     rows: list[dict] = []
     rollouts: dict[str, dict] = {}
     for family in families:
         for conv in conventions:
-            train_path = _data(out, family, conv, "train", train_samples, seed, progress)
-            test_path = _data(out, family, conv, "test", test_samples, seed + 10**6, progress)
+            train_path = _data(out, family, conv, "train", train_samples, seed, progress,
+                               data_device)
+            test_path = _data(out, family, conv, "test", test_samples, seed + 10**6, progress,
+                              data_device)
             for nx in nxs:
                 case = case_name(family, nx, conv)
                 train = BurgersDataset(train_path, nx)
@@ -147,7 +158,7 @@ def run_mppde(
                 for kind in models:
                     run = out / "runs" / f"{case}-{kind}"
                     if (run / "model.pt").exists():
-                        model = load_stepper(run)
+                        model = load_stepper(run, device=device)
                     else:
                         torch.manual_seed(seed)
                         opts = {"hidden": hidden} if kind == "mppde" else {"width": fno_width}
@@ -155,7 +166,8 @@ def run_mppde(
                         t0 = time.perf_counter()
                         train_stepper(model, train, steps=steps, lr=lr, batch_size=batch_size,
                                       max_unroll=max_unroll, time_budget=time_budget,
-                                      out_dir=run, seed=seed, progress=progress)
+                                      out_dir=run, seed=seed, progress=progress,
+                                      device=device)
                         print(f"{case} {kind}: trained in {time.perf_counter() - t0:.0f} s")
                     if train_only:
                         continue
@@ -294,11 +306,12 @@ def plot_rollout(models: dict, path: str | os.PathLike, *, sample: int = 0,
     for kind in MODELS:
         if kind in models:
             m = models[kind]
-            dtype = next(m.parameters()).dtype
+            w0 = next(m.parameters())
+            dtype, dev = w0.dtype, w0.device  # roll out where the model is
             with torch.no_grad():
-                p = rollout(m, u[:, K:2 * K].to(dtype), t[2 * K - 1:2 * K].to(dtype),
-                            theta.to(dtype), u.shape[1] - 2 * K)
-            panels.append((kind, torch.cat([u[0, :2 * K], p[0].float()])))
+                p = rollout(m, u[:, K:2 * K].to(dev, dtype), t[2 * K - 1:2 * K].to(dev, dtype),
+                            theta.to(dev, dtype), u.shape[1] - 2 * K)
+            panels.append((kind, torch.cat([u[0, :2 * K], p[0].float().cpu()])))
     w = solve_combined(u[:, 2 * K - 1].double(), data.parameters([sample]), t[2 * K:],
                        length=data.length, convention=data.convention, t0=float(t[2 * K - 1]))
     panels.append(("weno5", torch.cat([u[0, :2 * K], w[0].float()])))
