@@ -182,6 +182,15 @@ class DiffSorpModel(nn.Module):
         self.net = nn.Sequential(*layers)
         self.head = nn.Linear(c.n_basis, 1) if method == "soft" else None
         self.part = c.partition(method)
+        # constants of every step, as buffers: they follow the model to its device once
+        # (non-persistent: the weights files hold the weights alone)
+        K = self.part.n_pieces
+        self.register_buffer("_scale", torch.tensor([2.0, 2.0, 2.0 / c.u0_max]),
+                             persistent=False)
+        self.register_buffer("_lo", torch.tensor([self.part.bounds(k)[0] for k in range(K)]),
+                             persistent=False)
+        self.register_buffer("_hi", torch.tensor([self.part.bounds(k)[1] for k in range(K)]),
+                             persistent=False)
         if method == "moe-chain" and self.cfg.split != "t":
             raise ValueError(f"method 'moe-chain' chains slabs in time; it needs split='t', "
                              f"got split={self.cfg.split!r}")
@@ -209,10 +218,11 @@ class DiffSorpModel(nn.Module):
     def basis(self, xt: Tensor, u0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``phi, phi_tau, phi_x, phi_xx``, each ``(B, M, N)``, at ``xt (M, 2)`` for each u0."""
         B, M = u0.shape[0], xt.shape[0]
-        dt = next(self.net.parameters()).dtype
-        p = torch.cat([xt.to(dt).expand(B, M, 2),
-                       u0.to(dt)[:, None, None].expand(B, M, 1)], -1).reshape(B * M, 3)
-        scale = torch.tensor([2.0, 2.0, 2.0 / self.cfg.u0_max], dtype=dt)
+        w = next(self.net.parameters())
+        dt, dev = w.dtype, w.device
+        p = torch.cat([xt.to(dev, dt).expand(B, M, 2),
+                       u0.to(dev, dt)[:, None, None].expand(B, M, 1)], -1).reshape(B * M, 3)
+        scale = self._scale.to(dt)
 
         def f(q):
             return self.net(q * scale - 1.0)
@@ -226,26 +236,41 @@ class DiffSorpModel(nn.Module):
         return tuple(a.reshape(B, M, -1) for a in (phi, phit, phix, phixx))  # type: ignore
 
     # -- the collocation problem -------------------------------------------------------
+    def _device(self) -> torch.device:
+        return self._scale.device
+
+    def _rand(self, *size: int, gen: torch.Generator | None) -> Tensor:
+        """Uniform float32 draws on the model's device: from ``gen`` where it lives (a
+        seeded CPU generator gives the same points on every device: they are copied
+        over), else from the device's own generator (the global one for ``None``)."""
+        dev = self._device()
+        if gen is not None and gen.device.type != dev.type:
+            return torch.rand(*size, generator=gen).to(dev, non_blocking=True)
+        return torch.rand(*size, generator=gen, device=dev)
+
     def _collocation(self, u0: Tensor, gen: torch.Generator | None):
-        """Per-piece data ``(B, K, ...)`` for the constraint."""
+        """Per-piece data ``(B, K, ...)`` for the constraint, on the model's device."""
         c, part = self.cfg, self.part
         K, B = part.n_pieces, u0.shape[0]
+        dev, f64 = self._device(), torch.float64
+        u0 = u0.to(dev)
         n_pde = max(c.points // K, 1)
-        pts = part.sample(n_pde, generator=gen)  # (K, n, 2)
+        # n uniform points per piece, (K, n, 2) (as Partition.sample, on the device)
+        pts = self._lo[:, None] + self._rand(K, n_pde, 2, gen=gen) * (self._hi - self._lo)[:, None]
         ic, left, right, wi, wl, wr = [], [], [], [], [], []
         n_ic = max(c.ic_points // (part.splits[0]), 1)
         n_bc = max(c.bc_points // part.splits[1], 1)
         chain = self.method == "moe-chain"
         for k in range(K):
             lo, hi = part.bounds(k)
-            xi = lo[0] + (hi[0] - lo[0]) * torch.rand(n_ic, generator=gen)
+            xi = lo[0] + (hi[0] - lo[0]) * self._rand(n_ic, gen=gen)
             # a chained slab has initial rows at its own start time (its target is the
             # previous slab's end state); otherwise only pieces at t = 0 have them
             t_ic = lo[1] if chain else 0.0
-            ic.append(torch.stack([xi, torch.full((n_ic,), float(t_ic))], -1))
-            tb = lo[1] + (hi[1] - lo[1]) * torch.rand(n_bc, generator=gen)
-            left.append(torch.stack([torch.zeros(n_bc), tb], -1))
-            right.append(torch.stack([torch.ones(n_bc), tb], -1))
+            ic.append(torch.stack([xi, torch.full((n_ic,), float(t_ic), device=dev)], -1))
+            tb = lo[1] + (hi[1] - lo[1]) * self._rand(n_bc, gen=gen)
+            left.append(torch.stack([torch.zeros(n_bc, device=dev), tb], -1))
+            right.append(torch.stack([torch.ones(n_bc, device=dev), tb], -1))
             wi.append(float(chain or lo[1] == 0.0) * math.sqrt(c.ic_weight / n_ic))
             wl.append(float(lo[0] == 0.0) * math.sqrt(c.bc_weight / n_bc))
             wr.append(float(hi[0] == 1.0) * math.sqrt(c.bc_weight / n_bc))
@@ -255,16 +280,18 @@ class DiffSorpModel(nn.Module):
         N = phi.shape[-1]
 
         def piece(a, start, n):
-            return a.reshape(B, K, n_all, N)[:, :, start:start + n].to(torch.float64)
+            return a.reshape(B, K, n_all, N)[:, :, start:start + n].to(f64)
 
         s_ic, s_l, s_r = n_pde, n_pde + n_ic, n_pde + n_ic + n_bc
 
         def w(vals, n):
-            return torch.tensor(vals, dtype=torch.float64)[None, :, None].expand(B, K, n)
+            # one fill per piece on the device (no host-to-device copy of the weights)
+            return torch.stack([torch.full((n,), v, dtype=f64, device=dev) for v in vals]
+                               )[None].expand(B, K, n)
 
-        u0k = u0.to(torch.float64)[:, None].expand(B, K)
+        u0k = u0.to(f64)[:, None].expand(B, K)
         data = (piece(phi, 0, n_pde), piece(phit, 0, n_pde), piece(phixx, 0, n_pde),
-                torch.full((B, K, n_pde), 1 / math.sqrt(n_pde), dtype=torch.float64),
+                torch.full((B, K, n_pde), 1 / math.sqrt(n_pde), dtype=f64, device=dev),
                 piece(phi, s_ic, n_ic), u0k, w(wi, n_ic),
                 piece(phi, s_l, n_bc), w(wl, n_bc),
                 piece(phi, s_r, n_bc), piece(phix, s_r, n_bc), w(wr, n_bc))
@@ -276,7 +303,7 @@ class DiffSorpModel(nn.Module):
             return None
         data = self._collocation(u0, gen)
         B, K, N = u0.shape[0], self.part.n_pieces, self.cfg.n_basis
-        c0 = torch.zeros(B, K, N, dtype=torch.float64)
+        c0 = torch.zeros(B, K, N, dtype=torch.float64, device=self._device())
         max_iter = self.cfg.max_iter if self.training else 50
         if self.method == "single":
             flat = [d.reshape(B * K, *d.shape[2:]) for d in data]
@@ -288,7 +315,9 @@ class DiffSorpModel(nn.Module):
         return res.coeffs
 
     def field(self, u0: Tensor, xt: Tensor, coeffs: Tensor | None):
-        """``u, u_tau, u_x, u_xx`` at ``xt (M, 2)``: ``(B, M)`` each."""
+        """``u, u_tau, u_x, u_xx`` at ``xt (M, 2)``: ``(B, M)`` each, on the model's
+        device (``u0`` and ``xt`` are moved there)."""
+        xt = xt.to(self._device())
         vals = self.basis(xt, u0)
         if coeffs is None:
             w, b = self.head.weight[0], self.head.bias[0]  # type: ignore[union-attr]
@@ -304,19 +333,20 @@ class DiffSorpModel(nn.Module):
     def loss(self, u0: Tensor, gen: torch.Generator | None = None) -> Tensor:
         """Mean squared PDE residual + initial + boundary residuals at fresh points."""
         c = self.cfg
+        dev = self._device()
         coeffs = self.coefficients(u0, gen)
-        xt = torch.rand(c.loss_points, 2, generator=gen)
+        xt = self._rand(c.loss_points, 2, gen=gen)
         nb = max(c.loss_points // 8, 1)
-        tb = torch.rand(nb, generator=gen)
-        xi = torch.rand(nb, generator=gen)
-        ic = torch.stack([xi, torch.zeros(nb)], -1)
-        lb = torch.stack([torch.zeros(nb), tb], -1)
-        rb = torch.stack([torch.ones(nb) - 1e-7, tb], -1)
+        tb = self._rand(nb, gen=gen)
+        xi = self._rand(nb, gen=gen)
+        ic = torch.stack([xi, torch.zeros(nb, device=dev)], -1)
+        lb = torch.stack([torch.zeros(nb, device=dev), tb], -1)
+        rb = torch.stack([torch.ones(nb, device=dev) - 1e-7, tb], -1)
         allpts = torch.cat([xt, ic, lb, rb])
         u, ut, ux, uxx = self.field(u0, allpts, coeffs)
         M = c.loss_points
         pde = self.phys.pde(u[:, :M], ut[:, :M], uxx[:, :M])
-        ic_r = u[:, M:M + nb] - u0.to(u.dtype)[:, None]
+        ic_r = u[:, M:M + nb] - u0.to(u.device, u.dtype)[:, None]
         l_r = u[:, M + nb:M + 2 * nb] - 1.0
         r_r = self.phys.right(u[:, M + 2 * nb:], ux[:, M + 2 * nb:])
         loss = (pde.pow(2).mean() + c.ic_weight * ic_r.pow(2).mean()
@@ -331,15 +361,16 @@ class DiffSorpModel(nn.Module):
         neighbouring pieces: the experts solve independently, so only the training loss,
         acting on the assembled field, can make their pieces meet."""
         terms = []
+        dev = self._device()
         for axis in (0, 1):
             s = self.part.splits[axis]
             for j in range(1, s):
                 face = j / s
-                other = torch.rand(n, generator=gen)
-                pts = torch.stack([torch.full((n,), face), other], -1)
+                other = self._rand(n, gen=gen)
+                pts = torch.stack([torch.full((n,), face, device=dev), other], -1)
                 if axis == 1:
                     pts = pts.flip(-1)
-                shift = torch.zeros(2)
+                shift = torch.zeros(2, device=dev)
                 shift[axis] = 1e-4
                 lo = self.field(u0, pts - shift, coeffs)
                 hi = self.field(u0, pts + shift, coeffs)
@@ -379,7 +410,9 @@ def relative_l2(model: DiffSorpModel, u0: Tensor, ref: Tensor, grid: Tensor,
     """Mean per-sample relative L2 error on the reference grid, LM iterations, time.
 
     The constraint is solved on a fixed seeded set of collocation points with the
-    model's own sizes (``max_iter`` raised to 50 for inference).
+    model's own sizes (``max_iter`` raised to 50 for inference), on the model's device
+    (the points are drawn on the CPU, so they do not depend on the device); the error is
+    measured on the CPU, where ``ref`` is.
     """
     check_instance("model", model, DiffSorpModel)
     u0 = _check_u0(u0)
@@ -398,9 +431,11 @@ def relative_l2(model: DiffSorpModel, u0: Tensor, ref: Tensor, grid: Tensor,
     with torch.no_grad():
         coeffs = model.coefficients(u0, gen)
         pred = model.field(u0, grid.to(torch.float32), coeffs)[0]
+        pred = pred.to("cpu", torch.float64)  # waits for the device: inside the clock
     seconds = time.perf_counter() - t0
     B, nt, n = ref.shape
-    pred = pred.reshape(B, nt, n).to(torch.float64)
+    pred = pred.reshape(B, nt, n)
+    ref = ref.to("cpu", torch.float64)
     err = ((pred - ref).norm(dim=(1, 2)) / ref.norm(dim=(1, 2))).mean()
     out = {"rel_l2": float(err), "inference_s": seconds}
     if model.last_solve is not None and model.method != "soft":

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sciml.train import TrainConfig, Trainer, load_model_state
-from sciml.utils import check_bool, check_choice, check_int, check_real
+from sciml.utils import check_bool, check_choice, check_device, check_int, check_real
 from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.hardc.pipeline import METHODS, DiffSorpModel, HardCConfig, reference, relative_l2
@@ -63,13 +63,18 @@ def train_hardc(
     time_budget: float | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> DiffSorpModel:
     """Train one :class:`~sciml_recipes.hardc.pipeline.DiffSorpModel` on the physics loss alone.
 
     Adam with a cosine schedule through :class:`~sciml.train.Trainer`; each batch is
     ``batch_size`` initial states from ``tasks`` seeded draws. With ``out_dir`` a
     finished run (``model.pt`` present) is loaded instead of retrained and an unfinished
-    one resumes from its checkpoint.
+    one resumes from its checkpoint. ``device``: where to train (default: the CPU, or
+    ``cuda:LOCAL_RANK`` under torchrun on a CUDA machine; see
+    :func:`sciml.utils.check_device` with ``resolve=True``); the model is returned there.
+    On a GPU the training points come from its generator, so the run differs from a CPU
+    one by the draws (the evaluation points of :func:`relative_l2` do not).
     """
     method = check_choice("method", method, METHODS)
     config = check_instance("config", config, HardCConfig, optional=True) or HardCConfig()
@@ -82,16 +87,17 @@ def train_hardc(
         check_real("time_budget", time_budget, positive=True, fix="seconds, or None")
     run = check_path("out_dir", out_dir, optional=True)
     check_bool("progress", progress)
+    device = check_device(device, "device", resolve=True)
     torch.manual_seed(seed)
     model = DiffSorpModel(method, config)
     if run is not None and (run / "model.pt").exists():
         load_model_state(model, run / "model.pt")
-        return model.eval()
+        return model.to(device).eval()
     epochs = -(-steps // -(-tasks // batch_size))
     tc = TrainConfig(epochs=epochs, max_steps=steps, lr=lr, batch_size=batch_size,
                      time_budget=time_budget, seed=seed, progress=progress,
                      schedule="cosine")
-    trainer = Trainer(model, _loss, tc, out_dir=run, forward=_forward,
+    trainer = Trainer(model, _loss, tc, out_dir=run, forward=_forward, device=device,
                       model_config={"kind": "DiffSorpModel", **model.config()})
     trainer.fit(_U0(tasks, config.u0_max, seed), resume=run is not None)
     return model.eval()
@@ -100,7 +106,8 @@ def train_hardc(
 def evaluate_hardc(models: dict[str, DiffSorpModel], u0: Sequence[float] = TEST_U0, *,
                    n: int = 256, nt: int = 26) -> tuple[dict[str, dict], tuple]:
     """Relative L2 error of each model against the finite-volume reference on an
-    ``nt x n`` grid, with the constraint's LM iterations and the inference time."""
+    ``nt x n`` grid, with the constraint's LM iterations and the inference time (each
+    model runs on its own device; the reference is solved on the CPU)."""
     _check_models(models)
     if isinstance(u0, (str, bytes)) or not isinstance(u0, Sequence) or not u0:
         raise TypeError(f"u0 must be a non-empty sequence of initial states, got {u0!r}")
@@ -140,9 +147,10 @@ def plot_hardc(models: dict[str, DiffSorpModel], test, path: str | os.PathLike,
     preds = {}
     for name, m in models.items():
         m.eval()
-        with torch.no_grad():
+        with torch.no_grad():  # on the model's device; the picture is drawn from the CPU
             c = m.coefficients(u[sample:][:1], torch.Generator().manual_seed(1234))
-            preds[name] = m.field(u[sample:][:1], grid.float(), c)[0].reshape(nt, n).double()
+            f = m.field(u[sample:][:1], grid.float(), c)[0]
+            preds[name] = f.to("cpu", torch.float64).reshape(nt, n)
     cols = 1 + len(preds)
     fig, axes = plt.subplots(1, cols + 1, figsize=(3.3 * (cols + 1), 3.0))
     r = ref[sample]
@@ -197,10 +205,12 @@ def run_hardc(
     results_json: str | os.PathLike | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    device: str | torch.device | None = None,
 ) -> dict[str, dict]:
     """Train each method (reusing finished runs in ``out_dir/<method>``), score it on
     :data:`TEST_U0`, write ``results_json`` (default ``out_dir/hard_constraints.json``)
-    and ``out_dir/hard_constraints.png``, and print the table."""
+    and ``out_dir/hard_constraints.png``, and print the table. ``device``: where to train
+    and evaluate (as :func:`train_hardc`)."""
     methods = check_choices("methods", methods, METHODS)
     config = check_instance("config", config, HardCConfig, optional=True) or HardCConfig()
     out = check_path("out_dir", out_dir)
@@ -210,12 +220,13 @@ def run_hardc(
     check_path("results_json", results_json, optional=True)
     check_bool("progress", progress)
     check_callable("echo", echo)
+    device = check_device(device, "device", resolve=True)
     models, seconds = {}, {}
     for m in methods:
         echo(f"hardc: training {m} ({steps} steps)")
         t0 = time.perf_counter()
         models[m] = train_hardc(m, config, steps=steps, lr=lr, seed=seed, out_dir=out / m,
-                                progress=progress)
+                                progress=progress, device=device)
         seconds[m] = time.perf_counter() - t0
     scores, test = evaluate_hardc(models)
     rows = error_rows(scores)
