@@ -42,6 +42,7 @@ from sciml.pdes.poisson import PoissonOperator, PoissonSystem
 from sciml.utils import (
     check_bool,
     check_choice,
+    check_device,
     check_finite,
     check_int,
     check_real,
@@ -263,23 +264,40 @@ class _Objective:
     kind: str = "energy"
 
     def __post_init__(self) -> None:
-        self.ops = [s.operator(dtype=torch.float32) for s in self.systems]
-        self.masks = [s.fluid_mask.float() for s in self.systems]
+        # the operators and masks of each device the batches come on, built once there
+        self._on: dict[torch.device, tuple[list, list]] = {}
+
+    def _tables(self, device: torch.device) -> tuple[list, list]:
+        if device not in self._on:
+            self._on[device] = ([s.operator(dtype=torch.float32, device=device)
+                                 for s in self.systems],
+                                [s.fluid_mask.to(device).float() for s in self.systems])
+        return self._on[device]
 
     def forward(self, net, batch):
         r, idx, energy = batch
         if idx.ndim == 2:  # a ready-made batch of one shape (_ShapeBatches), collated to 1
             r, idx, energy = r[0], idx[0], energy[0]
-        # a batch may mix systems: one loss term per system present, weighted by count
+        ops, masks = self._tables(r.device)
+        # a batch may mix systems: one loss term per system present, weighted by count.
+        # The rows are grouped by system on the device (a stable sort keeps their order,
+        # so each group is the rows idx == i in order) and the group sizes read in one
+        # host sync per step: the only one, since the Python loop needs them
+        order = torch.argsort(idx, stable=True)
+        ids = torch.arange(len(self.systems), device=idx.device)
+        # (not bincount: on a GPU it syncs once more to size its output)
+        sizes = (idx[None, :] == ids[:, None]).sum(1).tolist()
+        rs, es = r[order].split(sizes), energy[order].split(sizes)
         total, count = 0.0, 0
-        for i in torch.unique(idx).tolist():
-            sel = idx == i
+        for i, n in enumerate(sizes):
+            if not n:
+                continue
             if self.kind == "energy":
-                term = _energy_loss(net, self.ops[i], r[sel], self.masks[i], energy[sel])
+                term = _energy_loss(net, ops[i], rs[i], masks[i], es[i])
             else:
-                term = _paper_loss(net, self.ops[i], r[sel], self.masks[i])
-            total = total + term * int(sel.sum())
-            count += int(sel.sum())
+                term = _paper_loss(net, ops[i], rs[i], masks[i])
+            total = total + term * n
+            count += n
         return total / count, None
 
     @staticmethod
@@ -291,12 +309,17 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
                k: int = 64, power: float = 0.5, loss: str = "energy", steps: int = 500,
                lr: float = 1e-3,
                batch_size: int = 8, seed: int = 0, time_budget: float | None = None,
-               out_dir: str | os.PathLike | None = None, progress: bool = True) -> DCDMNet:
+               out_dir: str | os.PathLike | None = None, progress: bool = True,
+               device: str | torch.device | None = None) -> DCDMNet:
     """Train a :class:`DCDMNet` with the DCDM loss on right-hand sides of ``systems``
     (systems of several grid sizes are fine: each batch holds one size).
 
     Through :class:`~sciml.train.Trainer` (Adam, cosine schedule; resumable with
-    ``out_dir``). Returns the trained network in eval mode.
+    ``out_dir``). The right-hand sides are made on the CPU (scipy), the training runs
+    on ``device`` (default: the CPU, or ``cuda:LOCAL_RANK`` under torchrun on a CUDA
+    machine; see :func:`sciml.utils.check_device` with ``resolve=True``), with each
+    system's operator and mask built there once. Returns the trained network in eval
+    mode, on ``device``.
     """
     from sciml.train import TrainConfig, Trainer
 
@@ -313,6 +336,7 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
     check_time_budget(time_budget)
     out_dir = check_path("out_dir", out_dir, optional=True)
     check_bool("progress", progress)
+    device = check_device(device, "device", resolve=True)
     dims = {s.ndim for s in systems}
     if len(dims) != 1:
         raise ValueError(f"systems mix {sorted(dims)}-dimensional grids; train 2D and 3D "
@@ -343,7 +367,7 @@ def train_dcdm(systems: Sequence, *, net: DCDMNet | None = None, per_system: int
                       time_budget=time_budget, seed=seed, progress=progress,
                       schedule="cosine")
     run = None if out_dir is None else Path(out_dir)
-    trainer = Trainer(net, obj.loss, cfg, out_dir=run, forward=obj.forward,
+    trainer = Trainer(net, obj.loss, cfg, out_dir=run, forward=obj.forward, device=device,
                       model_config={"kind": "DCDMNet", **net.config()})
     trainer.fit(data, resume=run is not None and (run / "checkpoint.pt").exists())
     return net.eval()
@@ -376,5 +400,7 @@ def save_pretrained(net: DCDMNet, path: str | os.PathLike, settings: dict) -> Pa
         raise TypeError(f"settings must be a dict of the training settings, got "
                         f"{type(settings).__name__}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_weights({"config": net.config(), "state": net.state_dict(), "settings": settings}, path)
+    # stored from the CPU, whatever device the network trained on
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    save_weights({"config": net.config(), "state": state, "settings": settings}, path)
     return path
