@@ -55,7 +55,14 @@ from sciml.pdes.gpme import (
     sample_points,
 )
 from sciml.train import TrainConfig, Trainer, load_model_state
-from sciml.utils import check_bool, check_choice, check_int, check_real, check_tensor
+from sciml.utils import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_int,
+    check_real,
+    check_tensor,
+)
 
 from .._checks import (
     check_choices,
@@ -202,6 +209,13 @@ def pde_residual(name: str, model: ConditionalNP, r: Tensor | None, query: Tenso
     if param.shape != (B,) or not bool(torch.isfinite(param).all()):
         raise ValueError(f"param must hold one finite parameter per task, shape ({B},), got "
                          f"shape {tuple(param.shape)}")
+    return _pde_residual(name, model, r, query, param)
+
+
+def _pde_residual(name: str, model: ConditionalNP, r: Tensor | None, query: Tensor,
+                  param: Tensor) -> Tensor:
+    """:func:`pde_residual` without the checks (the training step's, every step: the
+    finiteness scans would each wait for the device)."""
     a, b = _domain(name)
     L = b - a
     q = query.detach().requires_grad_(True)
@@ -226,7 +240,7 @@ class _Objective:
         if self.soft > 0 and torch.is_grad_enabled():
             # the penalty at the first n_colloc target points (random already): the
             # double backward costs 4x a plain step per point
-            res = pde_residual(self.name, model, r, q[:, :self.n_colloc], p)
+            res = _pde_residual(self.name, model, r, q[:, :self.n_colloc], p)
         return (mean, var, res), y
 
     def loss(self, pred, target: Tensor) -> Tensor:
@@ -249,6 +263,7 @@ def train_ensemble(
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> DeepEnsemble:
     """Train a deep ensemble of conditional neural processes on one GPME problem.
 
@@ -271,6 +286,9 @@ def train_ensemble(
         seed: seeds tasks, initialisations and sample orders.
         out_dir: where members write their checkpoints (None: nothing is written).
         progress: show a progress bar per member.
+        device: where to train (default: the CPU, or ``cuda:LOCAL_RANK`` under torchrun
+            on a CUDA machine; see :func:`sciml.utils.check_device` with
+            ``resolve=True``); the ensemble is returned there.
     """
     name = check_choice("name", name, PROBLEMS)
     check_int("members", members, minimum=1)
@@ -284,6 +302,7 @@ def train_ensemble(
     check_seed(seed)
     out_dir = check_path("out_dir", out_dir, optional=True)
     check_bool("progress", progress)
+    device = check_device(device, "device", resolve=True)
     data = make_tasks(name, tasks, seed=seed)
     objective = _Objective(name, float(soft))
     nets = []
@@ -293,14 +312,14 @@ def train_ensemble(
         run = None if out_dir is None else Path(out_dir) / f"member{i}"
         if run is not None and (run / "model.pt").exists():
             load_model_state(net, run / "model.pt")
-            nets.append(net.eval())
+            nets.append(net.to(device).eval())
             continue
         epochs = math.ceil(steps / math.ceil(tasks / batch_size))
         config = TrainConfig(epochs=epochs, max_steps=steps, lr=lr, batch_size=batch_size,
                              time_budget=time_budget, seed=seed * 1000 + i,
                              progress=progress, schedule="onecycle")
         trainer = Trainer(net, objective.loss, config, out_dir=run, forward=objective.forward,
-                          model_config={"kind": "ConditionalNP", **net.config(),
+                          device=device, model_config={"kind": "ConditionalNP", **net.config(),
                                         "problem": name, "soft": float(soft)})
         trainer.fit(data, resume=run is not None)
         nets.append(trainer.model.eval())
@@ -401,8 +420,10 @@ def _metrics(mean: Tensor, var: Tensor, exact: Tensor, G: Tensor, b: Tensor,
 
 @torch.no_grad()
 def _predict(model: DeepEnsemble, context: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:
-    mean, var = model(context, query)
-    return mean.double(), var.double()
+    """The ensemble's ``(mean, var)`` on the CPU in float64, computed on its device."""
+    dev = next(model.parameters()).device
+    mean, var = model(context.to(dev), query.to(dev))
+    return mean.to("cpu", torch.float64), var.to("cpu", torch.float64)
 
 
 def evaluate_case(
@@ -420,7 +441,8 @@ def evaluate_case(
     """Score base / soft / HardC / ProbConserv (/ convex) on one test parameter.
 
     ``n_eval`` context sets are drawn (seeded); each model predicts the profile on
-    ``n_grid`` points at ``t*``; the constraint is applied; the metrics are averaged.
+    ``n_grid`` points at ``t*`` on its own device; the constraint is applied and the
+    metrics are averaged on the CPU.
     """
     name = check_choice("name", name, PROBLEMS)
     param = check_real("param", param, positive=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from sciml.constraints import probconserv, trapezoid_weights
-from sciml.utils import check_bool, check_int
+from sciml.utils import check_bool, check_device, check_int
 from sciml_recipes._figures import save_figure
 from sciml_recipes.benchtools import format_table, write_results
 from sciml_recipes.gpme.pipeline import (
@@ -116,13 +116,16 @@ def run_probconserv(
     results_json: str | os.PathLike | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    device: str | torch.device | None = None,
 ) -> list[CaseResult]:
     """Train base and soft ensembles per problem, evaluate every test case, report.
 
     Trained members go to ``out_dir/<problem>/{base,soft}/member<i>`` (a rerun resumes
     or reuses them). Writes ``results_json`` (default ``out_dir/probconserv.json``) in the
     shared benchmark shape (including the cost of the update for 1,000 profiles of 201
-    points) and ``out_dir/probconserv_profiles.png``, and prints the table.
+    points) and ``out_dir/probconserv_profiles.png``, and prints the table. ``device``:
+    where the ensembles train and predict (as :func:`train_ensemble`); the constraints
+    and the metrics run on the CPU.
     """
     out = check_path("out_dir", out_dir)
     problems = check_choices("problems", problems, PROBLEMS)
@@ -138,18 +141,19 @@ def run_probconserv(
     check_path("results_json", results_json, optional=True)
     check_bool("progress", progress)
     check_callable("echo", echo)
+    device = check_device(device, "device", resolve=True)
     results: list[CaseResult] = []
     seconds: dict[str, float] = {}
     for name in problems:
         t0 = time.perf_counter()
         echo(f"probconserv: training the {name} ensembles ({members} members x {steps} steps)")
         base = train_ensemble(name, members=members, steps=steps, tasks=tasks, seed=seed,
-                              out_dir=out / name / "base", progress=progress)
+                              out_dir=out / name / "base", progress=progress, device=device)
         soft_model = None
         if soft > 0:
             soft_model = train_ensemble(name, members=members, steps=steps, tasks=tasks,
                                         soft=soft, seed=seed, out_dir=out / name / "soft",
-                                        progress=progress)
+                                        progress=progress, device=device)
         seconds[name] = time.perf_counter() - t0
         for case, p in test_cases([name]):
             results.append(evaluate_case(case, p, base, soft_model, n_eval=n_eval,
