@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 
 from sciml_recipes._cli_types import (
-    device,
+    add_device,
     finite_float,
     int_at_least,
     nonnegative_float,
@@ -84,8 +84,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimiser steps")
     s.add_argument("--seed", type=nonnegative_int, default=tc_("seed"))
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    s.add_argument("--device", type=device, default=None,
-                   help="cpu, cuda or cuda:N (default: the GPU if any)")
+    add_device(s, "train")
     s.add_argument("--no-progress", action="store_true")
 
     pc = models.add_parser(
@@ -108,6 +107,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="context draws per test case")
     pc.add_argument("--results", default=None, help="JSON path (default OUT/probconserv.json)")
     pc.add_argument("--seed", type=nonnegative_int, default=pc_("seed"))
+    add_device(pc, "train")
     pc.add_argument("--no-progress", action="store_true")
 
     hc = models.add_parser(
@@ -132,6 +132,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     hc.add_argument("--results", default=None,
                     help="JSON path (default OUT/hard_constraints.json)")
     hc.add_argument("--seed", type=nonnegative_int, default=hc_("seed"))
+    add_device(hc, "train")
     hc.add_argument("--no-progress", action="store_true")
 
     dc = models.add_parser(
@@ -164,6 +165,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--lr", type=positive_float, default=1e-3)
     dc.add_argument("--batch-size", type=positive_int, default=8)
     dc.add_argument("--seed", type=nonnegative_int, default=0)
+    add_device(dc, "train")
     dc.add_argument("--no-progress", action="store_true")
 
     lm = models.add_parser(
@@ -185,6 +187,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lm.add_argument("--steps", type=positive_int, default=400)
     lm.add_argument("--lr", type=positive_float, default=3e-3)
     lm.add_argument("--seed", type=nonnegative_int, default=0)
+    add_device(lm, "train")
     lm.add_argument("--no-progress", action="store_true")
 
     mp = models.add_parser(
@@ -216,6 +219,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--train-only", action="store_true", help="train, do not score")
     mp.add_argument("--results", default=None, help="JSON path (default OUT/mppde.json)")
     mp.add_argument("--seed", type=nonnegative_int, default=mp_("seed"))
+    add_device(mp, "train")
     mp.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser(
@@ -246,7 +250,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="spatial stride on the file (default: the model's; 1 on a finer file "
                    "evaluates zero-shot super-resolution)")
     p.add_argument("--out", required=True, help="folder for the JSON results and figures")
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
+    add_device(p, "cpu")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -275,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
         run_probconserv(args.out, problems=args.problems, members=args.members,
                         steps=args.steps, soft=args.soft, tasks=args.tasks, n_eval=args.n_eval,
                         seed=args.seed, results_json=args.results,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, device=args.device)
         return 0
     if args.model == "dcdm":
         from sciml.operators import DCDMNet
@@ -294,7 +298,8 @@ def _train(args: argparse.Namespace) -> int:
                                              max_levels=args.max_levels),
                          per_system=args.per_scene, k=args.ritz, power=args.power,
                          steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                         seed=args.seed, out_dir=args.out, progress=not args.no_progress)
+                         seed=args.seed, out_dir=args.out, progress=not args.no_progress,
+                         device=args.device)
         path = save_pretrained(net, Path(args.out) / f"dcdm_{args.dim}d.pt", settings)
         print(f"trained DCDMNet ({sum(p.numel() for p in net.parameters())} parameters); "
               f"wrote {path}")
@@ -309,6 +314,12 @@ def _train(args: argparse.Namespace) -> int:
         )
         from sciml_recipes.dcdm.pipeline import training_scenes
 
+        if args.device is not None and args.device != "cpu":
+            # train_learned_multigrid builds its operators on the CPU and takes no device
+            raise ValueError(f"sciml train learned-mg trains on the CPU only (its trainer, "
+                             f"sciml.solvers.linear.train_learned_multigrid, takes no device "
+                             f"yet), got --device {args.device}; pass --device cpu or leave "
+                             "it out")
         size = args.size or (32 if args.dim == 3 else 64)
         settings = {"dim": args.dim, "size": size, "scenes": args.scenes,
                     "width": args.width, "errors": args.errors, "steps": args.steps,
@@ -334,7 +345,7 @@ def _train(args: argparse.Namespace) -> int:
                   lr=args.lr,
                   max_unroll=args.max_unroll, hidden=args.hidden, fno_width=args.fno_width,
                   seed=args.seed, train_only=args.train_only, results_json=args.results,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, device=args.device)
         return 0
     if args.model == "hardc":
         from sciml_recipes.hardc.pipeline import HardCConfig
@@ -343,7 +354,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg = HardCConfig(points=args.points, experts=args.experts, split=args.split,
                           n_basis=args.n_basis)
         run_hardc(args.out, methods=args.methods, config=cfg, steps=args.steps, lr=args.lr,
-                  seed=args.seed, results_json=args.results, progress=not args.no_progress)
+                  seed=args.seed, results_json=args.results, progress=not args.no_progress,
+                  device=args.device)
         return 0
     from sciml.operators import SFNO
     from sciml.train import TrainConfig

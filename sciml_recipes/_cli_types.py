@@ -60,14 +60,33 @@ def nonnegative_float(s: str) -> float:
 
 
 def device(s: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``, refused unless this machine has it."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``, refused unless this machine has it;
+    returned as the device this process runs on (the rule of
+    :func:`sciml.utils.check_device` with ``resolve=True``: ``auto`` is the GPU if any,
+    and under torchrun ``cuda`` is ``cuda:LOCAL_RANK`` and another index is refused)."""
     from sciml.utils import check_device
 
     try:
-        check_device(s, "", fix="--device cpu")
+        return str(check_device(s, "", fix="--device cpu", resolve=True))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    return s
+
+
+#: what each kind of command does without ``--device`` (see ``add_device``)
+DEVICE_DEFAULTS = {
+    "train": "the CPU, or cuda:LOCAL_RANK per process under torchrun on a CUDA machine",
+    "auto": "the GPU if any (cuda:LOCAL_RANK under torchrun), else the CPU",
+    "cpu": "the CPU",
+}
+
+
+def add_device(p: argparse.ArgumentParser, default: str) -> None:
+    """Add ``--device`` to ``p``: ``default`` is ``"train"`` (None: the Trainer's rule),
+    ``"auto"`` or ``"cpu"``, each the command's behaviour before the option existed."""
+    p.add_argument(
+        "--device", type=device, default=None if default == "train" else default,
+        help=f"cpu, cuda, cuda:N or auto (default: {DEVICE_DEFAULTS[default]}); under "
+        "torchrun pass cuda: each process takes cuda:LOCAL_RANK")
 
 
 def check_writable(path: str, *, file: bool, option: str = "--out") -> None:

@@ -33,7 +33,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     from sciml.data import PRESETS
-    from sciml_recipes._cli_types import device
+    from sciml_recipes._cli_types import add_device
 
     g = sub.add_parser("generate", help="generate a PDE data set into an HDF5 file (resumable)")
     kinds = g.add_subparsers(dest="dataset", required=True, metavar="DATASET")
@@ -59,8 +59,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                     help="time step (default 0.5 dx / the preset's velocity bound)")
     ns.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                     help="precision of the solve (the file stores float32)")
-    ns.add_argument("--device", type=device, default=None,
-                    help="e.g. cpu or cuda:0 (default: GPU if any)")
+    add_device(ns, "auto")
     ns.add_argument("--no-progress", action="store_true", help="no progress bar")
     bu = kinds.add_parser(
         "burgers",
@@ -76,8 +75,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     bu.add_argument("--out", required=True, help="the HDF5 file to write (or resume)")
     bu.add_argument("--seed", type=int, default=0)
     bu.add_argument("--batch-size", type=int, default=64, help="samples solved together")
-    bu.add_argument("--device", type=device, default=None,
-                    help="e.g. cpu or cuda:0 (default: GPU if any)")
+    add_device(bu, "auto")
     bu.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -45,7 +45,7 @@ def plot_evaluation(
     check_mapping("res", res, _EVALUATION, hint="pass the dict of evaluate_model(model, ds)")
     out = check_path("out_dir", out_dir)
     check_index("window", window, len(ds), what="windows in ds")
-    check_device(device, "device")
+    device = check_device(device, "device", resolve=True)
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     x, y = ds[window]

@@ -148,8 +148,8 @@ def train_sfno(
     check_instance("model", model, SFNO, optional=True,
                    hint="pass an SFNO, or None for the default one")
     check_bool("resume", resume)
-    if device is not None:
-        check_device(device, "device")
+    # None: the CPU, or cuda:LOCAL_RANK under torchrun on a CUDA machine
+    device = check_device(device, "device", resolve=True)
     frames = None if model is None else model.out_steps or data.input_steps
     if frames is not None and frames != data.output_steps:
         raise ValueError(f"model predicts {frames} frames but data.output_steps = "
@@ -192,7 +192,7 @@ def load_sfno(path: str | os.PathLike, *, data: str | os.PathLike | None = None,
     path = check_file("path", path, hint="pass the model.pt written by `sciml train sfno`")
     if data is not None:
         data = check_file("data", data, hint="pass the HDF5 file of `sciml generate ns2d`")
-    check_device(device, "device")
+    device = check_device(device, "device", resolve=True)
     ckpt = load_checkpoint(path, map_location=device)
     cfg = ckpt.get("model_config") or {}
     if cfg.get("kind") != "sfno":
@@ -249,7 +249,7 @@ def evaluate_model(
     """
     _check_model_and_windows(model, ds, nn.Module)
     check_int("batch_size", batch_size, minimum=1, fix="such as 4")
-    check_device(device, "device")
+    device = check_device(device, "device", resolve=True)
     model = model.to(device).eval()
     l2, h1, l2_t, h1_t, err_spec, true_spec = [], [], [], [], 0.0, 0.0
     batches = 0
@@ -299,7 +299,7 @@ def refine_model(
     check_instance("refiner", refiner, SpectralRefiner,
                    hint="such as SpectralRefiner(steps=100, lr=1e-3)")
     check_choice("norm", norm, ("h-1", "l2"))
-    check_device(device, "device")
+    device = check_device(device, "device", resolve=True)
     if windows is None:
         idx = list(range(len(ds)))
     else:
