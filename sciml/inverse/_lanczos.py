@@ -50,8 +50,12 @@ def lanczos(
     g = torch.Generator().manual_seed(seed)
 
     def fresh() -> torch.Tensor:
-        return torch.randn(batch, n, generator=g, dtype=torch.float64).to(dtype=dtype,
-                                                                          device=device)
+        # drawn on the host (the same stream on every device); to a GPU through pinned
+        # memory, so the copy does not block the host
+        v = torch.randn(batch, n, generator=g, dtype=torch.float64)
+        if torch.device(device).type == "cuda":
+            v = v.pin_memory()
+        return v.to(device=device, non_blocking=True).to(dtype)  # cast on the device
 
     Q = torch.zeros(batch, steps, n, dtype=dtype, device=device)
     AQ = torch.zeros_like(Q)
