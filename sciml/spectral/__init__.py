@@ -1,5 +1,12 @@
-"""The spectral core: truncated real FFTs, spectral convolution, spectral calculus."""
+"""The spectral core: truncated real FFTs, spectral convolution, spectral calculus.
 
+The choice between the transform paths is calibrated per machine (CPU cost-model
+constants measured once, GPU timings recorded by the GPU suite with
+:func:`record_gpu_timings`); see :mod:`sciml.spectral._calibration` and the environment
+variable ``SCIML_CALIBRATION`` (``off`` for the built-in constants).
+"""
+
+from ._calibration import record_gpu_timings
 from ._paths import best_order, choose_method
 from .calculus import (
     dealias,
@@ -34,6 +41,7 @@ __all__ = [
     "kept_frequencies",
     "laplacian",
     "modes_from_kept_shape",
+    "record_gpu_timings",
     "rfftn_truncated",
     "shell_spectrum",
     "sobolev_norm",

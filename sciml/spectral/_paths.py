@@ -16,10 +16,12 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 
 from .._validation import check_int, check_int_tuple
+from . import _calibration
 from .modes import hermitian_weights, kept_frequencies
 
 # ---------------------------------------------------------------------------------------
@@ -65,10 +67,26 @@ def axis_matrix(
         if kind.endswith("_adj"):
             mat = mat.conj().T
         mat = mat.to(device=device, dtype=dtype).contiguous()
-        if len(_DEVICE_CACHE) > 512:
-            _DEVICE_CACHE.clear()
-        _DEVICE_CACHE[key] = mat
+        _remember(key, mat)
     return mat
+
+
+def halved_weights(n: int, m: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The Hermitian weights of :func:`~sciml.spectral.hermitian_weights`, cached on ``device``
+    in real ``dtype`` (built and copied once, not per call: a per-call copy is a blocking
+    host-to-device transfer on a GPU)."""
+    key = ("halved", n, m, False, str(device), dtype)
+    h = _DEVICE_CACHE.get(key)
+    if h is None:
+        h = hermitian_weights(n, m).to(device=device, dtype=dtype)
+        _remember(key, h)
+    return h
+
+
+def _remember(key: tuple, t: torch.Tensor) -> None:
+    if len(_DEVICE_CACHE) > 512:
+        _DEVICE_CACHE.clear()
+    _DEVICE_CACHE[key] = t
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,9 +201,9 @@ def fft_scatter(z: torch.Tensor, half_shape: tuple[int, ...]) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# the rule: a small cost model calibrated on measurements (benchmarks/spectral_conv.py)
+# the rule: a small cost model fitted on measurements (benchmarks/spectral_conv.py)
 #
-# Measured on a 2-core AMD EPYC (AVX2/FMA, 2 threads), float32, median of 15:
+# Fitted on a 2-core AMD EPYC (AVX2/FMA, 2 threads), float32, median of 15:
 #   sgemm 2048^3 ~155 GFLOP/s; copy ~29 GB/s (read + write).
 #   rfftn (16,32,64,64) 1.74 ms, irfftn 3.8 ms; rfftn (4,20,64,64,16) 7.1 ms, irfftn 11.6 ms
 #   -> forward FFT ~0.07-0.085 ns per element*log2(grid), inverse ~0.14-0.15 ns.
@@ -196,22 +214,44 @@ def fft_scatter(z: torch.Tensor, half_shape: tuple[int, ...]) -> torch.Tensor:
 # 128^2, 3D 64x64x16 and 32^3, 1D 256, 2D at full modes; both directions), the one below,
 # sqrt(min(1, narrow side / 32)), picked the measured-fastest order in all 12 cases; the
 # FFT is picked once the kept modes approach the grid (an n^2 DFT loses to n log n).
+#
+# Other machines differ (sgemm measured 81-230 GFLOP/s on the machines tried), so the
+# throughputs come from sciml.spectral._calibration: measured once per machine and stored,
+# or the reference machine's values above with SCIML_CALIBRATION=off. The fitted data
+# rate of the model is 20 GB/s where the reference copy ran at 29 GB/s: it is scaled by
+# the measured copy bandwidth over 29 GB/s. The efficiency term and the per-matrix
+# overhead are kept as fitted.
 
-_FLOPS = 155e9
-_BYTES = 20e9
 _BATCH_OVERHEAD = 2e-7
-_FFT_FWD = 0.08e-9
-_FFT_INV = 0.15e-9
+_FITTED_BYTES = 20e9  # the model's data rate on the reference machine ...
+_REFERENCE_COPY = 29e9  # ... where a large copy ran at this rate
 
 
-def _gemm_time(rows: int, inner: int, cols: int, batches: int, real: bool) -> float:
+class _Model(NamedTuple):
+    """The cost model's throughputs: flop/s, bytes/s, FFT seconds per element*log2(n)."""
+
+    flops: float
+    bytes: float
+    fft_fwd: float
+    fft_inv: float
+
+
+def _model() -> _Model:
+    c = _calibration.cpu_constants()
+    return _Model(c["sgemm_flops"], c["copy_bytes_per_s"] * _FITTED_BYTES / _REFERENCE_COPY,
+                  c["rfftn_s"], c["irfftn_s"])
+
+
+def _gemm_time(rows: int, inner: int, cols: int, batches: int, real: bool,
+               model: _Model | None = None) -> float:
     """Modelled seconds of ``batches`` products (rows x inner) @ (inner x cols)."""
+    model = model or _model()
     eff = max(min(1.0, min(rows, cols) / 32), 1e-3) ** 0.5
     elem = 4 if real else 8
     # the operand that is data (not the small matrix) is read once, the result written once
     moved = elem * batches * (inner * cols + rows * cols)
-    return _gemm_flops(rows, inner, cols, batches, real) / (_FLOPS * eff) + (
-        moved / _BYTES + batches * _BATCH_OVERHEAD
+    return _gemm_flops(rows, inner, cols, batches, real) / (model.flops * eff) + (
+        moved / model.bytes + batches * _BATCH_OVERHEAD
     )
 
 
@@ -262,7 +302,8 @@ def dft_cost(
     lead: int, grid: tuple[int, ...], kept: tuple[int, ...], order: tuple[int, ...], r2c: bool
 ) -> float:
     """Modelled seconds of the pruned transform for one axis order."""
-    return sum(_gemm_time(*g) for g in _steps(lead, grid, kept, order, r2c))
+    model = _model()
+    return sum(_gemm_time(*g, model=model) for g in _steps(lead, grid, kept, order, r2c))
 
 
 def dft_flops(
@@ -286,16 +327,23 @@ def _check_plan(lead: object, grid: object, kept: object, r2c: object
     return lead, grid, kept
 
 
+@lru_cache(maxsize=1024)
+def _best_order(lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool,
+                model: _Model) -> tuple[tuple[int, ...], float]:
+    # cached per model: a layer asks the same question every forward
+    orders = list(itertools.permutations(range(len(grid))))
+    costs = [sum(_gemm_time(*g, model=model) for g in _steps(lead, grid, kept, o, r2c))
+             for o in orders]
+    i = min(range(len(orders)), key=costs.__getitem__)
+    return orders[i], costs[i]
+
+
 def best_order(
     lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool
 ) -> tuple[tuple[int, ...], float]:
     """Axis order of least modelled cost, and that cost (seconds)."""
     lead, grid, kept = _check_plan(lead, grid, kept, r2c)
-    d = len(grid)
-    orders = list(itertools.permutations(range(d)))
-    costs = [dft_cost(lead, grid, kept, o, r2c) for o in orders]
-    i = min(range(len(orders)), key=costs.__getitem__)
-    return orders[i], costs[i]
+    return _best_order(lead, grid, kept, r2c, _model())
 
 
 def fft_cost(lead: int, grid: tuple[int, ...], inverse: bool) -> float:
@@ -304,8 +352,9 @@ def fft_cost(lead: int, grid: tuple[int, ...], inverse: bool) -> float:
     The multi-axis c2r transform measured ~2x its forward (it copies its input); in 1D
     the two cost the same.
     """
+    model = _model()
     n = math.prod(grid)
-    per = _FFT_INV if inverse and len(grid) > 1 else _FFT_FWD
+    per = model.fft_inv if inverse and len(grid) > 1 else model.fft_fwd
     return per * lead * n * max(1.0, math.log2(n))
 
 
@@ -314,8 +363,12 @@ def choose_method(
 ) -> str:
     """``"dft"`` where the pruned transform is modelled faster, else ``"fft"``.
 
-    On CUDA the FFT is chosen: cuFFT is memory-bound and fast, and the pruned path has
-    not been measured on a GPU yet (``method="dft"`` forces it).
+    On the CPU the model's throughputs are this machine's, measured once and stored (see
+    :mod:`sciml.spectral._calibration`; ``SCIML_CALIBRATION=off`` keeps the built-in
+    ones). On CUDA a single transform takes the FFT: cuFFT is memory-bound and fast, and
+    nothing is assumed about a GPU that was not measured (``method="dft"`` forces the
+    pruned path; :class:`~sciml.spectral.SpectralConv` picks a layer's path on CUDA from
+    recorded GPU timings).
     """
     if not isinstance(device, torch.device):
         raise TypeError(f"device must be a torch.device, got {device!r}: e.g. x.device")
