@@ -26,7 +26,7 @@ from .._validation import (
     check_real,
     check_tensor,
 )
-from .modes import hermitian_weights
+from ._paths import halved_weights
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -269,7 +269,7 @@ def sobolev_norm(
     else:
         weight = base**s
     # count each conjugate pair of the halved axis twice (DC and Nyquist once)
-    h = hermitian_weights(shape[-1], shape[-1] // 2 + 1, dtype=u.dtype).to(u.device)
+    h = halved_weights(shape[-1], shape[-1] // 2 + 1, u.device, u.dtype)  # cached on u's device
     volume = math.prod(L)
     sq = (weight * h * (c.real**2 + c.imag**2)).sum(dim=_rdims(d))
     return torch.sqrt(volume * sq)

@@ -10,11 +10,18 @@ normalisation). Both run on two execution paths (``"fft"``: ``torch.fft`` then a
 The backward of each is written by hand: the adjoint of the analysis is a synthesis with
 conjugate matrices (no Hermitian weights), and the adjoint of the synthesis is an analysis
 with Hermitian weights; each costs one transform of the same size as the forward and
-saves no activations.
+saves no activations; the device constants both passes need (matrices, Hermitian weights)
+are cached per device and fetched in the forward, so after the first call neither pass
+copies anything to the device.
+
+Under ``torch.autocast`` both transforms run in the dtype of their input (autocast is
+switched off inside them, the backward too): the inputs must be float32/float64
+(complex64/complex128), never half precision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -28,91 +35,147 @@ from ._paths import (
     dft_r2c,
     fft_gather,
     fft_scatter,
+    halved_weights,
 )
-from .modes import check_modes, hermitian_weights, kept_length, modes_from_kept_shape
+from .modes import check_modes, kept_length, modes_from_kept_shape
 
 _METHODS = ("auto", "fft", "dft")
 
 
-def _halved_weights(n: int, m: int, ref: torch.Tensor) -> torch.Tensor:
-    return hermitian_weights(n, m).to(device=ref.device, dtype=ref.real.dtype)
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast may act on this device's operations.
+
+    CPU autocast counts for every device: :class:`sciml.testing.SimCuda` runs
+    ``torch.autocast("cuda")`` as CPU autocast on tensors that report cuda (on a real GPU
+    CPU autocast does not touch cuda operations, so answering True there costs nothing).
+    """
+    return torch.is_autocast_enabled("cpu") or (
+        device_type != "cpu" and torch.is_autocast_enabled(device_type))
 
 
-def _analysis(x: torch.Tensor, modes: tuple[int, ...], method: str, adjoint_of_synthesis: bool):
+def full_precision(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast off for one device type (a no-op context when it is not on): the
+    transforms and the mode mixing run in the dtype of their inputs."""
+    if _autocast_on(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype in (torch.float64, torch.complex128) else torch.complex64
+
+
+def _plan(kind: str, modes: tuple[int, ...], grid: tuple[int, ...], method: str, lead: int,
+          device: torch.device, dtype: torch.dtype):
+    """The device constants of one transform, from the caches of :mod:`._paths`.
+
+    ``kind``: ``"fwd"`` (analysis), ``"inv"`` (synthesis), ``"fwd_adj"`` (the analysis'
+    adjoint, a synthesis) or ``"inv_adj"`` (the synthesis' adjoint, an analysis); ``grid``
+    the real-space grid of the transform. Fetched once in the forward for both passes, so
+    the backward builds and copies nothing.
+
+    Returns:
+        fft: the Hermitian weights of the halved axis for the adjoints, else ``None``;
+        dft: ``(matrices per axis, axis order)``.
+    """
+    d = len(modes)
+    if method == "fft":
+        if kind.endswith("_adj"):
+            return halved_weights(grid[-1], modes[-1], device, _real_dtype(dtype))
+        return None
+    cdtype = _complex_dtype(dtype)
+    mats = [axis_matrix(kind, grid[i], modes[i], i == d - 1, device, cdtype) for i in range(d)]
+    kept = tuple(kept_length(m, i == d - 1) for i, m in enumerate(modes))
+    order, _ = best_order(lead, grid, kept, kind in ("fwd", "inv_adj"))
+    return mats, order
+
+
+def _analysis(x: torch.Tensor, modes: tuple[int, ...], method: str, adjoint_of_synthesis: bool,
+              plan) -> torch.Tensor:
     """Kept coefficients of real ``x`` over its last ``len(modes)`` axes.
 
     ``adjoint_of_synthesis=False``: c = (1/N) sum u exp(-i k.x)          (forward norm)
     ``adjoint_of_synthesis=True`` : c = h * sum u exp(-i k.x)             (synthesis^H)
     """
     d = len(modes)
-    grid = tuple(x.shape[-d:])
-    lead = math.prod(x.shape[:-d])
-    kept = tuple(kept_length(m, i == d - 1) for i, m in enumerate(modes))
     if method == "fft":
+        kept = tuple(kept_length(m, i == d - 1) for i, m in enumerate(modes))
         norm = "backward" if adjoint_of_synthesis else "forward"
         spec = torch.fft.rfftn(x, dim=tuple(range(-d, 0)), norm=norm)
         c = fft_gather(spec, kept)
         if adjoint_of_synthesis:
-            c = c * _halved_weights(grid[-1], modes[-1], c)
+            c = c * plan
         return c
-    cdtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-    kind = "inv_adj" if adjoint_of_synthesis else "fwd"
-    mats = [
-        axis_matrix(kind, grid[i], modes[i], i == d - 1, x.device, cdtype) for i in range(d)
-    ]
-    order, _ = best_order(lead, grid, kept, True)
+    mats, order = plan
     return dft_r2c(x, mats, order)
 
 
-def _synthesis(
-    c: torch.Tensor, modes: tuple[int, ...], grid: tuple[int, ...], method: str, adjoint: bool
-):
+def _synthesis(c: torch.Tensor, modes: tuple[int, ...], grid: tuple[int, ...], method: str,
+               adjoint: bool, plan) -> torch.Tensor:
     """Real field on ``grid`` from kept coefficients ``c``.
 
     ``adjoint=False``: v = Re sum h c exp(i k.x)                          (synthesis)
     ``adjoint=True`` : v = (1/N) Re sum c exp(i k.x)                      (analysis^H)
     """
     d = len(modes)
-    lead = math.prod(c.shape[:-d])
-    kept = tuple(c.shape[-d:])
     if method == "fft":
         if adjoint:
-            c = c / _halved_weights(grid[-1], modes[-1], c)
+            c = c / plan
         half = (*grid[:-1], grid[-1] // 2 + 1)
         spec = fft_scatter(c, half)
         norm = "backward" if adjoint else "forward"
         return torch.fft.irfftn(spec, s=grid, dim=tuple(range(-d, 0)), norm=norm)
-    kind = "fwd_adj" if adjoint else "inv"
-    mats = [axis_matrix(kind, grid[i], modes[i], i == d - 1, c.device, c.dtype) for i in range(d)]
-    order, _ = best_order(lead, grid, kept, False)
+    mats, order = plan
     return dft_c2r(c, mats, order)
 
 
 class _RfftnTruncated(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, modes, method):  # type: ignore[override]
-        ctx.modes, ctx.method, ctx.grid = modes, method, tuple(x.shape[-len(modes) :])
-        return _analysis(x, modes, method, adjoint_of_synthesis=False)
+        d = len(modes)
+        grid = tuple(x.shape[-d:])
+        lead = math.prod(x.shape[:-d])
+        ctx.modes, ctx.method, ctx.grid = modes, method, grid
+        # the backward's constants are fetched here, where the caches are warm after the
+        # first call: the backward then copies nothing to the device
+        ctx.plan = (_plan("fwd_adj", modes, grid, method, lead, x.device, x.dtype)
+                    if ctx.needs_input_grad[0] else None)
+        ctx.device_type = x.device.type
+        plan = _plan("fwd", modes, grid, method, lead, x.device, x.dtype)
+        with full_precision(x.device.type):
+            return _analysis(x, modes, method, False, plan)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         if g is None:
             return None, None, None
-        gx = _synthesis(g.contiguous(), ctx.modes, ctx.grid, ctx.method, adjoint=True)
+        with full_precision(ctx.device_type):
+            gx = _synthesis(g.contiguous(), ctx.modes, ctx.grid, ctx.method, True, ctx.plan)
         return gx, None, None
 
 
 class _IrfftnTruncated(torch.autograd.Function):
     @staticmethod
     def forward(ctx, c, modes, grid, method):  # type: ignore[override]
+        lead = math.prod(c.shape[:-len(modes)])
         ctx.modes, ctx.method = modes, method
-        return _synthesis(c, modes, grid, method, adjoint=False)
+        ctx.plan = (_plan("inv_adj", modes, grid, method, lead, c.device, c.dtype)
+                    if ctx.needs_input_grad[0] else None)
+        ctx.device_type = c.device.type
+        plan = _plan("inv", modes, grid, method, lead, c.device, c.dtype)
+        with full_precision(c.device.type):
+            return _synthesis(c, modes, grid, method, False, plan)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         if g is None:
             return None, None, None, None
-        gc = _analysis(g.contiguous(), ctx.modes, ctx.method, adjoint_of_synthesis=True)
+        with full_precision(ctx.device_type):
+            gc = _analysis(g.contiguous(), ctx.modes, ctx.method, True, ctx.plan)
         return gc, None, None, None
 
 
@@ -148,6 +211,11 @@ def rfftn_truncated(
 
     Equivalent to ``torch.fft.rfftn(x, norm="forward")`` restricted to the kept corners.
     """
+    return _rfftn_truncated(x, modes, ndim=ndim, method=method, check_values=True)
+
+
+def _rfftn_truncated(x, modes, *, ndim: int | None = None, method: str,
+                     check_values: bool) -> torch.Tensor:
     check_tensor("x", x, real=True, fft_dtype=True)
     if ndim is not None:
         d = check_int("ndim", ndim, minimum=1)
@@ -165,9 +233,10 @@ def rfftn_truncated(
     if lead == 0:  # an empty batch: pocketfft rejects it, the matrix path handles it
         m = "dft"
     c = _RfftnTruncated.apply(x, modes_t, m)
-    # Any NaN/Inf in x reaches every coefficient, the DC one (a plain mean) included:
-    # checking the DC coefficients is exact and costs batch*channels values, not a pass.
-    check_finite("x", c[(Ellipsis,) + (0,) * d])
+    if check_values:
+        # Any NaN/Inf in x reaches every coefficient, the DC one (a plain mean) included:
+        # checking the DC coefficients is exact and costs batch*channels values, not a pass.
+        check_finite("x", c[(Ellipsis,) + (0,) * d])
     return c
 
 
