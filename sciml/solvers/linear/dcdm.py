@@ -66,8 +66,17 @@ class NetworkPreconditioner:
         if self.padded != self.grid:
             self._net_mask = torch.zeros(self.padded, dtype=torch.bool)
             self._net_mask[self._crop[1:]] = self.mask
+        self._device_masks: dict[torch.device, Tensor] = {}  # the mask on each device used
         self.applications = 0
         self.matvecs = 0
+
+    def _mask_on(self, device: torch.device) -> Tensor:
+        """The network's fluid mask on ``device``: copied once, then reused by every call
+        (a copy per call would be a blocking host-to-device transfer per iteration)."""
+        m = self._device_masks.get(device)
+        if m is None or m.device != device:
+            m = self._device_masks[device] = self._net_mask.to(device=device)
+        return m
 
     def __call__(self, r: Tensor) -> Tensor:
         self.applications += 1
@@ -78,7 +87,7 @@ class NetworkPreconditioner:
             big[self._crop] = grid
             grid = big
         with torch.no_grad():
-            q = self.net(grid, self._net_mask.to(device=p.device))
+            q = self.net(grid, self._mask_on(p.device))
         q = q[self._crop].reshape(r.shape).to(r.dtype)
         if self.A is None:
             return q
