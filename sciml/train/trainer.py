@@ -492,8 +492,12 @@ class Trainer:
         if cfg.max_steps is not None and prog.global_step >= cfg.max_steps:
             return "max_steps"
         if cfg.time_budget is not None:
-            # the ranks' clocks differ: stop when any of them has run out
-            over = ctx.sum([float(clock.elapsed() >= cfg.time_budget)])[0]
+            over = float(clock.elapsed() >= cfg.time_budget)
+            if ctx.active:
+                # the ranks' clocks differ: stop when any of them has run out. The flag is
+                # filled on the device (no blocking copy) and read once: a step's one sync
+                flag = torch.full((1,), over, dtype=torch.float64, device=self.device)
+                over = ctx.sum(flag)[0]
             if over > 0:
                 return "time_budget"
         return None
