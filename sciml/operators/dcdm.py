@@ -158,6 +158,11 @@ class DCDMNet(nn.Module):
             if tuple(mask.shape[-d:]) != grid or mask.ndim not in (d, d + 1):
                 raise ValueError(f"mask must be {grid} or (B, *{grid}), got "
                                  f"{tuple(mask.shape)}")
+            if mask.device != r.device:
+                # no silent copy here: one per call would be a blocking transfer per
+                # iteration of a solve; the caller moves the mask once
+                raise ValueError(f"mask is on {mask.device} but r is on {r.device}: move "
+                                 "the mask once, mask.to(r.device), and reuse it")
             m = mask.to(r.dtype).expand_as(r)
         w = next(self.parameters())
         x = (r * m).to(w.dtype)
