@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_finite, check_int
 from ..spectral import SpectralConv, fourier_resample
 
 
@@ -100,18 +100,40 @@ class FourierBlock(nn.Module):
         *,
         spectral: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Apply the block; ``spectral`` replaces ``self.conv(x, out_shape)`` when given."""
+        """Apply the block; ``spectral`` replaces ``self.conv(x, out_shape)`` when given.
+
+        A direct call scans ``x`` for NaN/Inf (one host synchronisation on a GPU, skipped
+        inside ``sciml.checks(finite=False)``); the FNO and SFNO scan their input once and
+        run their blocks without a scan.
+        """
+        return self._forward(x, out_shape, spectral=spectral, check_values=True)
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        out_shape: tuple[int, ...] | None = None,
+        *,
+        spectral: torch.Tensor | None = None,
+        check_values: bool = False,
+    ) -> torch.Tensor:
+        """The block without the value scan unless ``check_values`` (the models' path)."""
         grid = tuple(x.shape[2:])
         target = grid if out_shape is None else tuple(out_shape)
-        k = self.conv(x, target) if spectral is None else spectral
+        if spectral is None:
+            k = self.conv._forward(x, target, check_values=check_values)
+        else:
+            if check_values:
+                check_finite("x", x)
+            k = spectral
         s = self.skip(x)
         g = x * self.gate.view(1, -1, *([1] * len(grid)))
         if target != grid:
-            s = fourier_resample(s, target)
-            g = fourier_resample(g, target)
+            # the resampling is an FFT: in the spectral layer's precision (under autocast
+            # the skip is half precision, which the CPU FFT does not take)
+            s = fourier_resample(s.to(k.dtype), target)
+            g = fourier_resample(g.to(k.dtype), target)
         z = k + s
         if not self.last:
             z = F.gelu(z)
         y = self.mlp(z) + g
         return y if self.last else F.gelu(y)
-

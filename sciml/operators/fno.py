@@ -7,8 +7,9 @@ import math
 import torch
 from torch import nn
 
-from .._validation import check_int, check_int_tuple, check_tensor
+from .._validation import check_finite, check_int, check_int_tuple, check_tensor
 from ..spectral import check_modes
+from ..spectral.transforms import _autocast_on
 from ._layers import ChannelMLP, FourierBlock, Pointwise, _ratio
 
 __all__ = ["FNO", "SFNO"]
@@ -54,6 +55,19 @@ class FNO(nn.Module):
         coordinates: append the grid coordinates to the input channels.
 
     Shapes: ``(batch, in_channels, *grid)`` -> ``(batch, out_channels, *grid)``.
+
+    Precision: under ``torch.autocast`` (bf16 or fp16, CPU or CUDA) the pointwise layers
+    run in half precision and every spectral convolution in float32 (its input cast up,
+    autocast off inside, its output float32; see :class:`~sciml.spectral.SpectralConv`),
+    so the output has the autocast dtype of the projection. TF32 for the float32 matrix
+    products (the dft path, the mode mixing, the pointwise layers outside autocast) is
+    left to torch's global setting (``torch.set_float32_matmul_precision``; off by
+    default).
+
+    Checks: the forward scans ``x`` for NaN/Inf once (one host synchronisation on a GPU,
+    none inside ``sciml.checks(finite=False)``); the blocks run without their own scans,
+    and neither pass copies anything to the device once the spectral constants are cached
+    (after the first call).
 
     Equivalent to neuraloperator's ``FNO(n_modes, in, out, hidden_channels=width,
     n_layers=layers)`` with its defaults (grid embedding, channel MLPs, linear and
@@ -121,20 +135,24 @@ class FNO(nn.Module):
         _check_dtype(self, x)
         grid = tuple(x.shape[2:])
         check_modes(self.modes, grid, grid_name="the grid of x")
+        # the one value scan of the forward (one host sync on a GPU): the blocks run
+        # without their own
+        check_finite("x", x)
         if self.coordinates:
             b = x.shape[0]
             x = torch.cat([x] + [c.expand(b, 1, *grid) for c in _coordinates(grid, x)], dim=1)
         h = self.lifting(x)
         for block in self.blocks:
-            h = block(h)
+            h = block._forward(h)
         return self.projection(h)
 
 
 def _check_dtype(model: nn.Module, x: torch.Tensor) -> None:
     """Name a dtype mismatch between the input and the weights (torch's own message is a
-    matmul error deep inside the lifting layer)."""
+    matmul error deep inside the lifting layer); half precision passes under autocast."""
     p = next(model.parameters(), None)
-    if p is not None and p.dtype != x.dtype:
+    if p is not None and p.dtype != x.dtype and not (
+            x.dtype in (torch.float16, torch.bfloat16) and _autocast_on(x.device.type)):
         raise TypeError(f"x is {x.dtype} but the model's weights are {p.dtype}: convert one, "
                         f"x.to({p.dtype}) or model.to({x.dtype})")
 
@@ -161,6 +179,11 @@ class SFNO(nn.Module):
     Shapes: ``(batch, T_in, n_x, n_y)`` -> ``(batch, T_out, n_x, n_y)``; the model works
     on any grid with at least ``2 modes`` points per space axis (zero-shot
     super-resolution).
+
+    Precision and checks as for :class:`FNO`: autocast runs the spectral convolutions in
+    float32 (the output is float32: the last input frame plus the projected increment);
+    :meth:`forward` and :meth:`latent` scan ``x`` for NaN/Inf once (one host sync on a
+    GPU), :meth:`head` not at all.
     """
 
     def __init__(
@@ -209,6 +232,9 @@ class SFNO(nn.Module):
                     grid_name="the input (n_x, n_y, T_in)")
         check_modes((*self.modes, self.modes_t), (*grid[:2], t_out),
                     grid_name="the output (n_x, n_y, T_out)")
+        # the one value scan of a forward (one host sync on a GPU): the blocks run without
+        # their own
+        check_finite("x", x)
         return t_out
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,9 +252,12 @@ class SFNO(nn.Module):
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The input of the last Fourier block, ``(batch, width, n_x, n_y, T_in)``."""
         self._check(x, None if self.out_steps is None else self.out_steps)
+        return self._latent(x)
+
+    def _latent(self, x: torch.Tensor) -> torch.Tensor:
         h = self.lifting(self._features(x))
         for block in self.blocks[:-1]:
-            h = block(h)
+            h = block._forward(h)
         return h
 
     def head(
@@ -242,13 +271,14 @@ class SFNO(nn.Module):
         """The last block and the projection, from the latent ``h`` of :meth:`latent`.
 
         ``spectral`` replaces the last block's spectral convolution of ``h`` (the
-        Spectral-Refiner swaps in its own full-mode layer here).
+        Spectral-Refiner swaps in its own full-mode layer here). No value scan: ``h`` comes
+        from :meth:`latent`, which checked ``x`` (the refiner calls this every step).
         """
         target = (x.shape[2], x.shape[3], out_steps)
-        h = self.blocks[-1](h, target, spectral=spectral)
+        h = self.blocks[-1]._forward(h, target, spectral=spectral)
         inc = self.projection(h)[:, 0].permute(0, 3, 1, 2)  # (B, T_out, nx, ny)
         return x[:, -1:] + inc
 
     def forward(self, x: torch.Tensor, out_steps: int | None = None) -> torch.Tensor:
         t_out = self._check(x, out_steps)
-        return self.head(self.latent(x), x, t_out)
+        return self.head(self._latent(x), x, t_out)
