@@ -393,9 +393,12 @@ class Trainer:
                     stop = self._stop_reason(ctx, prog, clock)
                     if end_of_epoch or stop is not None:
                         break  # read with the record that follows
-                    if prog.global_step % cfg.log_every == 0:
+                    save_now = (cfg.checkpoint_every is not None
+                                and prog.global_step % cfg.checkpoint_every == 0)
+                    if save_now or prog.global_step % cfg.log_every == 0:
+                        # outside clock.pause(): the read waits for the queued steps
                         self._read_losses(ctx, prog, bar)
-                    if cfg.checkpoint_every and prog.global_step % cfg.checkpoint_every == 0:
+                    if save_now:
                         with clock.pause():
                             self._checkpoint(ctx, prog, history, clock)
                 self._read_losses(ctx, prog, bar)
