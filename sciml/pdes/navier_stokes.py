@@ -371,6 +371,34 @@ _D4_EDGE = ((-25.0, 48.0, -36.0, 16.0, -3.0), (-3.0, -10.0, 18.0, -6.0, 1.0))
 _D4_MID = (1.0, -8.0, 0.0, 8.0, -1.0)
 
 
+# the time-derivative matrices in use, by (frames, dt, dtype, device): built on the host
+# and copied to the device once, not at every residual evaluation (a blocking copy each)
+_STENCILS: dict[tuple, torch.Tensor] = {}
+_STENCILS_KEPT = 16
+
+
+def _time_stencil(T: int, dt: float, dtype: torch.dtype, device: torch.device
+                  ) -> torch.Tensor:
+    """The ``(T, T)`` 4th-order ``d/dt`` matrix for frames ``dt`` apart, on ``device``."""
+    key = (T, dt, dtype, str(device))
+    d = _STENCILS.get(key)
+    if d is not None and d.device == device:
+        return d
+    d = torch.zeros(T, T, dtype=torch.float64)
+    for i in range(T):
+        if i < 2:
+            d[i, :5] = torch.tensor(_D4_EDGE[i])
+        elif i >= T - 2:
+            d[i, T - 5:] = -torch.tensor(_D4_EDGE[T - 1 - i]).flip(0)
+        else:
+            d[i, i - 2:i + 3] = torch.tensor(_D4_MID)
+    d = (d / (12.0 * dt)).to(dtype=dtype, device=device)
+    while len(_STENCILS) >= _STENCILS_KEPT:  # the oldest goes first
+        _STENCILS.pop(next(iter(_STENCILS)), None)
+    _STENCILS[key] = d
+    return d
+
+
 def time_derivative(w: torch.Tensor, dt: float, *, dim: int = -3) -> torch.Tensor:
     """4th-order finite-difference ``d/dt`` of uniformly spaced frames along ``dim``.
 
@@ -381,15 +409,7 @@ def time_derivative(w: torch.Tensor, dt: float, *, dim: int = -3) -> torch.Tenso
     T = w.shape[dim]
     if T < 5:
         raise ValueError(f"time_derivative needs >= 5 frames along dim {dim}, got {T}")
-    d = torch.zeros(T, T, dtype=torch.float64)
-    for i in range(T):
-        if i < 2:
-            d[i, :5] = torch.tensor(_D4_EDGE[i])
-        elif i >= T - 2:
-            d[i, T - 5:] = -torch.tensor(_D4_EDGE[T - 1 - i]).flip(0)
-        else:
-            d[i, i - 2:i + 3] = torch.tensor(_D4_MID)
-    d = (d / (12.0 * dt)).to(dtype=w.dtype, device=w.device)
+    d = _time_stencil(T, dt, w.dtype, w.device)
     wm = w.movedim(dim, -1)
     return (wm @ d.T).movedim(-1, dim)
 
