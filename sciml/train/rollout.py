@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_int, check_tensor
+from .._validation import check_finite, check_int, check_tensor, checks
 
 __all__ = ["Pushforward", "accumulated_mse", "rollout"]
 
@@ -42,10 +42,14 @@ def rollout(model: nn.Module, u: Tensor, t: Tensor, theta: Tensor, steps: int) -
         steps: how many steps to predict (rounded up to whole windows, then cut).
 
     ``t`` and ``theta`` are moved to the device of ``u`` (the model's, for a model that
-    runs there).
+    runs there). ``u`` is scanned for NaN/Inf once; the model's own calls skip their
+    scans (see :func:`sciml.checks`), so a rollout makes one host sync.
 
     Returns:
         ``(B, steps, nx)``: the predictions at ``t + dt, ..., t + steps * dt``.
+
+    Raises:
+        ValueError: ``u`` holds NaN or Inf.
     """
     K = check_int("model.time_window", getattr(model, "time_window", None), minimum=1)
     steps = check_int("steps", steps, minimum=1)
@@ -54,11 +58,15 @@ def rollout(model: nn.Module, u: Tensor, t: Tensor, theta: Tensor, steps: int) -
     t = torch.as_tensor(t, dtype=u.dtype, device=u.device).reshape(-1).expand(u.shape[0])
     if isinstance(theta, Tensor):
         theta = theta.to(u.device)
+    # the input is scanned for NaN/Inf once, here; the windows after it are the model's
+    # own, so its calls skip their scans (one host sync each on a GPU)
+    check_finite("u", u)
     out = []
-    for _ in range(-(-steps // K)):
-        u = model(u, t, theta)
-        out.append(u)
-        t = t + K * model.dt
+    with checks(finite=False):
+        for _ in range(-(-steps // K)):
+            u = model(u, t, theta)
+            out.append(u)
+            t = t + K * model.dt
     return torch.cat(out, 1)[:, :steps]
 
 
@@ -150,12 +158,15 @@ class Pushforward:
         rows = torch.arange(B, device=dev)[:, None]
         window = u[rows, idx]
         t = (s + K - 1).to(u.dtype) * dt
-        if n:
-            with torch.no_grad():
-                for _ in range(n):
-                    window = model(window, t, theta)
-                    t = t + K * dt
-        pred = model(window, t, theta)
+        # the model runs without its finiteness scans (a host sync per call on a GPU): a
+        # non-finite loss is caught by the Trainer
+        with checks(finite=False):
+            if n:
+                with torch.no_grad():
+                    for _ in range(n):
+                        window = model(window, t, theta)
+                        t = t + K * dt
+            pred = model(window, t, theta)
         target = u[rows, idx + (n + 1) * K]
         return pred, target
 
