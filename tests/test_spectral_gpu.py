@@ -44,6 +44,7 @@ def store(monkeypatch, tmp_path):
     """A fresh calibration store in a temporary folder (``SCIML_CALIBRATION`` set to it)."""
     path = tmp_path / "cal" / "calibration.json"
     monkeypatch.setenv(_calibration.ENV, str(path))
+    monkeypatch.setattr(_calibration, "_busy", lambda: False)  # whatever else runs here
     _calibration.reset()
     return path
 
@@ -350,6 +351,16 @@ def test_cpu_constants_are_measured_once_and_stored_per_machine(store):
     finally:
         torch.set_num_threads(n)
     assert len(json.loads(store.read_text())["cpu"]) == 2
+
+
+def test_a_measurement_on_a_busy_machine_is_used_but_not_stored(store, monkeypatch):
+    monkeypatch.setattr(_calibration, "_busy", lambda: True)
+    fake = _FakeMeasure(sgemm_flops=90e9)
+    assert _calibration.cpu_constants(measure=fake)["sgemm_flops"] == 90e9
+    assert not store.exists()
+    _calibration.reset()  # the next process measures again
+    _calibration.cpu_constants(measure=fake)
+    assert fake.calls == 2
 
 
 def test_cpu_calibration_off_keeps_the_builtin_constants(monkeypatch, tmp_path):

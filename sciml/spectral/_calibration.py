@@ -4,10 +4,11 @@ Two kinds of record live in the store:
 
 * ``"cpu"``: the measurements behind the CPU cost model of :mod:`sciml.spectral._paths`
   (float32 matmul throughput, copy bandwidth, FFT time per element), taken once per
-  machine by a short micro-benchmark (:func:`measure_cpu`, well under half a second) the
+  machine by a short micro-benchmark (:func:`measure_cpu`, about a quarter second) the
   first time the model is used, and read back after. A machine is its CPU model, torch's
   intra-op thread count and the torch version (:func:`machine_key`); a new thread count
-  is a new machine.
+  is a new machine. A measurement taken while the machine is busy (load average above
+  its CPU count) serves the process that took it but is not stored.
 * ``"gpu"``: :class:`~sciml.spectral.SpectralConv` timings measured on a GPU by the GPU
   suite and written with :func:`record_gpu_timings`, per GPU model and torch version.
   ``SpectralConv(method="auto")`` on CUDA asks :func:`gpu_method`, which answers a path
@@ -263,7 +264,7 @@ def cpu_constants(*, measure: Callable[[], Mapping[str, float]] | None = None
                            "using the built-in cost-model constants")
                 raw = {}
             consts = _clean(raw)
-            if raw:
+            if raw and not _busy():
                 stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                 if not isinstance(data.get("cpu"), dict):
                     data["cpu"] = {}
@@ -273,36 +274,48 @@ def cpu_constants(*, measure: Callable[[], Mapping[str, float]] | None = None
         return consts
 
 
-def _median_time(fn: Callable[[], object], reps: int, deadline: float) -> float:
-    """Median seconds of ``fn`` over up to ``reps`` runs after one warm-up (at least one
-    timed run, no new run started past ``deadline``)."""
+def _best_time(fn: Callable[[], object], reps: int, deadline: float) -> float:
+    """Least seconds of ``fn`` over up to ``reps`` runs after one warm-up (two timed runs
+    at least; no further run started past ``deadline``). The least, not the median: other
+    work on the machine only ever adds time, and the constants describe the machine."""
     fn()
-    times = []
+    times: list[float] = []
     while len(times) < reps:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-        if time.perf_counter() > deadline:
+        if len(times) >= 2 and time.perf_counter() > deadline:
             break
-    times.sort()
-    return times[len(times) // 2]
+    return min(times)
 
 
-def measure_cpu(budget_s: float = 0.35) -> dict[str, float]:
+def _busy() -> bool:
+    """Whether the machine is loaded (1-minute load average above its CPU count): a
+    measurement taken then is used by this process but not stored."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except (AttributeError, OSError):  # no load average on this platform
+        return False
+
+
+def measure_cpu(budget_s: float = 0.25) -> dict[str, float]:
     """Measure the CPU cost model's constants on this machine (about ``budget_s`` seconds).
 
     float32 on torch's intra-op threads, deterministic data (no random stream is used),
     gradients and autocast off:
 
-    * ``sgemm_flops``: a 1024^3 matrix product (the reference was measured at 2048^3; on
-      the machines measured the two agree within a few percent);
-    * ``copy_bytes_per_s``: a 64 MiB copy, bytes read + written per second;
-    * ``rfftn_s`` / ``irfftn_s``: a 2D ``rfftn`` / ``irfftn`` of (8, 16, 64, 64) values,
+    * ``sgemm_flops``: a 1024^3 matrix product (the reference figure is for 2048^3; the
+      smaller product keeps the measurement short and may read somewhat lower on machines
+      with many cores, as the spectral layer's own products do);
+    * ``copy_bytes_per_s``: a 32 MiB copy, bytes read + written per second;
+    * ``rfftn_s`` / ``irfftn_s``: a 2D ``rfftn`` / ``irfftn`` of (4, 16, 64, 64) values,
       seconds per element * log2(64 * 64).
+
+    Each is the least time of a few runs after a warm-up (other work only adds time).
 
     Args:
         budget_s: time to spend; each measurement gets a share and stops repeating when
-            its share is spent (one warm-up and one timed run always happen).
+            its share is spent (a warm-up and two timed runs always happen).
 
     Returns:
         The four measurements (keys of :data:`BUILTIN_CPU`).
@@ -319,21 +332,21 @@ def measure_cpu(budget_s: float = 0.35) -> dict[str, float]:
 def _time_sgemm(deadline: float, n: int = 1024) -> float:
     a = torch.linspace(-1.0, 1.0, n * n).reshape(n, n)
     b = a.T.contiguous()
-    return 2.0 * n**3 / _median_time(lambda: a @ b, 3, deadline)
+    return 2.0 * n**3 / _best_time(lambda: a @ b, 3, deadline)
 
 
 def _time_copy(deadline: float) -> float:
-    src = torch.full((16 * 2**20,), 1.0)  # 64 MiB: past most L2/L3 caches
+    src = torch.full((8 * 2**20,), 1.0)  # 32 MiB (64 MiB touched): past most L2/L3 caches
     dst = torch.empty_like(src)
-    return 2.0 * src.numel() * 4 / _median_time(lambda: dst.copy_(src), 3, deadline)
+    return 2.0 * src.numel() * 4 / _best_time(lambda: dst.copy_(src), 3, deadline)
 
 
 def _time_fft(deadline_fwd: float, deadline_inv: float) -> dict[str, float]:
-    x = torch.linspace(-1.0, 1.0, 8 * 16 * 64 * 64).reshape(8, 16, 64, 64)
+    x = torch.linspace(-1.0, 1.0, 4 * 16 * 64 * 64).reshape(4, 16, 64, 64)
     per = x.numel() * math.log2(64 * 64)
     spec = torch.fft.rfftn(x, dim=(-2, -1))
-    fwd = _median_time(lambda: torch.fft.rfftn(x, dim=(-2, -1)), 5, deadline_fwd)
-    inv = _median_time(lambda: torch.fft.irfftn(spec, s=(64, 64), dim=(-2, -1)), 5,
+    fwd = _best_time(lambda: torch.fft.rfftn(x, dim=(-2, -1)), 5, deadline_fwd)
+    inv = _best_time(lambda: torch.fft.irfftn(spec, s=(64, 64), dim=(-2, -1)), 5,
                        deadline_inv)
     return {"rfftn_s": fwd / per, "irfftn_s": inv / per}
 
