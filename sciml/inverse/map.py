@@ -38,7 +38,6 @@ from tqdm.auto import tqdm
 
 from .._frozen import frozen_settings
 from .._validation import check_bool, check_choice, check_finite, check_int, check_real
-from ..constraints import project_mean
 from .prior import GaussianPrior
 from .problem import InverseProblem
 
@@ -139,6 +138,27 @@ class _Coordinates:
                 self.c = b - m @ G.T
             else:
                 self.A, self.c = G, b
+            # the projection's operator, factored once here (float64, as project_mean):
+            # the projections of every trial point and gradient are then free of checks
+            # and host synchronisations
+            self._A64 = self.A.to(torch.float64)
+            self._c64 = self.c.to(torch.float64)
+            # per problem, as project_mean batches it (the same rounding, step for step)
+            self._Ab = self._A64.expand(x0.shape[0], *self._A64.shape).contiguous()
+            L, info = torch.linalg.cholesky_ex(self._Ab @ self._A64.T)
+            if bool((info > 0).any()):
+                raise ValueError("the constraint G x = b has linearly dependent rows (G G^T "
+                                 "is singular in the optimised variable): drop redundant "
+                                 "rows of G")
+            self._L = L
+
+    def _project(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``z - A^T (A A^T)^{-1} (A z - c)`` in float64 (the arithmetic of
+        :func:`sciml.constraints.project_mean`), in ``z``'s dtype."""
+        z64 = z.to(torch.float64)
+        r = (self._A64 @ z64.unsqueeze(-1)).squeeze(-1) - c
+        X = torch.cholesky_solve(torch.cat([r.unsqueeze(-1), self._Ab], dim=-1), self._L)
+        return (z64 - (self._Ab.transpose(-1, -2) @ X[..., :1]).squeeze(-1)).to(z.dtype)
 
     def to_x(self, z: torch.Tensor) -> torch.Tensor:
         z = z.reshape(self.shape)
@@ -154,12 +174,12 @@ class _Coordinates:
     def project(self, z: torch.Tensor) -> torch.Tensor:
         if self.A is None:
             return z
-        return project_mean(z, self.A, self.c).to(z.dtype)  # type: ignore[arg-type]
+        return self._project(z, self._c64)
 
     def project_tangent(self, g: torch.Tensor) -> torch.Tensor:
         if self.A is None:
             return g
-        return project_mean(g, self.A, torch.zeros_like(self.c)).to(g.dtype)  # type: ignore
+        return self._project(g, torch.zeros_like(self._c64))
 
 
 def _value_and_grad(fun: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
