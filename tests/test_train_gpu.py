@@ -23,19 +23,6 @@ from sciml.pdes import NavierStokes2D, fno_forcing, gaussian_random_field
 from sciml.testing.simcuda import active
 from sciml.train import TrainConfig, Trainer, load_checkpoint
 
-SPECTRAL_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="the spectral layers still scan for NaN/Inf in every Fourier layer (a host sync "
-    "each) and build their Hermitian weights on the CPU per call (a blocking copy each); "
-    "sciml/spectral is being made sync-free, and this passes once it is",
-)
-HERMITIAN_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="sobolev_norm (and, before the spectral rework, irfftn_truncated) builds its "
-    "Hermitian weights on the CPU and copies them to the device at every call "
-    "(sciml/spectral/calculus.py); passes once they are built on the device or cached",
-)
-
 
 def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**{"epochs": 2, "lr": 1e-2, "batch_size": 2, "progress": False, **kw})
@@ -108,7 +95,6 @@ def test_trainer_step_on_cuda_takes_no_sync_of_its_own(simcuda):
     assert math.isfinite(r.history[-1]["train_loss"])
 
 
-@SPECTRAL_XFAIL
 def test_sfno_trainer_step_on_cuda_takes_at_most_one_sync(simcuda):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -165,7 +151,6 @@ def test_refiner_step_on_cuda_takes_at_most_one_sync(simcuda):
     assert all(syncs == 0 for syncs, _ in per_step), per_step  # what it takes now
 
 
-@HERMITIAN_XFAIL
 def test_refiner_step_on_cuda_copies_nothing_after_the_first(simcuda):
     per_step = _refine_on_cuda(simcuda)
     assert all(h2d == 0 for _, h2d in per_step[1:]), per_step
