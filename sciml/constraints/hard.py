@@ -291,14 +291,18 @@ def _lm(residual: Residual, c0: Tensor, data: Sequence[Tensor], *, ridge: float,
         trying = active
         for _try in range(_TRIES):
             A = JtJ + (mus * diag)[:, None, None] * eye
-            d = -torch.linalg.solve(A, g.unsqueeze(-1)).squeeze(-1)
+            # solve_ex: torch.linalg.solve would read its error flag on the host (a sync on
+            # a GPU); a failed factorisation (a damped matrix singular to rounding) is a
+            # rejected trial instead, retried with more damping
+            d, info = torch.linalg.solve_ex(A, g.unsqueeze(-1))
+            d = -d.squeeze(-1)
             cn = cs + d
             rn = residual(cn, *sub)
             fn = 0.5 * (rn**2).sum(-1) + 0.5 * ridge * (cn**2).sum(-1)
             # gain ratio: actual over predicted decrease of the local quadratic model
             pred = -(g * d).sum(-1) - 0.5 * (d * (JtJ @ d.unsqueeze(-1)).squeeze(-1)).sum(-1)
             rho = (f - fn) / pred.clamp_min(1e-300)
-            ok = (fn <= f) & trying
+            ok = (fn <= f) & trying & (info == 0)
             cs = torch.where(ok[:, None], cn, cs)
             # Nielsen's damping update (Madsen, Nielsen, Tingleff 2004, sec. 3.2)
             shrink = torch.clamp(1 - (2 * rho - 1) ** 3, min=1 / 3)
@@ -405,7 +409,11 @@ class _Solve(torch.autograd.Function):
             rows = [torch.autograd.grad(g[:, i].sum(), c, retain_graph=True)[0]
                     for i in range(n)]
             H = torch.stack(rows, -2)  # samples are independent: row i of each Hessian
-            w = torch.linalg.solve(H, grad_c.unsqueeze(-1)).squeeze(-1)
+            # solve_ex, not solve: no error flag read on the host (a sync on a GPU) at every
+            # backward; a sample whose Hessian is singular at the solution (the implicit
+            # gradient does not exist there) gets NaN gradients, not a silent wrong value
+            w, info = torch.linalg.solve_ex(H, grad_c.unsqueeze(-1))
+            w = torch.where((info == 0)[:, None], w.squeeze(-1), float("nan"))
             need = [i for i, d in enumerate(data) if ctx.needs_input_grad[3 + i]]
             grads = torch.autograd.grad(g, [dd[i] for i in need], grad_outputs=-w,
                                         allow_unused=True) if need else ()
