@@ -391,6 +391,27 @@ def probconserv(r: Results) -> str:
         "`results/probconserv_profiles.png`.")
 
 
+def amp_accuracy(r: Results) -> str:
+    s = r["settings"]
+    methods = ("fp32", "bf16", "fp16")
+
+    def err(case: str) -> str:
+        return ", ".join(f"{m} {g(r.v(case, 'rel_l2', m), 4)}" for m in methods)
+    heat = [r.v("heat", "rel_l2", m) for m in methods]
+    same = max(heat) - min(heat) <= 1e-6 * max(heat)
+    return (
+        "`python benchmarks/amp_accuracy.py` trains the demo's two operator problems through "
+        "the `Trainer` in float32 and with `TrainConfig(amp=\"bf16\")` and `amp=\"fp16\"` "
+        "(autocast; fp16 with a GradScaler), from the same initial weights with the same seed "
+        f"and step count ({s['heat_steps']} steps on `heat`, the heat semigroup learned by one "
+        f"`SpectralConv`; {s['ns_steps']} on `ns`, the SFNO on Navier-Stokes), and reports the "
+        "held-out relative L2 error of the weights evaluated in float32 (`rel_l2`) and under "
+        f"the run's own autocast (`rel_l2_amp_eval`). `ns`: {err('ns')}; `heat`: "
+        f"{err('heat')}"
+        + (" (equal to 6 digits: autocast keeps the spectral convolution in float32, and "
+           "the layer has no other operation)." if same else "."))
+
+
 def _prefix(row: dict) -> str:
     return row["case"].split("-")[0]
 
@@ -410,6 +431,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Results], str], Callable[[dict], str] |
     "message_passing": ("Message passing", message_passing, None),
     "inverse": ("Inverse problems", inverse, None),
     "probconserv": ("ProbConserv", probconserv, None),
+    "amp_accuracy": ("Mixed precision and accuracy", amp_accuracy, None),
 }
 
 HEADER = """\
