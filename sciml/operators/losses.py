@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._validation import check_real, check_tensor, checks
-from ..pdes import NavierStokes2D, time_derivative
+from ..pdes import NavierStokes2D
 from ..spectral import sobolev_norm
 
 __all__ = ["NSResidualLoss", "RelativeLpLoss", "SobolevLoss", "relative_lp", "relative_sobolev"]
@@ -143,7 +143,6 @@ class NSResidualLoss(nn.Module):
     A loss runs at every step, so it scans nothing for NaN/Inf (on a GPU each scan is a
     host synchronisation): a non-finite ``pred`` gives a NaN norm, which the caller (the
     :class:`~sciml.train.Trainer`, the Spectral-Refiner) finds where it reads its losses.
-    The finite-difference matrix in time is built once per frame count, dtype and device.
     """
 
     def __init__(
@@ -158,8 +157,6 @@ class NSResidualLoss(nn.Module):
         self.s = check_real("s", s)
         self.mean = check_real("mean", mean)
         self.std = check_real("std", std, positive=True)
-        # (T, dtype, device) -> the (T, T) matrix of time_derivative, built on the CPU once
-        self._d_dt: dict[tuple[int, torch.dtype, str], torch.Tensor] = {}
 
     def extra_repr(self) -> str:
         return f"dt={self.dt}, s={self.s}, mean={self.mean}, std={self.std}"
@@ -174,23 +171,9 @@ class NSResidualLoss(nn.Module):
         w = pred * self.std + self.mean
         L = self.ns.length
         with checks(finite=False):  # see the class docstring
-            r = self.ns.residual(w, w_t=self._time_derivative(w))
+            r = self.ns.residual(w, self.dt)
             norms = sobolev_norm(r, self.s, lengths=(L, L))  # (B, T)
         return (self.dt * norms.square().sum(1)).sqrt()
-
-    def _time_derivative(self, w: torch.Tensor) -> torch.Tensor:
-        """:func:`~sciml.pdes.time_derivative` of ``w`` along its frames (axis -3), the same
-        arithmetic with the stencil matrix cached on ``w``'s device (no copy per call)."""
-        T = w.shape[-3]
-        key = (T, w.dtype, str(w.device))
-        d = self._d_dt.get(key)
-        if d is None:
-            # time_derivative of the identity along axis 0 is its (T, T) matrix, exactly
-            eye = torch.eye(T, dtype=torch.float64)
-            d = time_derivative(eye, self.dt, dim=0).contiguous()  # row-major, as there
-            d = d.to(dtype=w.dtype, device=w.device)
-            self._d_dt[key] = d
-        return (w.movedim(-3, -1) @ d.T).movedim(-1, -3)
 
     def forward(self, pred: torch.Tensor) -> torch.Tensor:
         return self.per_sample(pred).mean()
