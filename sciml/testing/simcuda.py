@@ -75,6 +75,8 @@ _SYNC_OPS = {
     _aten.unique_consecutive.default,
     _aten.equal.default,
     _aten.repeat_interleave.Tensor,
+    # torch.linalg.solve / cholesky / inv read their error flag on the host
+    _aten._linalg_check_errors.default,
 }
 _SYNC_OPS.discard(None)
 # indexing ops that accept CPU index tensors for cuda data (the indices are copied over)
