@@ -339,11 +339,85 @@ def _best_order(lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bo
 
 
 def best_order(
-    lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool
+    lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool, *,
+    measured: bool = False,
 ) -> tuple[tuple[int, ...], float]:
-    """Axis order of least modelled cost, and that cost (seconds)."""
+    """Axis order of least modelled cost, and that cost (seconds).
+
+    ``measured=True`` (the CPU paths): the order that ran fastest when this shape was
+    first timed on this machine (see :func:`measured_plan`), when there is one.
+    """
     lead, grid, kept = _check_plan(lead, grid, kept, r2c)
-    return _best_order(lead, grid, kept, r2c, _model())
+    order, cost = _best_order(lead, grid, kept, r2c, _model())
+    if measured:
+        plan = measured_plan(lead, grid, kept, r2c)
+        if plan is not None:
+            order = plan[1]
+    return order, cost
+
+
+# ---------------------------------------------------------------------------------------
+# the choice measured per shape: the model's constants come from a micro-benchmark, but
+# its fft-vs-dft line and its axis order were fitted on one machine; on another (other
+# caches, another BLAS) both can be wrong by tens of percent, so on the CPU each shape is
+# timed once on first use, every candidate alternating, the least of three runs each
+
+_MEASURED: dict[tuple, tuple[str, tuple[int, ...]]] = {}
+# below this many elements a transform takes microseconds either way: the model decides
+MEASURE_MIN_ELEMENTS = 1 << 15
+
+
+def measured_plan(lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool
+                  ) -> tuple[str, tuple[int, ...]] | None:
+    """``(method, fastest dft axis order)`` timed on this machine for one CPU transform.
+
+    Measured on the first request of a shape in a process (about 0.01-0.5 s, float32, at
+    the torch thread count of the moment) and kept for the process. ``None`` (the cost
+    model decides) for small transforms and with ``SCIML_CALIBRATION=off``.
+    """
+    if lead * math.prod(grid) < MEASURE_MIN_ELEMENTS or _calibration.store_path() is None:
+        return None
+    key = (lead, tuple(grid), tuple(kept), r2c, torch.get_num_threads())
+    plan = _MEASURED.get(key)
+    if plan is None:
+        plan = _MEASURED[key] = _time_paths(lead, tuple(grid), tuple(kept), r2c)
+    return plan
+
+
+def _time_paths(lead: int, grid: tuple[int, ...], kept: tuple[int, ...], r2c: bool
+                ) -> tuple[str, tuple[int, ...]]:
+    import time
+
+    d = len(grid)
+    modes = tuple(k if i == d - 1 else k // 2 for i, k in enumerate(kept))
+    cpu = torch.device("cpu")
+    mats = [axis_matrix("fwd" if r2c else "inv", grid[i], modes[i], i == d - 1, cpu,
+                        torch.complex64) for i in range(d)]
+    dims = tuple(range(-d, 0))
+    gen = torch.Generator().manual_seed(0)
+    cands: dict[tuple[str, tuple[int, ...]], object] = {}
+    with torch.no_grad():
+        if r2c:
+            x = torch.randn(lead, *grid, generator=gen)
+            cands["fft", ()] = lambda: fft_gather(torch.fft.rfftn(x, dim=dims, norm="forward"),
+                                                  kept)
+            for o in itertools.permutations(range(d)):
+                cands["dft", o] = lambda o=o: dft_r2c(x, mats, o)
+        else:
+            z = torch.randn(lead, *kept, dtype=torch.complex64, generator=gen)
+            half = (*grid[:-1], grid[-1] // 2 + 1)
+            cands["fft", ()] = lambda: torch.fft.irfftn(fft_scatter(z, half), s=grid,
+                                                        dim=dims, norm="forward")
+            for o in itertools.permutations(range(d)):
+                cands["dft", o] = lambda o=o: dft_c2r(z, mats, o)
+        best = dict.fromkeys(cands, math.inf)
+        for _ in range(3):
+            for k, fn in cands.items():
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+    dft = min((k for k in best if k[0] == "dft"), key=best.__getitem__)
+    return ("fft" if best["fft", ()] < best[dft] else "dft"), dft[1]
 
 
 def fft_cost(lead: int, grid: tuple[int, ...], inverse: bool) -> float:
@@ -363,16 +437,22 @@ def choose_method(
 ) -> str:
     """``"dft"`` where the pruned transform is modelled faster, else ``"fft"``.
 
-    On the CPU the model's throughputs are this machine's, measured once and stored (see
-    :mod:`sciml.spectral._calibration`; ``SCIML_CALIBRATION=off`` keeps the built-in
-    ones). On CUDA a single transform takes the FFT: cuFFT is memory-bound and fast, and
-    nothing is assumed about a GPU that was not measured (``method="dft"`` forces the
-    pruned path; :class:`~sciml.spectral.SpectralConv` picks a layer's path on CUDA from
-    recorded GPU timings).
+    On the CPU a transform of 2^15 elements or more takes the path that ran fastest when
+    its shape was first timed in this process (:func:`measured_plan`); smaller ones take
+    the cost model's answer, whose throughputs are this machine's, measured once and
+    stored (see :mod:`sciml.spectral._calibration`; ``SCIML_CALIBRATION=off`` keeps the
+    built-in ones and measures nothing). On CUDA a single transform takes the FFT: cuFFT
+    is memory-bound and fast, and nothing is assumed about a GPU that was not measured
+    (``method="dft"`` forces the pruned path; :class:`~sciml.spectral.SpectralConv` picks
+    a layer's path on CUDA from recorded GPU timings).
     """
     if not isinstance(device, torch.device):
         raise TypeError(f"device must be a torch.device, got {device!r}: e.g. x.device")
     if device.type != "cpu":
         return "fft"
+    lead, grid, kept = _check_plan(lead, grid, kept, r2c)
+    plan = measured_plan(lead, grid, kept, r2c)
+    if plan is not None:
+        return plan[0]
     _, t_dft = best_order(lead, grid, kept, r2c)
     return "dft" if t_dft < fft_cost(lead, grid, inverse=not r2c) else "fft"

@@ -90,7 +90,8 @@ def _plan(kind: str, modes: tuple[int, ...], grid: tuple[int, ...], method: str,
     cdtype = _complex_dtype(dtype)
     mats = [axis_matrix(kind, grid[i], modes[i], i == d - 1, device, cdtype) for i in range(d)]
     kept = tuple(kept_length(m, i == d - 1) for i, m in enumerate(modes))
-    order, _ = best_order(lead, grid, kept, kind in ("fwd", "inv_adj"))
+    order, _ = best_order(lead, grid, kept, kind in ("fwd", "inv_adj"),
+                          measured=device.type == "cpu")
     return mats, order
 
 
