@@ -28,6 +28,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from sciml_recipes._cli_train import add_parsers
 
     add_parsers(sub)
+    from sciml_recipes._cli_solve import add_parser as add_solve
+
+    add_solve(sub)
     return p
 
 
@@ -141,6 +144,10 @@ def _expected_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Base
 def _run(args: argparse.Namespace) -> int:
     from sciml_recipes._cli_types import check_writable
 
+    if args.command == "solve":  # --out is optional there; it checks its own
+        from sciml_recipes._cli_solve import run as run_solve
+
+        return run_solve(args)
     check_writable(args.out, file=args.command == "generate")
     if args.command == "demo":
         from sciml_recipes.demo import run_demo

@@ -1,0 +1,333 @@
+"""``sciml solve``: solve ``A x = b`` from a file with the library's conjugate gradients and a
+chosen preconditioner, and report the true residual."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHODS = ("cg", "jacobi", "ic0", "pyamg", "gmg", "learned-mg")
+#: preconditioners that need the grid of a Poisson scene, not only its matrix
+SCENE_METHODS = ("gmg", "learned-mg")
+EXAMPLE = "sciml solve laplace.mtx --rhs b.npy --method ic0 --rtol 1e-8 --out x.npy"
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveSettings:
+    """How ``sciml solve`` solves.
+
+    Attributes:
+        method: ``cg`` (no preconditioner), ``jacobi``, ``ic0``, ``pyamg``, or for a Poisson
+            scene also ``gmg`` and ``learned-mg``.
+        rtol: stop when ``||b - A x|| <= rtol ||b||``.
+        max_iter: iteration limit; ``None`` is the solver's default (``10 n``).
+        device: where the iteration runs.
+        dtype: ``float64`` or ``float32``, the precision of the iteration.
+        seed: seed of the default right-hand side of a scene.
+    """
+
+    method: str = "ic0"
+    rtol: float = 1e-6
+    max_iter: int | None = None
+    device: str = "cpu"
+    dtype: str = "float64"
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class SolveReport:
+    """Result of :func:`solve_file`.
+
+    Attributes:
+        x: the solution, float64 numpy (a scene's: full grid, 0 off the fluid cells).
+        status: the solver's :class:`~sciml.solvers.linear.LinearStatus`.
+        stats: ``iterations``, ``relative_residual`` (``||b - A x|| / ||b||`` recomputed in
+            float64), ``setup_seconds``, ``solve_seconds``, ``n`` (unknowns), ``kind``
+            (``matrix`` or ``scene``).
+        converged: the status is CONVERGED.
+    """
+
+    x: np.ndarray
+    status: Any
+    stats: dict[str, Any]
+    converged: bool
+
+
+def _fail(msg: str) -> ValueError:
+    return ValueError(msg)
+
+
+def _load_matrix(path: Path) -> tuple[Any, Any]:
+    """Read ``path``: return ``(csr_matrix, None)`` or ``(None, PoissonSystem)``."""
+    import scipy.io
+    import scipy.sparse as sp
+
+    if not path.is_file():
+        raise _fail(f"MATRIX {path} does not exist or is not a file; pass the path of a "
+                    "Matrix Market (.mtx) file, a scipy.sparse.save_npz file or a scene NPZ")
+    suffix = path.suffix.lower()
+    if suffix == ".mtx":
+        try:
+            A = scipy.io.mmread(str(path))
+        except Exception as e:  # scipy raises many kinds on bad files
+            raise _fail(f"cannot read Matrix Market file {path}: {e}; write it with "
+                        "scipy.io.mmwrite") from None
+        A = sp.csr_matrix(A)
+    elif suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                keys = set(z.files)
+                if "cells" in keys:
+                    return None, _scene(path, z)
+        except (OSError, ValueError) as e:
+            raise _fail(f"cannot read NPZ file {path}: {e}") from None
+        if "format" not in keys:
+            raise _fail(f"{path} holds {sorted(keys)}: neither a sparse matrix (write it with "
+                        "scipy.sparse.save_npz) nor a Poisson scene (arrays 'cells' and "
+                        "optional 'coefficients')")
+        A = sp.csr_matrix(sp.load_npz(path))
+    else:
+        raise _fail(f"unknown MATRIX format {suffix or '(no suffix)'} of {path}: pass a .mtx "
+                    "(Matrix Market) or .npz (scipy.sparse.save_npz, or a Poisson scene) file")
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise _fail(f"MATRIX {path} is {A.shape[0]}x{A.shape[1]}, not square; conjugate "
+                    "gradients needs a square SPD matrix")
+    if not np.isrealobj(A.data):
+        raise _fail(f"MATRIX {path} is complex; pass a real SPD matrix")
+    A = A.astype(np.float64)
+    if not np.all(np.isfinite(A.data)):
+        raise _fail(f"MATRIX {path} has NaN or Inf entries; fix the matrix")
+    return A, None
+
+
+def _scene(path: Path, z: Any) -> Any:
+    import torch
+
+    from sciml.pdes import PoissonSystem
+
+    cells = z["cells"]
+    if cells.dtype.kind not in "iu":
+        raise _fail(f"scene {path}: 'cells' must be an integer array of CellType values, "
+                    f"got dtype {cells.dtype}")
+    coeff = None
+    if "coefficients" in z.files:
+        coeff = torch.from_numpy(np.asarray(z["coefficients"], dtype=np.float64))
+    return PoissonSystem(torch.from_numpy(cells.astype(np.int64)), coefficients=coeff)
+
+
+def _load_rhs(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise _fail(f"RHS {path} does not exist or is not a file; pass a .npy or .txt vector")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            b = np.load(path, allow_pickle=False)
+        elif suffix == ".txt":
+            b = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        else:
+            raise _fail(f"unknown RHS format {suffix or '(no suffix)'} of {path}: pass a .npy "
+                        "(numpy.save) or .txt (one number a line) vector")
+    except (OSError, ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith("unknown RHS"):
+            raise
+        raise _fail(f"cannot read RHS {path}: {e}") from None
+    b = np.squeeze(np.asarray(b))
+    if b.ndim != 1 or not np.issubdtype(b.dtype, np.number) or np.iscomplexobj(b):
+        raise _fail(f"RHS {path} must be one real vector, got shape {b.shape} dtype {b.dtype}")
+    b = b.astype(np.float64)
+    if not np.all(np.isfinite(b)):
+        raise _fail(f"RHS {path} has NaN or Inf entries; fix the vector")
+    return b
+
+
+def _preconditioner(method: str, A: Any) -> Any:
+    from sciml.solvers.linear import IncompleteCholesky, Jacobi, PyAMGPreconditioner
+
+    if method == "cg":
+        return None
+    if method == "jacobi":
+        return Jacobi(A)
+    if method == "ic0":
+        return IncompleteCholesky(A)
+    try:
+        return PyAMGPreconditioner(A)
+    except ImportError:
+        raise _fail("--method pyamg needs the pyamg package: `pip install pyamg`, or use "
+                    "--method ic0") from None
+
+
+def solve_file(matrix: str | Path, rhs: str | Path | None = None,
+               settings: SolveSettings = SolveSettings(), *, throw: bool = False) -> SolveReport:
+    """Solve the system in ``matrix`` with CG and the preconditioner of ``settings``.
+
+    Args:
+        matrix: a Matrix Market ``.mtx`` file, a ``scipy.sparse.save_npz`` file, or a Poisson
+            scene NPZ (``cells``, optional ``coefficients``; see
+            :class:`~sciml.pdes.PoissonSystem`).
+        rhs: a ``.npy`` / ``.txt`` vector; for a scene optional (default
+            :func:`~sciml.pdes.poisson_scenes.divergence_rhs` with ``settings.seed``) and
+            either full-grid (``n`` cells) or fluid-only (``n_fluid``).
+        settings: method, tolerance, limits, device and dtype.
+        throw: raise :class:`~sciml.solvers.linear.LinearSolveError` unless converged.
+
+    Returns:
+        A :class:`SolveReport`.
+
+    Raises:
+        ValueError: a missing or unreadable file, an unknown format, a non-square matrix, a
+            right-hand side of the wrong length, or a method that does not apply.
+    """
+    import torch
+
+    from sciml.solvers.linear import (
+        GeometricMultigrid,
+        LearnedMultigrid,
+        LinearSolveError,
+        LinearStatus,
+        cg,
+    )
+
+    s = settings
+    if s.method not in METHODS:
+        raise _fail(f"unknown method {s.method!r}; pass one of {', '.join(METHODS)}")
+    if s.dtype not in ("float32", "float64"):
+        raise _fail(f"unknown dtype {s.dtype!r}; pass float32 or float64")
+    dtype = getattr(torch, s.dtype)
+    A, system = _load_matrix(Path(matrix))
+    b = _load_rhs(Path(rhs)) if rhs is not None else None
+    if system is None:
+        if s.method in SCENE_METHODS:
+            raise _fail(f"--method {s.method} applies only to a Poisson scene file (an NPZ "
+                        "with a 'cells' array); for a bare matrix use --method ic0, pyamg, "
+                        "jacobi or cg")
+        if b is None:
+            raise _fail("a bare matrix needs a right-hand side: pass --rhs b.npy")
+        if b.shape[0] != A.shape[0]:
+            raise _fail(f"RHS has length {b.shape[0]} but MATRIX is {A.shape[0]}x{A.shape[1]}; "
+                        "pass a vector with one entry per row")
+        A_csr = A
+        b_red = b
+    else:
+        A_csr = system.csr()
+        if b is None:
+            from sciml.pdes.poisson_scenes import divergence_rhs
+
+            b = divergence_rhs(system, 1, seed=s.seed)[0].numpy()
+        elif b.shape[0] not in (system.n, system.n_fluid):
+            raise _fail(f"RHS has length {b.shape[0]} but the scene has {system.n} cells "
+                        f"({system.n_fluid} fluid); pass a full-grid or a fluid-only vector")
+        bt = torch.from_numpy(b)
+        if b.shape[0] == system.n_fluid and system.n_fluid != system.n:
+            bt = system.from_fluid(bt)
+        b_red = system.to_fluid(system.project_range(bt)).numpy()
+
+    t0 = time.perf_counter()
+    if system is not None and s.method in SCENE_METHODS:
+        cls = GeometricMultigrid if s.method == "gmg" else LearnedMultigrid
+        M = cls(system, dtype=dtype, device=s.device)
+        op = system.operator(dtype=dtype, device=s.device)
+        rhs_t = system.from_fluid(torch.from_numpy(b_red))
+    else:
+        M = _preconditioner(s.method, A_csr)
+        crow = torch.from_numpy(A_csr.indptr.astype(np.int64))
+        col = torch.from_numpy(A_csr.indices.astype(np.int64))
+        val = torch.from_numpy(A_csr.data)
+        op = torch.sparse_csr_tensor(crow, col, val, size=A_csr.shape, check_invariants=True).to(
+            device=s.device, dtype=dtype)
+        rhs_t = torch.from_numpy(b_red)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sol = cg(op, rhs_t.to(device=s.device, dtype=dtype), rtol=s.rtol, max_iter=s.max_iter, M=M)
+    solve_seconds = time.perf_counter() - t0
+
+    x = sol.x.detach().to("cpu", torch.float64)
+    if system is not None and s.method in SCENE_METHODS:
+        x_red = system.to_fluid(x).numpy()
+    else:
+        x_red = x.numpy()
+    bnorm = float(np.linalg.norm(b_red))
+    res = float(np.linalg.norm(b_red - A_csr @ x_red))
+    rel = res / bnorm if bnorm > 0 else res
+    x_out = system.from_fluid(torch.from_numpy(x_red)).numpy() if system is not None else x_red
+    converged = sol.status == LinearStatus.CONVERGED
+    stats = {
+        "iterations": int(sol.stats["iterations"]), "relative_residual": rel,
+        "setup_seconds": setup, "solve_seconds": solve_seconds, "n": int(b_red.shape[0]),
+        "kind": "matrix" if system is None else "scene",
+    }
+    if throw and not converged:
+        raise LinearSolveError(f"sciml solve: {sol.status.name}: {sol.status.value}")
+    return SolveReport(x=x_out, status=sol.status, stats=stats, converged=converged)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``sciml solve`` on the subcommands ``sub``."""
+    from sciml_recipes._cli_types import add_device, positive_float, positive_int
+
+    d = SolveSettings()
+    p = sub.add_parser(
+        "solve", help="solve A x = b from a .mtx / .npz file with preconditioned CG",
+        description="Solve A x = b (A symmetric positive definite) by conjugate gradients "
+        "with a preconditioner; print the iterations, the true relative residual "
+        "||b - A x|| / ||b|| (recomputed in float64), the setup and solve times and the "
+        f"status. Exit status 0 converged, 1 not converged, 2 bad input. Example: {EXAMPLE}",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("matrix", metavar="MATRIX",
+                   help="a Matrix Market .mtx file, a scipy.sparse.save_npz .npz file, or a "
+                   "Poisson scene .npz (arrays 'cells' and optional 'coefficients')")
+    p.add_argument("--rhs", default=None,
+                   help="the right-hand side, a .npy or .txt vector; required for a matrix, "
+                   "for a scene default a random divergence (--seed)")
+    p.add_argument("--method", choices=METHODS, default=d.method,
+                   help="preconditioner: none (cg), jacobi, ic0, pyamg; gmg and learned-mg "
+                   "need a scene file")
+    p.add_argument("--rtol", type=positive_float, default=d.rtol,
+                   help="stop when ||b - A x|| <= rtol ||b||")
+    p.add_argument("--max-iter", type=positive_int, default=d.max_iter,
+                   help="iteration limit (None: 10 n)")
+    add_device(p, "cpu")
+    p.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype,
+                   help="precision of the iteration")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of a scene's default RHS")
+    p.add_argument("--out", default=None,
+                   help="write the solution here as .npy (atomic; None: not written)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sciml solve`` from parsed arguments; return the exit status (0 converged, 1 not).
+
+    Raises:
+        ValueError: bad input (the caller prints it and exits with status 2).
+    """
+    from sciml.utils import atomic_write
+    from sciml_recipes._cli_types import check_writable
+
+    if args.out is not None:
+        if Path(args.out).suffix.lower() != ".npy":
+            raise _fail(f"--out {args.out} must end in .npy (the solution is written by "
+                        "numpy.save); pass e.g. --out x.npy")
+        check_writable(args.out, file=True)
+    settings = SolveSettings(method=args.method, rtol=args.rtol, max_iter=args.max_iter,
+                             device=args.device, dtype=args.dtype, seed=args.seed)
+    rep = solve_file(args.matrix, args.rhs, settings)
+    st = rep.stats
+    print(f"{st['kind']}: n = {st['n']}, method {settings.method}, {settings.dtype} on "
+          f"{settings.device}")
+    print(f"iterations: {st['iterations']}")
+    print(f"relative residual ||b - A x|| / ||b||: {st['relative_residual']:.3e}")
+    print(f"setup: {st['setup_seconds']:.3f} s, solve: {st['solve_seconds']:.3f} s")
+    print(f"status: {rep.status.name}")
+    if args.out is not None:
+        atomic_write(args.out, lambda f: np.save(f, rep.x))
+        print(f"wrote {args.out}")
+    if not rep.converged:
+        print(f"sciml solve: not converged: {rep.status.value}", file=sys.stderr)
+        return 1
+    return 0
