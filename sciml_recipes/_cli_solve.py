@@ -83,10 +83,11 @@ def _load_matrix(path: Path) -> tuple[Any, Any]:
         try:
             with np.load(path, allow_pickle=False) as z:
                 keys = set(z.files)
-                if "cells" in keys:
-                    return None, _scene(path, z)
+                arrays = {k: z[k] for k in ("cells", "coefficients") if k in keys}
         except (OSError, ValueError) as e:
             raise _fail(f"cannot read NPZ file {path}: {e}") from None
+        if "cells" in keys:
+            return None, _scene(path, arrays)
         if "format" not in keys:
             raise _fail(f"{path} holds {sorted(keys)}: neither a sparse matrix (write it with "
                         "scipy.sparse.save_npz) nor a Poisson scene (arrays 'cells' and "
@@ -106,36 +107,44 @@ def _load_matrix(path: Path) -> tuple[Any, Any]:
     return A, None
 
 
-def _scene(path: Path, z: Any) -> Any:
+def _scene(path: Path, arrays: dict[str, np.ndarray]) -> Any:
+    """The :class:`~sciml.pdes.PoissonSystem` of a scene file's ``cells`` and
+    ``coefficients`` (its default boundary: Neumann walls, open top)."""
     import torch
 
     from sciml.pdes import PoissonSystem
 
-    cells = z["cells"]
+    cells = arrays["cells"]
     if cells.dtype.kind not in "iu":
-        raise _fail(f"scene {path}: 'cells' must be an integer array of CellType values, "
-                    f"got dtype {cells.dtype}")
+        raise _fail(f"scene {path}: 'cells' must be an integer array of CellType values "
+                    f"(0 fluid, 1 solid, 2 air), got dtype {cells.dtype}")
     coeff = None
-    if "coefficients" in z.files:
-        coeff = torch.from_numpy(np.asarray(z["coefficients"], dtype=np.float64))
-    return PoissonSystem(torch.from_numpy(cells.astype(np.int64)), coefficients=coeff)
+    if "coefficients" in arrays:
+        c = arrays["coefficients"]
+        if c.dtype.kind not in "iuf":
+            raise _fail(f"scene {path}: 'coefficients' must be a real array, got dtype "
+                        f"{c.dtype}")
+        coeff = torch.from_numpy(c.astype(np.float64))
+    try:
+        return PoissonSystem(torch.from_numpy(cells.astype(np.int64)), coefficients=coeff)
+    except (TypeError, ValueError) as e:
+        raise _fail(f"scene {path}: {e}") from None
 
 
 def _load_rhs(path: Path) -> np.ndarray:
+    """Read a right-hand side vector as float64."""
     if not path.is_file():
         raise _fail(f"RHS {path} does not exist or is not a file; pass a .npy or .txt vector")
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".txt"):
+        raise _fail(f"unknown RHS format {suffix or '(no suffix)'} of {path}: pass a .npy "
+                    "(numpy.save) or .txt (one number a line) vector")
     try:
         if suffix == ".npy":
             b = np.load(path, allow_pickle=False)
-        elif suffix == ".txt":
-            b = np.loadtxt(path, dtype=np.float64, ndmin=1)
         else:
-            raise _fail(f"unknown RHS format {suffix or '(no suffix)'} of {path}: pass a .npy "
-                        "(numpy.save) or .txt (one number a line) vector")
+            b = np.loadtxt(path, dtype=np.float64, ndmin=1)
     except (OSError, ValueError) as e:
-        if isinstance(e, ValueError) and str(e).startswith("unknown RHS"):
-            raise
         raise _fail(f"cannot read RHS {path}: {e}") from None
     b = np.squeeze(np.asarray(b))
     if b.ndim != 1 or not np.issubdtype(b.dtype, np.number) or np.iscomplexobj(b):
@@ -273,31 +282,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = SolveSettings()
     p = sub.add_parser(
         "solve", help="solve A x = b from a .mtx / .npz file with preconditioned CG",
-        description="Solve A x = b (A symmetric positive definite) by conjugate gradients "
-        "with a preconditioner; print the iterations, the true relative residual "
-        "||b - A x|| / ||b|| (recomputed in float64), the setup and solve times and the "
-        f"status. Exit status 0 converged, 1 not converged, 2 bad input. Example: {EXAMPLE}",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Solve A x = b (A symmetric positive definite) by conjugate gradients\n"
+        "with a preconditioner; print the iterations, the true relative residual\n"
+        "||b - A x|| / ||b|| (recomputed in float64), the setup and solve times and the\n"
+        "status. Exit status 0: converged, 1: not converged, 2: bad input.",
+        epilog=f"example: {EXAMPLE}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("matrix", metavar="MATRIX",
                    help="a Matrix Market .mtx file, a scipy.sparse.save_npz .npz file, or a "
                    "Poisson scene .npz (arrays 'cells' and optional 'coefficients')")
     p.add_argument("--rhs", default=None,
-                   help="the right-hand side, a .npy or .txt vector; required for a matrix, "
-                   "for a scene default a random divergence (--seed)")
+                   help="the right-hand side, a .npy or .txt vector (default: none; required "
+                   "for a matrix, for a scene a random divergence from --seed)")
     p.add_argument("--method", choices=METHODS, default=d.method,
                    help="preconditioner: none (cg), jacobi, ic0, pyamg; gmg and learned-mg "
-                   "need a scene file")
+                   f"need a scene file (default: {d.method})")
     p.add_argument("--rtol", type=positive_float, default=d.rtol,
-                   help="stop when ||b - A x|| <= rtol ||b||")
+                   help=f"stop when ||b - A x|| <= rtol ||b|| (default: {d.rtol:g})")
     p.add_argument("--max-iter", type=positive_int, default=d.max_iter,
-                   help="iteration limit (None: 10 n)")
+                   help="iteration limit (default: 10 n)")
     add_device(p, "cpu")
     p.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype,
-                   help="precision of the iteration")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of a scene's default RHS")
+                   help=f"precision of the iteration (default: {d.dtype})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of a scene's default RHS (default: {d.seed})")
     p.add_argument("--out", default=None,
-                   help="write the solution here as .npy (atomic; None: not written)")
+                   help="write the solution here, a .npy file, atomically (default: not "
+                   "written)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -131,6 +131,9 @@ def test_errors(files, tmp_path, capsys):
     assert "only to a Poisson scene" in msg and "--method ic0" in msg
     assert "--rhs" in _err(["solve", mtx], capsys)
     assert ".npy" in _err(["solve", mtx, "--rhs", b, "--out", str(tmp_path / "x.txt")], capsys)
+    assert "unknown RHS format" in _err(["solve", mtx, "--rhs", str(tmp_path / "A.csv")], capsys)
+    np.savez(tmp_path / "badscene.npz", cells=np.full((8, 8), 7, np.int8))
+    assert "scene" in _err(["solve", str(tmp_path / "badscene.npz")], capsys)
     with pytest.raises(SystemExit) as e:
         main(["solve", mtx, "--rhs", b, "--method", "lu"])
     assert e.value.code == 2
@@ -147,8 +150,10 @@ def test_not_converged_exit_1(files, capsys):
 def test_help_shows_defaults_and_example(capsys):
     with pytest.raises(SystemExit):
         main(["solve", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert "Example: sciml solve" in text
+    raw = capsys.readouterr().out
+    assert any(line.startswith("example: sciml solve ") for line in raw.splitlines())
+    text = " ".join(raw.split())
     for default in ("(default: ic0)", "(default: 1e-06)", "(default: float64)",
-                    "(default: None)"):
+                    "(default: 10 n)", "(default: not written)", "(default: the CPU)",
+                    "(default: 0)", "(default: none;"):
         assert default in text
