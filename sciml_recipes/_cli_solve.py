@@ -49,7 +49,8 @@ class SolveReport:
         status: the solver's :class:`~sciml.solvers.linear.LinearStatus`.
         stats: ``iterations``, ``relative_residual`` (``||b - A x|| / ||b||`` recomputed in
             float64), ``setup_seconds``, ``solve_seconds``, ``n`` (unknowns), ``kind``
-            (``matrix`` or ``scene``).
+            (``matrix`` or ``scene``), ``singular`` (a scene with a floating region: the
+            right-hand side's null-space component was removed before the solve).
         converged: the status is CONVERGED.
     """
 
@@ -104,6 +105,11 @@ def _load_matrix(path: Path) -> tuple[Any, Any]:
     A = A.astype(np.float64)
     if not np.all(np.isfinite(A.data)):
         raise _fail(f"MATRIX {path} has NaN or Inf entries; fix the matrix")
+    asym = abs(A - A.T).max() if A.nnz else 0.0
+    if asym > 1e-12 * (abs(A).max() if A.nnz else 0.0):
+        raise _fail(f"MATRIX {path} is not symmetric (max |A - A^T| = {asym:.3g}); sciml solve "
+                    "runs conjugate gradients, which need a symmetric positive definite "
+                    "matrix; for a general one use scipy.sparse.linalg.gmres")
     return A, None
 
 
@@ -155,13 +161,15 @@ def _load_rhs(path: Path) -> np.ndarray:
     return b
 
 
-def _preconditioner(method: str, A: Any) -> Any:
+def _preconditioner(method: str, A: Any, op: Any) -> Any:
+    """The preconditioner ``method`` of the scipy matrix ``A`` (``op``: the same matrix as a
+    torch tensor on the solve's device, for Jacobi's diagonal)."""
     from sciml.solvers.linear import IncompleteCholesky, Jacobi, PyAMGPreconditioner
 
     if method == "cg":
         return None
     if method == "jacobi":
-        return Jacobi(A)
+        return Jacobi(op)
     if method == "ic0":
         return IncompleteCholesky(A)
     try:
@@ -243,12 +251,12 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         op = system.operator(dtype=dtype, device=s.device)
         rhs_t = system.from_fluid(torch.from_numpy(b_red))
     else:
-        M = _preconditioner(s.method, A_csr)
         crow = torch.from_numpy(A_csr.indptr.astype(np.int64))
         col = torch.from_numpy(A_csr.indices.astype(np.int64))
         val = torch.from_numpy(A_csr.data)
         op = torch.sparse_csr_tensor(crow, col, val, size=A_csr.shape, check_invariants=True).to(
             device=s.device, dtype=dtype)
+        M = _preconditioner(s.method, A_csr, op)
         rhs_t = torch.from_numpy(b_red)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -269,6 +277,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         "iterations": int(sol.stats["iterations"]), "relative_residual": rel,
         "setup_seconds": setup, "solve_seconds": solve_seconds, "n": int(b_red.shape[0]),
         "kind": "matrix" if system is None else "scene",
+        "singular": bool(system is not None and system.has_null_space()),
     }
     if throw and not converged:
         raise LinearSolveError(f"sciml solve: {sol.status.name}: {sol.status.value}")
@@ -332,6 +341,9 @@ def run(args: argparse.Namespace) -> int:
     st = rep.stats
     print(f"{st['kind']}: n = {st['n']}, method {settings.method}, {settings.dtype} on "
           f"{settings.device}")
+    if st["singular"]:
+        print("note: the scene has a region without a Dirichlet face (A is singular); the "
+              "RHS's mean over it was removed, and x is one solution of many")
     print(f"iterations: {st['iterations']}")
     print(f"relative residual ||b - A x|| / ||b||: {st['relative_residual']:.3e}")
     print(f"setup: {st['setup_seconds']:.3f} s, solve: {st['solve_seconds']:.3f} s")

@@ -107,6 +107,26 @@ def test_scene_default_rhs(tmp_path, capsys):
     assert "status: CONVERGED" in capsys.readouterr().out
 
 
+def test_singular_scene(tmp_path, capsys):
+    """A fluid pocket walled in by SOLID cells floats (A singular): the RHS's mean over it
+    is removed, and A x = P b holds to the tolerance."""
+    cells = np.zeros((20, 20), np.int8)
+    cells[4:12, 4:12] = 1
+    cells[5:11, 5:11] = 0  # the pocket
+    np.savez(tmp_path / "scene.npz", cells=cells)
+    system = PoissonSystem(torch.from_numpy(cells))
+    assert system.has_null_space()
+    b = np.random.default_rng(3).standard_normal(system.n)
+    np.save(tmp_path / "b.npy", b)
+    out = tmp_path / "x.npy"
+    assert main(["solve", str(tmp_path / "scene.npz"), "--rhs", str(tmp_path / "b.npy"),
+                 "--method", "gmg", "--rtol", "1e-10", "--out", str(out)]) == 0
+    assert "A is singular" in capsys.readouterr().out
+    pb = system.to_fluid(system.project_range(torch.from_numpy(b))).numpy()
+    xf = system.to_fluid(torch.from_numpy(np.load(out))).numpy()
+    assert np.linalg.norm(pb - system.csr() @ xf) / np.linalg.norm(pb) < 1e-9
+
+
 def _err(argv, capsys) -> str:
     assert main(argv) == 2
     return capsys.readouterr().err
@@ -134,6 +154,8 @@ def test_errors(files, tmp_path, capsys):
     assert "unknown RHS format" in _err(["solve", mtx, "--rhs", str(tmp_path / "A.csv")], capsys)
     np.savez(tmp_path / "badscene.npz", cells=np.full((8, 8), 7, np.int8))
     assert "scene" in _err(["solve", str(tmp_path / "badscene.npz")], capsys)
+    scipy.io.mmwrite(str(tmp_path / "nonsym.mtx"), sp.csr_matrix(np.array([[2.0, 1], [0, 2]])))
+    assert "gmres" in _err(["solve", str(tmp_path / "nonsym.mtx"), "--rhs", b], capsys)
     with pytest.raises(SystemExit) as e:
         main(["solve", mtx, "--rhs", b, "--method", "lu"])
     assert e.value.code == 2
