@@ -179,3 +179,15 @@ def test_help_shows_defaults_and_example(capsys):
                     "(default: 10 n)", "(default: not written)", "(default: the CPU)",
                     "(default: 0)", "(default: none;"):
         assert default in text
+
+
+@pytest.mark.parametrize("method", ["jacobi", "ic0"])
+def test_device_cuda_simulated(files, method, simcuda, capsys):
+    """--device cuda under sciml.testing.SimCuda: the operator, Jacobi's diagonal and the
+    IC(0) round trips all follow the device."""
+    d, _, _, x_ref = files
+    out = d / f"x_cuda_{method}.npy"
+    assert main(["solve", str(d / "lap.mtx"), "--rhs", str(d / "b.npy"), "--method", method,
+                 "--device", "cuda", "--rtol", "1e-10", "--out", str(out)]) == 0
+    assert "on cuda:0" in capsys.readouterr().out
+    assert _rel_err(np.load(out), x_ref) < 1e-8
