@@ -199,6 +199,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
     Raises:
         ValueError: a missing or unreadable file, an unknown format, a non-square matrix, a
             right-hand side of the wrong length, or a method that does not apply.
+        LinearSolveError: ``throw`` and the solve did not converge.
     """
     import torch
 

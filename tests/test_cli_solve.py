@@ -10,6 +10,8 @@ import scipy.sparse.linalg as spla
 import torch
 
 from sciml.pdes import PoissonSystem
+from sciml.solvers.linear import LinearSolveError
+from sciml_recipes._cli_solve import SolveSettings, solve_file
 from sciml_recipes.cli import main
 
 
@@ -167,6 +169,10 @@ def test_not_converged_exit_1(files, capsys):
                "--max-iter", "3"])
     assert rc == 1
     assert "MAX_ITER" in capsys.readouterr().out
+    settings = SolveSettings(method="cg", max_iter=3)
+    assert not solve_file(d / "lap.mtx", d / "b.npy", settings).converged
+    with pytest.raises(LinearSolveError, match="MAX_ITER"):
+        solve_file(d / "lap.mtx", d / "b.npy", settings, throw=True)
 
 
 def test_help_shows_defaults_and_example(capsys):
