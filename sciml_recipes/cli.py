@@ -3,12 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 
+# one example per command, shown at the end of its --help
+EXAMPLES = {
+    "sciml": "sciml demo spectral ot --out tour",
+    "sciml demo": "sciml demo navier_stokes",
+    "sciml generate": "sciml generate ns2d --preset fno --show",
+    "sciml generate ns2d": "sciml generate ns2d --preset fno --samples 8 --out ns.h5",
+    "sciml generate burgers": "sciml generate burgers --family E1 --samples 16 --out e1.h5",
+    "sciml train": "sciml train sfno --data ns.h5 --out runs/sfno",
+    "sciml train sfno": "sciml train sfno --data ns.h5 --out runs/sfno --device cuda",
+    "sciml train probconserv": "sciml train probconserv --help",
+    "sciml train hardc": "sciml train hardc --help",
+    "sciml train dcdm": "sciml train dcdm --help",
+    "sciml train learned-mg": "sciml train learned-mg --dim 2",
+    "sciml train mppde": "sciml train mppde --help",
+    "sciml refine": "sciml refine --help",
+    "sciml evaluate": "sciml evaluate --help",
+}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default in its help (unless the help
+    already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False
+                or default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def _teach(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every sub-command the formatter above and its example."""
+    parser.formatter_class = _HelpFormatter
+    example = EXAMPLES.get(parser.prog)
+    if example and not parser.epilog:
+        parser.epilog = f"example:\n  {example}"
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _teach(child)
+
 
 def _build_parser() -> argparse.ArgumentParser:
+    p = _build_parser_plain()
+    _teach(p)
+    return p
+
+
+def _build_parser_plain() -> argparse.ArgumentParser:
     from sciml_recipes.demo import PARTS
 
     p = argparse.ArgumentParser(
@@ -47,17 +97,25 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "an interrupted run; launch under `torchrun --nproc_per_node K -m sciml_recipes generate "
         "ns2d ...` to split the samples over K processes.",
     )
-    ns.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    ns.add_argument("--samples", type=int, required=True, help="number of trajectories")
-    ns.add_argument("--out", required=True, help="the HDF5 file to write (or resume)")
+    ns.add_argument("--preset", required=True, choices=sorted(PRESETS),
+                    help="physics, forcing, initial fields and stored times (see --show)")
+    ns.add_argument("--show", action="store_true",
+                    help="print the preset's settings and exit")
+    ns.add_argument("--samples", type=int, default=None,
+                    help="number of trajectories (required unless --show)")
+    ns.add_argument("--out", default=None,
+                    help="the HDF5 file to write or resume (required unless --show)")
     ns.add_argument("--resolution", type=int, default=64, help="stored grid size (default 64)")
     ns.add_argument("--solver-resolution", type=int, default=256,
                     help="grid size of the solve, a multiple of --resolution (default 256)")
     ns.add_argument("--seed", type=int, default=0)
     ns.add_argument("--batch-size", type=int, default=4, help="samples solved together")
-    ns.add_argument("--t-start", type=float, default=None, help="first stored time (preset)")
-    ns.add_argument("--t-end", type=float, default=None, help="last stored time (preset)")
-    ns.add_argument("--snapshots", type=int, default=None, help="stored times (preset)")
+    preset_default = "(default: the preset's, see --show)"
+    ns.add_argument("--t-start", type=float, default=None,
+                    help=f"first stored time {preset_default}")
+    ns.add_argument("--t-end", type=float, default=None, help=f"last stored time {preset_default}")
+    ns.add_argument("--snapshots", type=int, default=None,
+                    help=f"stored times {preset_default}")
     ns.add_argument("--dt", type=float, default=None,
                     help="time step (default 0.5 dx / the preset's velocity bound)")
     ns.add_argument("--dtype", default="float64", choices=["float32", "float64"],
@@ -85,8 +143,21 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     if args.dataset == "burgers":
         return _generate_burgers(args)
-    from sciml.data import generate_ns2d
+    from sciml.data import PRESETS, generate_ns2d
     from sciml.pdes import NavierStokesBlowUp
+
+    if args.show:
+        preset = PRESETS[args.preset]
+        print(f"preset {args.preset!r} (each setting below can be overridden where an option "
+              "exists: --t-start, --t-end, --snapshots, --dt):")
+        for field in dataclasses.fields(preset):
+            print(f"  {field.name:16s} {getattr(preset, field.name)!r}")
+        return 0
+    missing = [o for o, v in (("--samples", args.samples), ("--out", args.out)) if v is None]
+    if missing:
+        print(f"sciml generate ns2d: error: {' and '.join(missing)} required (or --show to "
+              "print the preset)", file=sys.stderr)
+        return 2
 
     # under torchrun every process sees its place in the job in the environment
     rank = int(os.environ.get("RANK", "0"))
@@ -148,7 +219,8 @@ def _run(args: argparse.Namespace) -> int:
         from sciml_recipes._cli_solve import run as run_solve
 
         return run_solve(args)
-    check_writable(args.out, file=args.command == "generate")
+    if args.out is not None:  # `generate ns2d --show` writes nothing
+        check_writable(args.out, file=args.command == "generate")
     if args.command == "demo":
         from sciml_recipes.demo import run_demo
 

@@ -38,6 +38,7 @@ COMMANDS = {
     ("refine",): (["--model", "m.pt", "--out", "o"], "cpu"),
     ("generate", "ns2d"): (["--preset", "fno", "--samples", "1", "--out", "o.h5"], "auto"),
     ("generate", "burgers"): (["--family", "E1", "--samples", "1", "--out", "o.h5"], "auto"),
+    ("solve",): (["m.mtx", "--rhs", "b.npy"], "cpu"),
 }
 
 
