@@ -21,6 +21,12 @@ class LinearStatus(enum.Enum):
         "loosen rtol/atol (float32 cannot go much below rtol ~ 1e-6 on ill-conditioned "
         "systems: use float64), or pass a (better) preconditioner M"
     )
+    STAGNATED = (
+        "stopped early at the rounding floor: twice the recursive residual met the tolerance "
+        "but the true ||b - A x|| did not, the second time not 1% below the first (float32, "
+        "or a very ill-conditioned A); x is as good as this dtype gets: use float64, loosen "
+        "rtol/atol to the level reached (stats['residual_norm']), or pass a preconditioner M"
+    )
     INDEFINITE = (
         "a search direction p gave p^T A p <= 0 (or r^T M r <= 0): the operator A or the "
         "preconditioner M is not symmetric positive definite; check that A is SPD (assemble "
@@ -45,7 +51,7 @@ class Solution:
     Attributes:
         x: the solution, shaped like ``b`` (``(..., n)``).
         status: a :class:`LinearStatus`, the worst over the batch (BREAKDOWN, then
-            INDEFINITE, then MAX_ITER).
+            INDEFINITE, then STAGNATED, then MAX_ITER).
         stats: ``iterations`` (int, the largest over the batch),
             ``iterations_per_system`` (int64 tensor of the batch shape),
             ``converged`` (bool tensor of the batch shape),
