@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..._validation import check_positive, check_tensor
@@ -26,6 +27,13 @@ class OTStatus(enum.Enum):
         "stopped at max_iter (sns: or max_sinkhorn_iter) before the marginal error reached "
         "tol: raise max_iter, loosen tol (float32 plans rarely get below about 1e-6), or use "
         "sns (Newton) which needs far fewer iterations at small reg"
+    )
+    STAGNATED = (
+        "stopped early at the rounding floor: the marginal error, already within 1000 eps "
+        "of the total mass, had not dropped by 1% over the last max(500, 20 check_every) "
+        "iterations (sns: 10 Newton steps); float32 plans rarely get below about 1e-6. The "
+        "plan is as good as this dtype gets: loosen tol to the level reached "
+        "(stats['marginal_error']) or use float64"
     )
     BREAKDOWN = (
         "the iteration produced non-finite values: use float64, a larger reg, or sns "
@@ -50,7 +58,8 @@ class OTResult:
             objective of ``plan`` by at most ``(max|f| + max|g|)`` times the marginal error.
         f, g: dual potentials ``(..., n)`` and ``(..., m)``.
         status: an :class:`OTStatus` for the whole batch: ``CONVERGED`` when every member
-            is, ``BREAKDOWN`` when any member's plan is non-finite, else ``MAX_ITER``.
+            is, ``BREAKDOWN`` when any member's plan is non-finite, else ``STAGNATED`` when
+            any member stopped for lack of progress, else ``MAX_ITER``.
         stats: ``iterations``, ``sinkhorn_iterations``, ``newton_iterations``,
             ``cg_iterations`` (totals over the batch), ``marginal_error`` (the L1 error
             ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned ``plan``, summed in float64,
@@ -75,10 +84,16 @@ class OTResult:
 
 
 def check_problem(a: object, b: object, M: object, reg: object):
-    """Validate ``(a, b, M, reg)``; return tensors broadcast to a common batch shape."""
-    M = check_tensor("M", M, min_ndim=2, real=True, fft_dtype=True)
+    """Validate ``(a, b, M, reg)``; return tensors broadcast to a common batch shape.
+
+    numpy arrays (and Python numbers) are converted here: to the dtype and device of the
+    first tensor among ``a, b, M`` when there is one, else float32 arrays stay float32 and
+    the rest become float64, on the CPU. Errors name the first bad argument.
+    """
+    a, b, M = _as_tensors(a, b, M)
     a = check_tensor("a", a, min_ndim=1, real=True, fft_dtype=True)
     b = check_tensor("b", b, min_ndim=1, real=True, fft_dtype=True)
+    M = check_tensor("M", M, min_ndim=2, real=True, fft_dtype=True)
     check_positive("reg", reg, fix="the entropic regularisation is a positive number such as "
                    "0.05 times the typical cost")
     n, m = M.shape[-2:]
@@ -116,6 +131,25 @@ def check_problem(a: object, b: object, M: object, reg: object):
     b = b.expand(*batch, m)
     M = M.expand(*batch, n, m)
     return a, b, M, float(reg)
+
+
+def _as_tensors(*xs: object) -> list[object]:
+    """numpy arrays and real numbers among ``xs`` as tensors (see :func:`check_problem`);
+    anything else is passed on unchanged for the checks to name."""
+    ref = next((x for x in xs if isinstance(x, torch.Tensor)
+                and x.dtype in (torch.float32, torch.float64)), None)
+    out: list[object] = []
+    for x in xs:
+        if isinstance(x, (np.ndarray, np.generic, float, int)) and not isinstance(x, bool):
+            arr = np.asarray(x)
+            if arr.dtype.kind in "biuf":
+                if ref is not None:
+                    x = torch.as_tensor(arr, dtype=ref.dtype, device=ref.device)
+                else:
+                    x = torch.as_tensor(arr, dtype=torch.float32 if arr.dtype == np.float32
+                                        else torch.float64)
+        out.append(x)
+    return out
 
 
 def _check_scale(M: torch.Tensor, reg: float) -> None:
@@ -227,11 +261,14 @@ def transport_costs(P: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     return out.to(P.dtype)
 
 
-def member_status(err: float, tol: float) -> OTStatus:
-    """The status of one problem whose plan has L1 marginal error ``err``."""
+def member_status(err: float, tol: float, stagnated: bool = False) -> OTStatus:
+    """The status of one problem whose plan has L1 marginal error ``err`` (``stagnated``:
+    its solver stopped for lack of progress rather than at its iteration limit)."""
     if not math.isfinite(err):
         return OTStatus.BREAKDOWN
-    return OTStatus.CONVERGED if err <= tol else OTStatus.MAX_ITER
+    if err <= tol:
+        return OTStatus.CONVERGED
+    return OTStatus.STAGNATED if stagnated else OTStatus.MAX_ITER
 
 
 def _safe_dot(p: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -260,21 +297,26 @@ class _Value(torch.autograd.Function):
         return ga, gb, gM, None, None, None, None
 
 
-def finish(a, b, M, reg, f, g, tol: float, stats, throw: bool) -> OTResult:
+def finish(a, b, M, reg, f, g, tol: float, stats, throw: bool,
+           stagnated: bool | list[bool] = False) -> OTResult:
     """Build the plan, judge it, build the differentiable value and the result.
 
     The marginal error and the status come from the returned plan itself (whatever the
-    solver's running estimate said), one status per batch member.
+    solver's running estimate said), one status per batch member; ``stagnated`` (one
+    flag, or one per member in row-major order) turns a member's MAX_ITER into STAGNATED.
     """
     with torch.no_grad():
         P = kernel(f, g, M.detach(), reg)
         stats["transport_cost"] = transport_costs(P, M.detach())
         errs = marginal_errors(P, a.detach(), b.detach()).cpu()
-    members = [member_status(float(e), tol) for e in errs.flatten()]
+    flat = errs.flatten()
+    stag = [stagnated] * flat.numel() if isinstance(stagnated, bool) else list(stagnated)
+    members = [member_status(float(e), tol, s) for e, s in zip(flat, stag)]
     stats["member_marginal_error"] = errs
     stats["member_status"] = members
     stats["marginal_error"] = float(errs.max())  # NaN if any member's is
-    status = next((s for s in (OTStatus.BREAKDOWN, OTStatus.MAX_ITER) if s in members),
+    status = next((s for s in (OTStatus.BREAKDOWN, OTStatus.STAGNATED, OTStatus.MAX_ITER)
+                   if s in members),
                   OTStatus.CONVERGED)
     cost = _Value.apply(a, b, M, f, g, P, reg)
     if throw and status is not OTStatus.CONVERGED:

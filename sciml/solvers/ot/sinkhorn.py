@@ -38,8 +38,9 @@ def sinkhorn_potentials(
     a: torch.Tensor, b: torch.Tensor, M: torch.Tensor, reg: float, *,
     max_iter: int, tol: float, check_every: int, history: list, t0: float,
     f: torch.Tensor | None = None, g: torch.Tensor | None = None, offset: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """The stabilised loop on validated inputs; returns ``f, g, iterations, error``.
+) -> tuple[torch.Tensor, torch.Tensor, int, float, bool]:
+    """The stabilised loop on validated inputs; returns ``f, g, iterations, error,
+    stagnated``.
 
     Every pass advances the iteration count, the log-domain sweeps after a non-finite check
     included, so the loop ends at ``max_iter`` at the latest. It stops early only when the
@@ -47,7 +48,9 @@ def sinkhorn_potentials(
     ``tol`` (the error is then that plan's); otherwise ``error`` is the last running
     estimate. A non-finite check goes back to the last finite state and on by log-domain
     sweeps; a sweep that is itself not finite stops the loop at the state before it (error
-    ``nan``). ``offset`` is added to the iteration numbers written to ``history``.
+    ``nan``). ``offset`` is added to the iteration numbers written to ``history``. It
+    also stops (``stagnated`` True) when the error at the checks has not dropped below
+    0.99 times its best for :func:`stagnation_window` iterations (the rounding floor).
     """
     # the largest |log u| before the scalings are absorbed (exp range: 709 in float64)
     tau = 50.0 if M.dtype == torch.float64 else 10.0
@@ -58,6 +61,7 @@ def sinkhorn_potentials(
     u = torch.ones_like(a)
     v = torch.ones_like(b)
     good = (f, g, math.inf)  # the last state with finite scalings
+    stall = _Stall(stagnation_window(check_every), a)
     while True:
         Kv = _mv(K, v)
         if it % check_every == 0 or it >= max_iter:
@@ -79,11 +83,12 @@ def sinkhorn_potentials(
                 f, g, err = good
                 u, v = torch.ones_like(a), torch.ones_like(b)
                 if it < max_iter:
-                    f, g, it, err = _log_domain(a, b, M, reg, f, g, it, max_iter=max_iter,
-                                                tol=tol, check_every=check_every,
-                                                history=history, t0=t0, offset=offset)
-                break
-            if err <= tol or it >= max_iter:
+                    f, g, it, err, _ = _log_domain(
+                        a, b, M, reg, f, g, it, max_iter=max_iter, tol=tol,
+                        check_every=check_every, history=history, t0=t0, offset=offset,
+                        stall=stall)
+                return f, g, it, err, stall.stagnated
+            if err <= tol or it >= max_iter or stall.stuck(it, err):
                 break
             good = (*_absorb(f, g, u, v, reg), err)
             lu = torch.where(u > 0, u.log().abs(), 0.0).amax()
@@ -97,10 +102,34 @@ def sinkhorn_potentials(
         v = torch.where(b > 0, b / _mvt(K, u), 0.0)
         it += 1
     f, g = _absorb(f, g, u, v, reg)
-    return f, g, it, err
+    return f, g, it, err, stall.stagnated
 
 
-def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, t0, offset):
+def stagnation_window(check_every: int) -> int:
+    """Sinkhorn iterations without a 1% drop of the best error after which a run stops."""
+    return max(500, 20 * check_every)
+
+
+class _Stall:
+    """Watches the error at the checks: ``stuck`` once its best is within ``1000 eps`` of the
+    total mass (the region of the dtype's rounding floor) and has not dropped by 1% over
+    ``window`` iterations. Far above the floor nothing is flagged: Sinkhorn at a small
+    ``reg`` sits on plateaus of thousands of iterations before it converges."""
+
+    def __init__(self, window: int, a: torch.Tensor) -> None:
+        self.window, self.best, self.since, self.stagnated = window, math.inf, 0, False
+        self.floor = 1e3 * torch.finfo(a.dtype).eps * float(a.sum(-1).max())
+
+    def stuck(self, it: int, err: float) -> bool:
+        if err < 0.99 * self.best:
+            self.best, self.since = err, it
+        elif self.best <= self.floor and it - self.since >= self.window:
+            self.stagnated = True
+        return self.stagnated
+
+
+def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, t0, offset,
+                stall):
     """Log-domain Sinkhorn sweeps from iteration ``it`` on (each one counted), checking the
     plan itself every ``check_every``; stops at ``tol``, ``max_iter``, or a sweep that is not
     finite where the mass is positive (returning the state before it, error ``nan``)."""
@@ -116,9 +145,9 @@ def _log_domain(a, b, M, reg, f, g, it, *, max_iter, tol, check_every, history, 
         if it % check_every == 0 or it >= max_iter:
             err = float(marginal_errors(kernel(f, g, M, reg), a, b).max())
             history.append((offset + it, time.perf_counter() - t0, err))
-            if err <= tol:
+            if err <= tol or stall.stuck(it, err):
                 break
-    return f, g, it, err
+    return f, g, it, err, stall.stagnated
 
 
 def _absorb(f, g, u, v, reg):
@@ -143,12 +172,12 @@ class Sinkhorn:
         t0 = time.perf_counter()
         history: list = []
         with torch.no_grad():
-            f, g, it, _ = sinkhorn_potentials(
+            f, g, it, _, stuck = sinkhorn_potentials(
                 a.detach(), b.detach(), M.detach(), reg, max_iter=self.max_iter, tol=self.tol,
                 check_every=self.check_every, history=history, t0=t0)
         stats = {"iterations": it, "sinkhorn_iterations": it, "newton_iterations": 0,
                  "cg_iterations": 0, "history": history, "seconds": time.perf_counter() - t0}
-        return finish(a, b, M, reg, f, g, self.tol, stats, throw)
+        return finish(a, b, M, reg, f, g, self.tol, stats, throw, stagnated=stuck)
 
 
 def _check_settings(max_iter, tol, check_every) -> None:
@@ -184,7 +213,9 @@ def sinkhorn(
     raise instead).
 
     Args:
-        a: source masses ``(..., n)``, >= 0.
+        a: source masses ``(..., n)``, >= 0. ``a``, ``b`` and ``M`` may be numpy arrays:
+            they take the dtype and device of the first tensor among them, else float32
+            arrays stay float32 and the rest become float64.
         b: target masses ``(..., m)``, >= 0, same total as ``a``.
         M: cost ``(..., n, m)``.
         reg: entropic regularisation epsilon > 0.
@@ -197,7 +228,8 @@ def sinkhorn(
     Returns:
         :class:`OTResult`; ``stats["marginal_error"]`` and the status are those of the
         returned ``plan`` (in float32 it rarely gets below about ``1e-6``: a smaller
-        ``tol`` runs to ``max_iter``).
+        ``tol`` stops as STAGNATED once the error, near that floor, stops dropping by 1%
+        over ``max(500, 20 check_every)`` iterations).
     """
     return Sinkhorn(max_iter=max_iter, tol=tol, check_every=check_every)(a, b, M, reg,
                                                                           throw=throw)

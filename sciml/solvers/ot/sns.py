@@ -41,13 +41,17 @@ from ._common import (
     marginal_errors,
     quiet_sparse,
 )
-from .sinkhorn import _check_settings, sinkhorn_potentials
+from .sinkhorn import _check_settings, _Stall, sinkhorn_potentials
 
 # Sinkhorn iterations between checks in the warm start and the fallback sweeps: often enough
 # to absorb the scalings before they overflow (float32 at small reg) and to stop at tol
 _CHECK = 10
 # inner CG iterations between host looks at its stopping test on a GPU (see _pcg)
 _PCG_CHECK = 8
+# Newton steps without a 1% drop of the best marginal error after which a member stops
+# (STAGNATED): near the solution Newton converges quadratically, so 10 steps without
+# progress is the rounding floor, not slow convergence
+_NEWTON_WINDOW = 10
 
 
 def _pcg(matvec, rhs, diag, rtol: float, max_iter: int) -> tuple[torch.Tensor, int]:
@@ -131,8 +135,12 @@ def _dual(f, g, a, b, P, reg) -> torch.Tensor:
 
 
 def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history, t0, stats,
-            offset=0):
+            stall, offset=0):
     """Newton iterations for one problem (2-D ``M``); returns ``f, g, error, stalled``.
+
+    ``stall`` (a :class:`~sciml.solvers.ot.sinkhorn._Stall` counting Newton steps, shared
+    by the member's calls) ends the loop when the error has not dropped by 1% over its
+    window of steps (the rounding floor); ``stall.stagnated`` then says so.
 
     ``stats`` holds this problem's counts: the loop runs while its ``newton_iterations`` is
     below ``max_iter``. ``error`` is the L1 marginal error of the plan of the returned
@@ -154,6 +162,8 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
         history.append((offset + stats["sinkhorn_iterations"] + stats["newton_iterations"],
                         time.perf_counter() - t0, err))
         if not math.isfinite(err) or err <= tol or stats["newton_iterations"] >= max_iter:
+            break
+        if stall.stuck(stats["newton_iterations"], err):
             break
         r, c = P.sum(1), P.sum(0)
         ga, gb = a - r, b - c
@@ -259,7 +269,7 @@ class SNS:
         n, m = M.shape[-2:]
         a2, b2, M2 = a.detach().reshape(-1, n), b.detach().reshape(-1, m), \
             M.detach().reshape(-1, n, m)
-        fs, gs = [], []
+        fs, gs, stuck = [], [], []
         done = 0  # iterations of the members before this one (the history's x axis)
         with torch.no_grad():
             for k in range(a2.shape[0]):
@@ -268,7 +278,8 @@ class SNS:
                 ms = {"sinkhorn_iterations": 0, "newton_iterations": 0, "cg_iterations": 0,
                       "nnz_per_row": stats["nnz_per_row"],
                       "line_search_steps": stats["line_search_steps"]}
-                f, g, it, err = sinkhorn_potentials(
+                stall = _Stall(_NEWTON_WINDOW, a2[k])
+                f, g, it, err, swept = sinkhorn_potentials(
                     a2[k], b2[k], M2[k], reg, max_iter=self.warm_start_iters, tol=self.tol,
                     check_every=min(self.warm_start_iters, _CHECK), history=history, t0=t0,
                     offset=done)
@@ -278,19 +289,22 @@ class SNS:
                     f, g, err, stalled = _newton(
                         a2[k], b2[k], M2[k], reg, f, g, max_iter=self.max_iter, tol=self.tol,
                         sparsity=self.sparsity, min_per_row=self.min_per_row,
-                        history=history, t0=t0, stats=ms, offset=done)
+                        history=history, t0=t0, stats=ms, stall=stall, offset=done)
                     left = self.max_sinkhorn_iter - ms["sinkhorn_iterations"]
-                    if not stalled or left <= 0:
+                    if not stalled or left <= 0 or stall.stagnated:
                         break
                     # far from the solution: more Sinkhorn sweeps, then Newton again
-                    f, g, it, err = sinkhorn_potentials(
+                    f, g, it, err, swept = sinkhorn_potentials(
                         a2[k], b2[k], M2[k], reg, max_iter=min(extra, left), tol=self.tol,
                         check_every=min(extra, _CHECK), history=history, t0=t0, f=f, g=g,
                         offset=done + ms["sinkhorn_iterations"] + ms["newton_iterations"])
                     ms["sinkhorn_iterations"] += it
                     extra = min(2 * extra, 2000)
+                    if swept:
+                        break
                 fs.append(f)
                 gs.append(g)
+                stuck.append(stall.stagnated or swept)
                 for key in counts:
                     member[key].append(ms[key])
                 done += ms["sinkhorn_iterations"] + ms["newton_iterations"]
@@ -302,7 +316,7 @@ class SNS:
         stats["iterations"] = stats["sinkhorn_iterations"] + stats["newton_iterations"]
         stats["history"] = history
         stats["seconds"] = time.perf_counter() - t0
-        return finish(a, b, M, reg, f, g, self.tol, stats, throw)
+        return finish(a, b, M, reg, f, g, self.tol, stats, throw, stagnated=stuck)
 
 
 def sns(
