@@ -148,7 +148,16 @@ def check_rhs(b: object) -> int:
 def prepare(
     A: object, b: object, x0: object, M: object
 ) -> tuple[LinearOperator, LinearOperator | None, torch.Tensor, torch.Tensor | None]:
-    """Validate a system; return ``A, M`` as operators and ``b, x0`` as ``(batch, n)``."""
+    """Validate a system; return ``A, M`` as operators and ``b, x0`` as ``(batch, n)``.
+
+    A numpy ``b`` (or ``x0``) is converted at this boundary: to ``A``'s dtype and device
+    when ``A`` is a floating tensor, else float32 stays float32 and anything else becomes
+    float64, on the CPU; ``x0`` then follows ``b``.
+    """
+    if isinstance(b, np.ndarray):
+        b = _from_numpy(b, A)
+    if isinstance(x0, np.ndarray) and isinstance(b, torch.Tensor):
+        x0 = torch.as_tensor(x0, dtype=b.dtype, device=b.device)
     n = check_rhs(b)
     op = as_operator("A", A, n, b, strict=True)
     if M is not None and hasattr(M, "matvec") and not hasattr(M, "shape"):
@@ -170,6 +179,18 @@ def prepare(
                              f"{tuple(b.shape)}: give x0 the shape of b (or (n,))") from None
         check_finite("x0", x)
     return op, mop, b2, x
+
+
+def _from_numpy(b: np.ndarray, A: object) -> torch.Tensor:
+    """``b`` as a tensor in ``A``'s dtype and device (a floating tensor ``A``), else float32
+    or float64 (float32 kept, the rest float64) on the CPU."""
+    if isinstance(A, torch.Tensor) and A.dtype in (torch.float32, torch.float64):
+        return torch.as_tensor(b, dtype=A.dtype, device=A.device)
+    if b.dtype.kind not in "biuf":
+        raise TypeError(f"b is a numpy array of dtype {b.dtype}; the linear solvers take "
+                        "real numbers: pass a float32 or float64 array")
+    dt = torch.float32 if b.dtype == np.float32 else torch.float64
+    return torch.as_tensor(b, dtype=dt)
 
 
 def _range_scale(m: torch.Tensor) -> torch.Tensor:

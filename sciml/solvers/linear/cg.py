@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..._frozen import frozen_settings
@@ -92,9 +93,10 @@ class CG:
         throw: bool = False,
     ) -> Solution:
         op, mop, b2, x = prepare(A, b, x0, M)
+        shape = tuple(np.shape(b))
         ops = Counter(op, mop)
         with torch.no_grad():
-            return run(_CGDirection(ops), ops, b2, x, batch_shape=tuple(b.shape[:-1]),
+            return run(_CGDirection(ops), ops, b2, x, batch_shape=shape[:-1],
                        rtol=float(self.rtol), atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
@@ -117,15 +119,19 @@ def cg(
     maxiter=max_iter, M=M, callback=callback)`` (same iterates; scipy's ``maxiter`` is
     ``max_iter`` here, the name every sciml solver uses; ``rtol``, ``atol`` and the
     stopping rule are scipy's; scipy's ``(x, info)`` is :class:`Solution` ``(x, status,
-    stats)``, ``info > 0`` being MAX_ITER), batched over the leading dimensions of ``b``:
-    each system stops on its own. Runs on ``b``'s device and dtype
+    stats)``, ``info > 0`` being MAX_ITER; STAGNATED, which scipy lacks, stops a float32
+    solve at its rounding floor instead of cycling to ``max_iter``), batched over the
+    leading dimensions of ``b``: each system stops on its own. Runs on ``b``'s device and dtype
     (float32 or float64). Not differentiable; see :func:`sciml.solvers.linear.solve`.
 
     Args:
         A: the SPD system matrix: a dense or sparse CSR torch tensor, a scipy sparse matrix,
             a :class:`LinearOperator`, or a callable mapping ``(..., n)`` to ``(..., n)``.
-        b: right-hand sides ``(..., n)``.
-        x0: initial guess, shaped like ``b`` or ``(n,)``; zero by default.
+        b: right-hand sides ``(..., n)``: a tensor, or a numpy array (converted to
+            ``A``'s dtype and device when ``A`` is a tensor, else float32 kept, the rest
+            float64).
+        x0: initial guess, shaped like ``b`` or ``(n,)`` (a tensor or numpy array); zero
+            by default.
         rtol, atol: stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
         max_iter: iteration limit; ``None`` is ``10 n``.
         M: an SPD preconditioner approximating ``A^{-1}``, applied as ``M.matvec(r)``

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..._frozen import frozen_settings
@@ -119,10 +120,11 @@ class FlexibleCG:
         throw: bool = False,
     ) -> Solution:
         op, mop, b2, x = prepare(A, b, x0, M)
+        shape = tuple(np.shape(b))
         ops = Counter(op, mop)
         with torch.no_grad():
             return run(_FlexDirection(ops, self.k), ops, b2, x,
-                       batch_shape=tuple(b.shape[:-1]), rtol=float(self.rtol),
+                       batch_shape=shape[:-1], rtol=float(self.rtol),
                        atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
