@@ -22,9 +22,10 @@ class LinearStatus(enum.Enum):
         "systems: use float64), or pass a (better) preconditioner M"
     )
     STAGNATED = (
-        "stopped early at the rounding floor: twice the recursive residual met the tolerance "
-        "but the true ||b - A x|| did not, the second time not 1% below the first (float32, "
-        "or a very ill-conditioned A); x is as good as this dtype gets: use float64, loosen "
+        "stopped early at the rounding floor: the recursive residual met the tolerance but "
+        "the true ||b - A x|| did not, with no 1% gain on the best such check for 200 "
+        "iterations (float32, or a very ill-conditioned A); x is as good as this dtype gets: "
+        "use float64, loosen "
         "rtol/atol to the level reached (stats['residual_norm']), or pass a preconditioner M"
     )
     INDEFINITE = (

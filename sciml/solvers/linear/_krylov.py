@@ -32,8 +32,10 @@ _STATUS = {_CONVERGED: LinearStatus.CONVERGED, _MAX_ITER: LinearStatus.MAX_ITER,
            _STAGNATED: LinearStatus.STAGNATED, _INDEFINITE: LinearStatus.INDEFINITE,
            _BREAKDOWN: LinearStatus.BREAKDOWN}
 # stagnation: a system whose recursive residual met the tolerance but whose true residual
-# did not, twice, the second time not below this factor times the first, stops as STAGNATED
+# did not, and whose true residuals at such failed checks have not dropped below
+# _STAGNATION_FACTOR times their best for _STAGNATION_WINDOW iterations, stops as STAGNATED
 _STAGNATION_FACTOR = 0.99
+_STAGNATION_WINDOW = 200
 
 
 class Method(Protocol):
@@ -279,13 +281,16 @@ def run(
     # the smallest true residual of each system at a failed confirmation (inf: none yet).
     # In float32 the recursive residual keeps falling below the rounding floor of the true
     # one, so "converge recursively, fail the true check, restart" would repeat until
-    # max_iter; a failed check that does not beat the last one by 1% ends it (STAGNATED).
-    # Normal convergence never fails a check twice, and the test runs at the checks only.
+    # max_iter; a failed check that does not beat the best earlier one by 1%, 200 or more
+    # iterations after that best, ends it (STAGNATED). Normal convergence never fails a
+    # check twice, and the test runs at the checks only (several restarts may still get a
+    # float32 system just below rtol, so a stretch of iterations is given, not a count).
     tbest = torch.full_like(rn, math.inf)
+    tsince = torch.zeros(B, dtype=torch.int64, device=dev)
 
     def check(k: int) -> bool:
         """Host-side look: confirm convergence, drop finished systems; False when done."""
-        nonlocal x, r, rn, code, active, fresh, iters, idx, bw, tolw, tbest
+        nonlocal x, r, rn, code, active, fresh, iters, idx, bw, tolw, tbest, tsince
         cand = torch.nonzero(code == _CONVERGED).flatten()
         if k > 0 and cand.numel():
             rt = _index(bw, cand) - ops.matvec(_index(x, cand))
@@ -297,9 +302,13 @@ def run(
                 r = r.index_copy(0, redo, rt[bad])
                 rn = rn.index_copy(0, redo, rtn[bad])
                 rb, tb = rtn[bad], tbest[redo]
+                gain = rb < _STAGNATION_FACTOR * tb
+                since = torch.where(gain, iters[redo], tsince[redo])
+                stuck = ~gain & (iters[redo] - since >= _STAGNATION_WINDOW)
                 again = torch.where(torch.isfinite(rb), torch.where(
-                    rb >= _STAGNATION_FACTOR * tb, _STAGNATED, _RUNNING), _BREAKDOWN).to(torch.int8)
-                tbest = tbest.index_copy(0, redo, torch.minimum(tb, rb))
+                    stuck, _STAGNATED, _RUNNING), _BREAKDOWN).to(torch.int8)
+                tbest = tbest.index_copy(0, redo, torch.where(gain, rb, tb))
+                tsince = tsince.index_copy(0, redo, since)
                 code = code.index_copy(0, redo, again)
                 active = code == _RUNNING
                 fresh = fresh.index_fill(0, redo, True)
@@ -315,7 +324,7 @@ def run(
             idx = keep
             return False
         idx, x, r, rn, bw, tolw = (_index(t, keep) for t in (idx, x, r, rn, bw, tolw))
-        tbest = _index(tbest, keep)
+        tbest, tsince = _index(tbest, keep), _index(tsince, keep)
         code, active, fresh, iters = (_index(t, keep) for t in (code, active, fresh, iters))
         method.select(keep)
         return True
