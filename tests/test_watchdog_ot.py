@@ -178,6 +178,10 @@ def test_returns_with_an_honest_status_or_refuses(name, case):
     err, reported, tol = r["error"], r["reported"], r["tol"]
     if math.isfinite(err):
         assert abs(reported - err) <= 1e-13 + 1e-9 * err, r
-        assert r["status"] == ("CONVERGED" if err <= tol else "MAX_ITER"), r
+        # not converged: out of iterations, or stopped early at the float rounding floor
+        if err <= tol:
+            assert r["status"] == "CONVERGED", r
+        else:
+            assert r["status"] in ("MAX_ITER", "STAGNATED"), r
     else:
         assert r["status"] == "BREAKDOWN" and not math.isfinite(reported), r

@@ -352,8 +352,10 @@ class Laplace:
             sol = cg(A, eye, rtol=self.cg_rtol, max_iter=max_iter)
             if sol.status is LinearStatus.INDEFINITE:
                 raise ValueError(_NOT_PD)
-            code = {LinearStatus.CONVERGED: _CONV, LinearStatus.MAX_ITER: _MAXIT}.get(
-                sol.status, _BREAK)
+            # stagnated: CG reached what this precision allows short of cg_rtol, like an
+            # exhausted budget (a usable, less accurate covariance), not a breakdown
+            code = {LinearStatus.CONVERGED: _CONV, LinearStatus.MAX_ITER: _MAXIT,
+                    LinearStatus.STAGNATED: _MAXIT}.get(sol.status, _BREAK)
             if code == _BREAK or not bool(torch.isfinite(sol.x).all()):
                 code, cov = _BREAK, eye
             else:
