@@ -1,4 +1,4 @@
-"""Issue 21, item 3: the solvers stop at the rounding floor (STAGNATED) instead of running
+"""Issue 21, item 3: the solvers stop at the rounding floor (STALLED) instead of running
 to max_iter, and take numpy inputs at their public entries."""
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def test_float32_cg_stagnates_at_the_rounding_floor(system):
     s64 = cg(A, torch.tensor(b), rtol=1e-7)
     assert s64.converged and _rel(s64.x, xr) < 1e-5
     s32 = cg(A, torch.tensor(b, dtype=torch.float32), rtol=1e-7)
-    assert s32.status is LinearStatus.STAGNATED and not s32.converged
+    assert s32.status is LinearStatus.STALLED and not s32.converged
     assert s32.stats["iterations"] < 2 * s64.stats["iterations"] + 1000
     assert _rel(s32.x, xr) < 1e-5  # the best float32 gets: as close as float64's answer
-    with pytest.raises(LinearSolveError, match="STAGNATED"):
+    with pytest.raises(LinearSolveError, match="STALLED"):
         cg(A, torch.tensor(b, dtype=torch.float32), rtol=1e-7, throw=True)
     f32 = flexible_cg(A, torch.tensor(b, dtype=torch.float32), M=None, rtol=1e-7)
-    assert f32.status in (LinearStatus.STAGNATED, LinearStatus.CONVERGED)
+    assert f32.status in (LinearStatus.STALLED, LinearStatus.CONVERGED)
     assert f32.stats["iterations"] < 5000
 
 
@@ -80,11 +80,11 @@ def test_float32_ot_stagnates_at_the_rounding_floor(solver):
     assert ref.converged and ref.stats["marginal_error"] <= 1e-9
     r = solver(a.float(), b.float(), M.float(), 0.05, tol=1e-9)
     # before: sinkhorn ran all 10000 iterations, sns all 100 Newton steps (MAX_ITER)
-    assert r.status is OTStatus.STAGNATED and not r.converged
+    assert r.status is OTStatus.STALLED and not r.converged
     assert r.stats["iterations"] < 1000
     assert r.stats["marginal_error"] < 1e-5
     assert float((r.plan.double() - ref.plan).abs().sum()) < 1e-5
-    with pytest.raises(OTError, match="STAGNATED"):
+    with pytest.raises(OTError, match="STALLED"):
         solver(a.float(), b.float(), M.float(), 0.05, tol=1e-9, throw=True)
 
 

@@ -182,6 +182,6 @@ def test_returns_with_an_honest_status_or_refuses(name, case):
         if err <= tol:
             assert r["status"] == "CONVERGED", r
         else:
-            assert r["status"] in ("MAX_ITER", "STAGNATED"), r
+            assert r["status"] in ("MAX_ITER", "STALLED"), r
     else:
         assert r["status"] == "BREAKDOWN" and not math.isfinite(reported), r

@@ -355,7 +355,7 @@ class Laplace:
             # stagnated: CG reached what this precision allows short of cg_rtol, like an
             # exhausted budget (a usable, less accurate covariance), not a breakdown
             code = {LinearStatus.CONVERGED: _CONV, LinearStatus.MAX_ITER: _MAXIT,
-                    LinearStatus.STAGNATED: _MAXIT}.get(sol.status, _BREAK)
+                    LinearStatus.STALLED: _MAXIT}.get(sol.status, _BREAK)
             if code == _BREAK or not bool(torch.isfinite(sol.x).all()):
                 code, cov = _BREAK, eye
             else:

@@ -21,7 +21,7 @@ class LinearStatus(enum.Enum):
         "loosen rtol/atol (float32 cannot go much below rtol ~ 1e-6 on ill-conditioned "
         "systems: use float64), or pass a (better) preconditioner M"
     )
-    STAGNATED = (
+    STALLED = (
         "stopped early at the rounding floor: the recursive residual met the tolerance but "
         "the true ||b - A x|| did not, with no 1% gain on the best such check for 200 "
         "iterations (float32, or a very ill-conditioned A); x is as good as this dtype gets: "
@@ -52,7 +52,7 @@ class Solution:
     Attributes:
         x: the solution, shaped like ``b`` (``(..., n)``).
         status: a :class:`LinearStatus`, the worst over the batch (BREAKDOWN, then
-            INDEFINITE, then STAGNATED, then MAX_ITER).
+            INDEFINITE, then STALLED, then MAX_ITER).
         stats: ``iterations`` (int, the largest over the batch),
             ``iterations_per_system`` (int64 tensor of the batch shape),
             ``converged`` (bool tensor of the batch shape),

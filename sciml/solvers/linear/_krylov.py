@@ -27,13 +27,13 @@ from ._common import LinearStatus, Solution, raise_if_failed
 from .operators import CallableOperator, LinearOperator, aslinearoperator, is_operator
 
 # per-system codes kept on the device; the order is the precedence of the overall status
-_RUNNING, _CONVERGED, _MAX_ITER, _STAGNATED, _INDEFINITE, _BREAKDOWN = 0, 1, 2, 3, 4, 5
+_RUNNING, _CONVERGED, _MAX_ITER, _STALLED, _INDEFINITE, _BREAKDOWN = 0, 1, 2, 3, 4, 5
 _STATUS = {_CONVERGED: LinearStatus.CONVERGED, _MAX_ITER: LinearStatus.MAX_ITER,
-           _STAGNATED: LinearStatus.STAGNATED, _INDEFINITE: LinearStatus.INDEFINITE,
+           _STALLED: LinearStatus.STALLED, _INDEFINITE: LinearStatus.INDEFINITE,
            _BREAKDOWN: LinearStatus.BREAKDOWN}
 # stagnation: a system whose recursive residual met the tolerance but whose true residual
 # did not, and whose true residuals at such failed checks have not dropped below
-# _STAGNATION_FACTOR times their best for _STAGNATION_WINDOW iterations, stops as STAGNATED
+# _STAGNATION_FACTOR times their best for _STAGNATION_WINDOW iterations, stops as STALLED
 _STAGNATION_FACTOR = 0.99
 _STAGNATION_WINDOW = 200
 
@@ -282,7 +282,7 @@ def run(
     # In float32 the recursive residual keeps falling below the rounding floor of the true
     # one, so "converge recursively, fail the true check, restart" would repeat until
     # max_iter; a failed check that does not beat the best earlier one by 1%, 200 or more
-    # iterations after that best, ends it (STAGNATED). Normal convergence never fails a
+    # iterations after that best, ends it (STALLED). Normal convergence never fails a
     # check twice, and the test runs at the checks only (several restarts may still get a
     # float32 system just below rtol, so a stretch of iterations is given, not a count).
     tbest = torch.full_like(rn, math.inf)
@@ -306,7 +306,7 @@ def run(
                 since = torch.where(gain, iters[redo], tsince[redo])
                 stuck = ~gain & (iters[redo] - since >= _STAGNATION_WINDOW)
                 again = torch.where(torch.isfinite(rb), torch.where(
-                    stuck, _STAGNATED, _RUNNING), _BREAKDOWN).to(torch.int8)
+                    stuck, _STALLED, _RUNNING), _BREAKDOWN).to(torch.int8)
                 tbest = tbest.index_copy(0, redo, torch.where(gain, rb, tb))
                 tsince = tsince.index_copy(0, redo, since)
                 code = code.index_copy(0, redo, again)

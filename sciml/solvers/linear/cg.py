@@ -119,7 +119,7 @@ def cg(
     maxiter=max_iter, M=M, callback=callback)`` (same iterates; scipy's ``maxiter`` is
     ``max_iter`` here, the name every sciml solver uses; ``rtol``, ``atol`` and the
     stopping rule are scipy's; scipy's ``(x, info)`` is :class:`Solution` ``(x, status,
-    stats)``, ``info > 0`` being MAX_ITER; STAGNATED, which scipy lacks, stops a float32
+    stats)``, ``info > 0`` being MAX_ITER; STALLED, which scipy lacks, stops a float32
     solve at its rounding floor instead of cycling to ``max_iter``), batched over the
     leading dimensions of ``b``: each system stops on its own. Runs on ``b``'s device and dtype
     (float32 or float64). Not differentiable; see :func:`sciml.solvers.linear.solve`.

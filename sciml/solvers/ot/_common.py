@@ -28,7 +28,7 @@ class OTStatus(enum.Enum):
         "tol: raise max_iter, loosen tol (float32 plans rarely get below about 1e-6), or use "
         "sns (Newton) which needs far fewer iterations at small reg"
     )
-    STAGNATED = (
+    STALLED = (
         "stopped early at the rounding floor: the marginal error, already within 1000 eps "
         "of the total mass, had not dropped by 1% over the last max(500, 20 check_every) "
         "iterations (sns: 10 Newton steps); float32 plans rarely get below about 1e-6. The "
@@ -58,7 +58,7 @@ class OTResult:
             objective of ``plan`` by at most ``(max|f| + max|g|)`` times the marginal error.
         f, g: dual potentials ``(..., n)`` and ``(..., m)``.
         status: an :class:`OTStatus` for the whole batch: ``CONVERGED`` when every member
-            is, ``BREAKDOWN`` when any member's plan is non-finite, else ``STAGNATED`` when
+            is, ``BREAKDOWN`` when any member's plan is non-finite, else ``STALLED`` when
             any member stopped for lack of progress, else ``MAX_ITER``.
         stats: ``iterations``, ``sinkhorn_iterations``, ``newton_iterations``,
             ``cg_iterations`` (totals over the batch), ``marginal_error`` (the L1 error
@@ -268,7 +268,7 @@ def member_status(err: float, tol: float, stagnated: bool = False) -> OTStatus:
         return OTStatus.BREAKDOWN
     if err <= tol:
         return OTStatus.CONVERGED
-    return OTStatus.STAGNATED if stagnated else OTStatus.MAX_ITER
+    return OTStatus.STALLED if stagnated else OTStatus.MAX_ITER
 
 
 def _safe_dot(p: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -303,7 +303,7 @@ def finish(a, b, M, reg, f, g, tol: float, stats, throw: bool,
 
     The marginal error and the status come from the returned plan itself (whatever the
     solver's running estimate said), one status per batch member; ``stagnated`` (one
-    flag, or one per member in row-major order) turns a member's MAX_ITER into STAGNATED.
+    flag, or one per member in row-major order) turns a member's MAX_ITER into STALLED.
     """
     with torch.no_grad():
         P = kernel(f, g, M.detach(), reg)
@@ -315,7 +315,7 @@ def finish(a, b, M, reg, f, g, tol: float, stats, throw: bool,
     stats["member_marginal_error"] = errs
     stats["member_status"] = members
     stats["marginal_error"] = float(errs.max())  # NaN if any member's is
-    status = next((s for s in (OTStatus.BREAKDOWN, OTStatus.STAGNATED, OTStatus.MAX_ITER)
+    status = next((s for s in (OTStatus.BREAKDOWN, OTStatus.STALLED, OTStatus.MAX_ITER)
                    if s in members),
                   OTStatus.CONVERGED)
     cost = _Value.apply(a, b, M, f, g, P, reg)

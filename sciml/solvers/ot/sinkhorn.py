@@ -228,7 +228,7 @@ def sinkhorn(
     Returns:
         :class:`OTResult`; ``stats["marginal_error"]`` and the status are those of the
         returned ``plan`` (in float32 it rarely gets below about ``1e-6``: a smaller
-        ``tol`` stops as STAGNATED once the error, near that floor, stops dropping by 1%
+        ``tol`` stops as STALLED once the error, near that floor, stops dropping by 1%
         over ``max(500, 20 check_every)`` iterations).
     """
     return Sinkhorn(max_iter=max_iter, tol=tol, check_every=check_every)(a, b, M, reg,

@@ -49,7 +49,7 @@ _CHECK = 10
 # inner CG iterations between host looks at its stopping test on a GPU (see _pcg)
 _PCG_CHECK = 8
 # Newton steps without a 1% drop of the best marginal error after which a member stops
-# (STAGNATED): near the solution Newton converges quadratically, so 10 steps without
+# (STALLED): near the solution Newton converges quadratically, so 10 steps without
 # progress is the rounding floor, not slow convergence
 _NEWTON_WINDOW = 10
 
