@@ -30,7 +30,7 @@ def load_pretrained(dim: int, *, path: str | os.PathLike | None = None,
     one at ``path`` (the ``dcdm_<dim>d.pt`` that ``sciml train dcdm --out DIR`` writes).
 
     The shipped networks were produced by ``sciml train dcdm`` with the settings stored
-    beside the weights: ``torch.load(path, map_location="cpu")["settings"]`` of the file
+    beside the weights: ``torch.load(path, map_location="cpu", weights_only=True)["settings"]``
     (``sciml train dcdm --help`` shows the defaults they started from).
 
     Args:
