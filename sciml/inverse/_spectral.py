@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..spectral._paths import halved_weights as _cached_halved_weights
 from ..spectral.calculus import _lengths, wavenumbers
 
 
@@ -41,11 +42,9 @@ def symbol(shape: Sequence[int], lengths: Sequence[float], s: float, alpha: floa
 
 def halved_weights(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The weights of the ``n // 2 + 1`` bins of a halved (rfft) axis of ``n`` points, on
-    ``device``: 1 for the mean and (even ``n``) the Nyquist bin, 2 for the others (the
-    values of :func:`sciml.spectral.modes.hermitian_weights`). Built on the device from
-    an ``arange``: no host data is copied over at each evaluation of a norm."""
-    k = torch.arange(n // 2 + 1, device=device)
-    return torch.where((k == 0) | (2 * k == n), 1.0, 2.0).to(dtype)
+    ``device`` (:func:`sciml.spectral.modes.hermitian_weights`), from the spectral layers'
+    per-device cache: no host data is copied over at each evaluation of a norm."""
+    return _cached_halved_weights(n, n // 2 + 1, device, dtype)
 
 
 def check_field(name: str, u: object, lengths: Sequence[float]) -> torch.Tensor:

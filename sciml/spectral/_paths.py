@@ -73,12 +73,13 @@ def axis_matrix(
 
 def halved_weights(n: int, m: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The Hermitian weights of :func:`~sciml.spectral.hermitian_weights`, cached on ``device``
-    in real ``dtype`` (built and copied once, not per call: a per-call copy is a blocking
-    host-to-device transfer on a GPU)."""
+    in real ``dtype``: built on the device itself (1 for the mean and, for even ``n``, the
+    Nyquist bin, 2 elsewhere), so not even the first call copies host data over."""
     key = ("halved", n, m, False, str(device), dtype)
     h = _DEVICE_CACHE.get(key)
     if h is None:
-        h = hermitian_weights(n, m).to(device=device, dtype=dtype)
+        k = torch.arange(m, device=device)
+        h = torch.where((k == 0) | (2 * k == n), 1.0, 2.0).to(dtype)
         _remember(key, h)
     return h
 
