@@ -64,103 +64,6 @@ def _fail(msg: str) -> ValueError:
     return ValueError(msg)
 
 
-def _load_matrix(path: Path) -> tuple[Any, Any]:
-    """Read ``path``: return ``(csr_matrix, None)`` or ``(None, PoissonSystem)``."""
-    import scipy.io
-    import scipy.sparse as sp
-
-    if not path.is_file():
-        raise _fail(f"MATRIX {path} does not exist or is not a file; pass the path of a "
-                    "Matrix Market (.mtx) file, a scipy.sparse.save_npz file or a scene NPZ")
-    suffix = path.suffix.lower()
-    if suffix == ".mtx":
-        try:
-            A = scipy.io.mmread(str(path))
-        except Exception as e:  # scipy raises many kinds on bad files
-            raise _fail(f"cannot read Matrix Market file {path}: {e}; write it with "
-                        "scipy.io.mmwrite") from None
-        A = sp.csr_matrix(A)
-    elif suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = set(z.files)
-                arrays = {k: z[k] for k in ("cells", "coefficients") if k in keys}
-        except (OSError, ValueError) as e:
-            raise _fail(f"cannot read NPZ file {path}: {e}") from None
-        if "cells" in keys:
-            return None, _scene(path, arrays)
-        if "format" not in keys:
-            raise _fail(f"{path} holds {sorted(keys)}: neither a sparse matrix (write it with "
-                        "scipy.sparse.save_npz) nor a Poisson scene (arrays 'cells' and "
-                        "optional 'coefficients')")
-        A = sp.csr_matrix(sp.load_npz(path))
-    else:
-        raise _fail(f"unknown MATRIX format {suffix or '(no suffix)'} of {path}: pass a .mtx "
-                    "(Matrix Market) or .npz (scipy.sparse.save_npz, or a Poisson scene) file")
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise _fail(f"MATRIX {path} is {A.shape[0]}x{A.shape[1]}, not square; conjugate "
-                    "gradients needs a square SPD matrix")
-    if not np.isrealobj(A.data):
-        raise _fail(f"MATRIX {path} is complex; pass a real SPD matrix")
-    A = A.astype(np.float64)
-    if not np.all(np.isfinite(A.data)):
-        raise _fail(f"MATRIX {path} has NaN or Inf entries; fix the matrix")
-    asym = abs(A - A.T).max() if A.nnz else 0.0
-    if asym > 1e-12 * (abs(A).max() if A.nnz else 0.0):
-        raise _fail(f"MATRIX {path} is not symmetric (max |A - A^T| = {asym:.3g}); sciml solve "
-                    "runs conjugate gradients, which need a symmetric positive definite "
-                    "matrix; for a general one use scipy.sparse.linalg.gmres")
-    return A, None
-
-
-def _scene(path: Path, arrays: dict[str, np.ndarray]) -> Any:
-    """The :class:`~sciml.pdes.PoissonSystem` of a scene file's ``cells`` and
-    ``coefficients`` (its default boundary: Neumann walls, open top)."""
-    import torch
-
-    from sciml.pdes import PoissonSystem
-
-    cells = arrays["cells"]
-    if cells.dtype.kind not in "iu":
-        raise _fail(f"scene {path}: 'cells' must be an integer array of CellType values "
-                    f"(0 fluid, 1 solid, 2 air), got dtype {cells.dtype}")
-    coeff = None
-    if "coefficients" in arrays:
-        c = arrays["coefficients"]
-        if c.dtype.kind not in "iuf":
-            raise _fail(f"scene {path}: 'coefficients' must be a real array, got dtype "
-                        f"{c.dtype}")
-        coeff = torch.from_numpy(c.astype(np.float64))
-    try:
-        return PoissonSystem(torch.from_numpy(cells.astype(np.int64)), coefficients=coeff)
-    except (TypeError, ValueError) as e:
-        raise _fail(f"scene {path}: {e}") from None
-
-
-def _load_rhs(path: Path) -> np.ndarray:
-    """Read a right-hand side vector as float64."""
-    if not path.is_file():
-        raise _fail(f"RHS {path} does not exist or is not a file; pass a .npy or .txt vector")
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".txt"):
-        raise _fail(f"unknown RHS format {suffix or '(no suffix)'} of {path}: pass a .npy "
-                    "(numpy.save) or .txt (one number a line) vector")
-    try:
-        if suffix == ".npy":
-            b = np.load(path, allow_pickle=False)
-        else:
-            b = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    except (OSError, ValueError) as e:
-        raise _fail(f"cannot read RHS {path}: {e}") from None
-    b = np.squeeze(np.asarray(b))
-    if b.ndim != 1 or not np.issubdtype(b.dtype, np.number) or np.iscomplexobj(b):
-        raise _fail(f"RHS {path} must be one real vector, got shape {b.shape} dtype {b.dtype}")
-    b = b.astype(np.float64)
-    if not np.all(np.isfinite(b)):
-        raise _fail(f"RHS {path} has NaN or Inf entries; fix the vector")
-    return b
-
-
 def _preconditioner(method: str, A: Any, op: Any) -> Any:
     """The preconditioner ``method`` of the scipy matrix ``A`` (``op``: the same matrix as a
     torch tensor on the solve's device, for Jacobi's diagonal)."""
@@ -185,11 +88,11 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
 
     Args:
         matrix: a Matrix Market ``.mtx`` file, a ``scipy.sparse.save_npz`` file, or a Poisson
-            scene NPZ (``cells``, optional ``coefficients``; see
-            :class:`~sciml.pdes.PoissonSystem`).
-        rhs: a ``.npy`` / ``.txt`` vector; for a scene optional (default
-            :func:`~sciml.pdes.poisson_scenes.divergence_rhs` with ``settings.seed``) and
-            either full-grid (``n`` cells) or fluid-only (``n_fluid``).
+            scene NPZ (``cells``, optional ``coefficients`` and ``boundary``), read by
+            :func:`sciml.solvers.linear.load_system`.
+        rhs: a ``.npy`` / ``.txt`` vector (:func:`sciml.solvers.linear.load_vector`); for a
+            scene optional (default :func:`~sciml.pdes.poisson_scenes.divergence_rhs` with
+            ``settings.seed``) and either full-grid (``n`` cells) or fluid-only (``n_fluid``).
         settings: method, tolerance, limits, device and dtype.
         throw: raise :class:`~sciml.solvers.linear.LinearSolveError` unless converged.
 
@@ -197,8 +100,9 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         A :class:`SolveReport`.
 
     Raises:
-        ValueError: a missing or unreadable file, an unknown format, a non-square matrix, a
-            right-hand side of the wrong length, or a method that does not apply.
+        FileNotFoundError: a missing file.
+        ValueError: an unreadable file, an unknown format, a non-square or non-symmetric
+            matrix, a right-hand side of the wrong length, or a method that does not apply.
         LinearSolveError: ``throw`` and the solve did not converge.
     """
     import torch
@@ -209,6 +113,8 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         LinearSolveError,
         LinearStatus,
         cg,
+        load_system,
+        load_vector,
     )
 
     s = settings
@@ -217,8 +123,9 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
     if s.dtype not in ("float32", "float64"):
         raise _fail(f"unknown dtype {s.dtype!r}; pass float32 or float64")
     dtype = getattr(torch, s.dtype)
-    A, system = _load_matrix(Path(matrix))
-    b = _load_rhs(Path(rhs)) if rhs is not None else None
+    loaded = load_system(matrix)
+    A, system = loaded.matrix, loaded.scene
+    b = load_vector(rhs, name="RHS") if rhs is not None else None
     if system is None:
         if s.method in SCENE_METHODS:
             raise _fail(f"--method {s.method} applies only to a Poisson scene file (an NPZ "
@@ -229,10 +136,8 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         if b.shape[0] != A.shape[0]:
             raise _fail(f"RHS has length {b.shape[0]} but MATRIX is {A.shape[0]}x{A.shape[1]}; "
                         "pass a vector with one entry per row")
-        A_csr = A
         b_red = b
     else:
-        A_csr = system.csr()
         if b is None:
             from sciml.pdes.poisson_scenes import divergence_rhs
 
@@ -252,12 +157,12 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         op = system.operator(dtype=dtype, device=s.device)
         rhs_t = system.from_fluid(torch.from_numpy(b_red))
     else:
-        crow = torch.from_numpy(A_csr.indptr.astype(np.int64))
-        col = torch.from_numpy(A_csr.indices.astype(np.int64))
-        val = torch.from_numpy(A_csr.data)
-        op = torch.sparse_csr_tensor(crow, col, val, size=A_csr.shape, check_invariants=True).to(
+        crow = torch.from_numpy(A.indptr.astype(np.int64))
+        col = torch.from_numpy(A.indices.astype(np.int64))
+        val = torch.from_numpy(A.data)
+        op = torch.sparse_csr_tensor(crow, col, val, size=A.shape, check_invariants=True).to(
             device=s.device, dtype=dtype)
-        M = _preconditioner(s.method, A_csr, op)
+        M = _preconditioner(s.method, A, op)
         rhs_t = torch.from_numpy(b_red)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -270,14 +175,14 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
     else:
         x_red = x.numpy()
     bnorm = float(np.linalg.norm(b_red))
-    res = float(np.linalg.norm(b_red - A_csr @ x_red))
+    res = float(np.linalg.norm(b_red - A @ x_red))
     rel = res / bnorm if bnorm > 0 else res
     x_out = system.from_fluid(torch.from_numpy(x_red)).numpy() if system is not None else x_red
     converged = sol.status == LinearStatus.CONVERGED
     stats = {
         "iterations": int(sol.stats["iterations"]), "relative_residual": rel,
         "setup_seconds": setup, "solve_seconds": solve_seconds, "n": int(b_red.shape[0]),
-        "kind": "matrix" if system is None else "scene",
+        "kind": loaded.kind,
         "singular": bool(system is not None and system.has_null_space()),
     }
     if throw and not converged:

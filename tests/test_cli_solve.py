@@ -145,7 +145,7 @@ def test_errors(files, tmp_path, capsys):
     scipy.io.mmwrite(str(tmp_path / "rect.mtx"), sp.random(4, 6, density=0.5, random_state=0))
     assert "not square" in _err(["solve", str(tmp_path / "rect.mtx"), "--rhs", b], capsys)
     (tmp_path / "A.csv").write_text("1,2\n3,4\n")
-    assert "unknown MATRIX format" in _err(["solve", str(tmp_path / "A.csv"), "--rhs", b],
+    assert "unknown matrix format" in _err(["solve", str(tmp_path / "A.csv"), "--rhs", b],
                                            capsys)
     np.savez(tmp_path / "other.npz", foo=np.ones(3))
     assert "save_npz" in _err(["solve", str(tmp_path / "other.npz"), "--rhs", b], capsys)

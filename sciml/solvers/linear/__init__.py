@@ -1,7 +1,8 @@
 """Linear systems: CG, preconditioned and flexible CG, a differentiable solve, DCDM with its
 shipped pretrained networks (:func:`load_pretrained`), and the ``LinearOperator`` protocol
 shared by operators and preconditioners (Jacobi, IC(0), AMG, geometric multigrid and the
-learned multigrid with its shipped networks, :func:`load_learned_multigrid`)."""
+learned multigrid with its shipped networks, :func:`load_learned_multigrid`), and the
+readers of your own matrix, Poisson scene and vectors from files (:func:`load_system`)."""
 
 from ._common import LinearSolveError, LinearStatus, Solution
 from .adjoint import solve
@@ -9,6 +10,7 @@ from .cg import CG, cg
 from .dcdm import DCDM, NetworkPreconditioner, dcdm
 from .flexible import FlexibleCG, flexible_cg
 from .ichol import IncompleteCholesky
+from .io import LoadedSystem, load_matrix, load_scene, load_system, load_vector, save_scene
 from .learned_multigrid import (
     LearnedMultigrid,
     LearnedMultigridNet,
@@ -44,6 +46,7 @@ __all__ = [
     "LinearOperator",
     "LinearSolveError",
     "LinearStatus",
+    "LoadedSystem",
     "NetworkPreconditioner",
     "PyAMGPreconditioner",
     "Solution",
@@ -54,8 +57,13 @@ __all__ = [
     "flexible_cg",
     "learned_multigrid_loss",
     "load_learned_multigrid",
+    "load_matrix",
     "load_pretrained",
+    "load_scene",
+    "load_system",
+    "load_vector",
     "save_learned_multigrid",
+    "save_scene",
     "solve",
     "train_learned_multigrid",
 ]
