@@ -31,6 +31,7 @@ def _default(owner: object, name: str) -> object:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from sciml.data import ArrayData
     from sciml.operators import SFNO, SpectralRefiner
     from sciml.train import TrainConfig
     from sciml_recipes.gpme.run import run_probconserv
@@ -50,15 +51,55 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev_ = functools.partial(_default, evaluate_model)
     rf_ = functools.partial(_default, refine_model)
     sf_ = functools.partial(_default, SFNO)
+    ad_ = functools.partial(_default, ArrayData)
 
     t = sub.add_parser("train", help="train a neural operator on a data set (resumable, torchrun)")
     models = t.add_subparsers(dest="model", required=True, metavar="MODEL")
+    f = models.add_parser(
+        "fno", help="an FNO on your own arrays (HDF5 or NPZ): pairs or trajectories",
+        description="Train an FNO on your own arrays with the relative L2 loss on normalised "
+        "fields: input and target arrays (samples, channels, *grid) on 1 to 3 grid axes "
+        "(--inputs/--targets), or trajectories (samples, time, *grid) whose windows of "
+        "--input-steps frames predict the next --output-steps (--trajectories). The last "
+        "--test-samples samples are held out. Writes OUT/model.pt (weights, data settings, "
+        "normalisation), OUT/checkpoint.pt and OUT/metrics.jsonl; `sciml evaluate --model "
+        "OUT/model.pt --out DIR` scores it per sample. Rerun with --resume to continue a "
+        "killed run; launch under `torchrun --nproc_per_node K -m sciml_recipes train fno "
+        "...` for data parallel training.")
+    f.add_argument("--data", required=True, help="the HDF5 or NPZ file of your arrays")
+    f.add_argument("--out", required=True, help="folder for checkpoint.pt, model.pt, metrics")
+    _own_data_args(f, pairs=True)
+    f.add_argument("--input-steps", type=positive_int, default=ad_("input_steps"),
+                   help="frames in (trajectories)")
+    f.add_argument("--output-steps", type=positive_int, default=ad_("output_steps"),
+                   help="frames out (trajectories)")
+    f.add_argument("--stride", type=positive_int, default=ad_("stride"),
+                   help="steps between training windows (trajectories)")
+    f.add_argument("--test-stride", type=positive_int, default=None,
+                   help="steps between test windows (default: --stride)")
+    f.add_argument("--test-samples", type=positive_int, default=None,
+                   help="samples held out for testing, the last ones in the file "
+                   "(default: a fifth)")
+    f.add_argument("--subsample", type=positive_int, default=ad_("subsample"),
+                   help="spatial stride: 2 trains at half the stored resolution (evaluate "
+                   "then also scores the stored one, zero-shot)")
+    f.add_argument("--modes", type=positive_int, default=None,
+                   help="Fourier modes per grid axis (default: 12, at most half the "
+                   "training grid)")
+    f.add_argument("--width", type=positive_int, default=32)
+    f.add_argument("--layers", type=positive_int, default=4)
+    _train_args(f, epochs=50, tc_=tc_)
+
     s = models.add_parser(
-        "sfno", help="the spatiotemporal FNO on Navier-Stokes data",
-        description="Train an SFNO on a file from `sciml generate ns2d` with the relative L2 "
-        "loss. Rerun with --resume to continue a killed run; launch under `torchrun "
-        "--nproc_per_node K -m sciml_recipes train sfno ...` for data parallel training.")
-    s.add_argument("--data", required=True, help="the HDF5 file")
+        "sfno", help="the spatiotemporal FNO on Navier-Stokes data or your own trajectories",
+        description="Train an SFNO with the relative L2 loss on a file from `sciml generate "
+        "ns2d`, or on your own 2D trajectories (samples, time, n_x, n_y) in an HDF5 or NPZ "
+        "file (--trajectories KEY). Rerun with --resume to continue a killed run; launch "
+        "under `torchrun --nproc_per_node K -m sciml_recipes train sfno ...` for data "
+        "parallel training.")
+    s.add_argument("--data", required=True,
+                   help="the HDF5 file of `sciml generate ns2d`, or your HDF5/NPZ file")
+    _own_data_args(s, pairs=False)
     s.add_argument("--out", required=True, help="folder for checkpoint.pt, model.pt, metrics")
     s.add_argument("--input-steps", type=int, default=ns_("input_steps"))
     s.add_argument("--output-steps", type=int, default=ns_("output_steps"))
@@ -66,26 +107,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="steps between training windows")
     s.add_argument("--test-stride", type=int, default=ns_("test_stride"),
                    help="steps between test windows")
-    s.add_argument("--test-samples", type=int, default=ns_("test_samples"),
-                   help="trajectories held out for testing (the last ones in the file)")
+    s.add_argument("--test-samples", type=positive_int, default=None,
+                   help="trajectories held out for testing, the last ones in the file "
+                   f"(default: {ns_('test_samples')} on a `sciml generate ns2d` file, else a "
+                   "fifth)")
     s.add_argument("--subsample", type=int, default=ns_("subsample"),
                    help="spatial stride: 2 trains at 64^2 on a file stored at 128^2")
-    s.add_argument("--modes", type=int, default=12, help="spatial Fourier modes")
+    s.add_argument("--modes", type=int, default=12,
+                   help="spatial Fourier modes (at most half the training grid)")
     s.add_argument("--modes-t", type=int, default=5, help="temporal Fourier modes")
     s.add_argument("--width", type=int, default=sf_("width"))
     s.add_argument("--layers", type=int, default=sf_("layers"))
-    s.add_argument("--epochs", type=positive_int, default=10)
-    s.add_argument("--lr", type=positive_float, default=tc_("lr"))
-    s.add_argument("--batch-size", type=positive_int, default=tc_("batch_size"), help="per process")
-    s.add_argument("--schedule", default=tc_("schedule"),
-                   choices=["onecycle", "cosine", "constant"])
-    s.add_argument("--max-steps", type=positive_int, default=None)
-    s.add_argument("--time-budget", type=positive_float, default=None, help="seconds of training")
-    s.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimiser steps")
-    s.add_argument("--seed", type=nonnegative_int, default=tc_("seed"))
-    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    add_device(s, "train")
-    s.add_argument("--no-progress", action="store_true")
+    _train_args(s, epochs=10, tc_=tc_)
 
     pc = models.add_parser(
         "probconserv", help="ProbConserv on the GPME family (diffusion, PME, Stefan)",
@@ -238,14 +271,64 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="trajectories refined together")
 
     e = sub.add_parser(
-        "evaluate", help="errors of a trained SFNO per sample and time, spectra, figures")
+        "evaluate", help="errors of a trained model per test sample, and figures",
+        description="Score a model of `sciml train`: for an SFNO of Navier-Stokes data, the "
+        "relative L2 and H1 errors per window and frame, spectra and figures; for an FNO or "
+        "SFNO of your own arrays, the relative L2 error and RMSE of every test item at the "
+        "training resolution, and zero-shot at the stored one (a model trained with "
+        "--subsample) and at the fine arrays (--fine-inputs), with OUT/evaluate.json and "
+        "OUT/evaluate.png.")
     _model_args(e)
     e.add_argument("--batch-size", type=positive_int, default=ev_("batch_size"))
 
 
+def _own_data_args(p: argparse.ArgumentParser, *, pairs: bool) -> None:
+    """The keys and normalisation of a file of the user's own arrays."""
+    if pairs:
+        p.add_argument("--inputs", default="x", metavar="KEY",
+                       help="key of the input array (samples, channels, *grid)")
+        p.add_argument("--targets", default="y", metavar="KEY",
+                       help="key of the target array (samples, channels, *grid)")
+    p.add_argument("--trajectories", default=None, metavar="KEY",
+                   help="key of a trajectory array (samples, time, *grid)"
+                   + ("; replaces --inputs/--targets" if pairs else
+                      " in your own file (needed unless the file is from `sciml generate "
+                      "ns2d`)"))
+    p.add_argument("--fine-inputs", default=None, metavar="KEY",
+                   help="key of the test inputs at a finer resolution, for zero-shot "
+                   "evaluation" + ("" if pairs else " (your own trajectories)"))
+    if pairs:
+        p.add_argument("--fine-targets", default=None, metavar="KEY",
+                       help="key of the fine targets (with --fine-inputs)")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="train on the raw values (default: standardised with the training "
+                   "samples' mean and std)")
+
+
+def _train_args(p: argparse.ArgumentParser, *, epochs: int, tc_) -> None:
+    """The training loop's options, shared by the models trained through the Trainer."""
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--lr", type=positive_float, default=tc_("lr"))
+    p.add_argument("--batch-size", type=positive_int, default=tc_("batch_size"),
+                   help="per process")
+    p.add_argument("--schedule", default=tc_("schedule"),
+                   choices=["onecycle", "cosine", "constant"])
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="stop after this many optimiser steps (default: run every epoch)")
+    p.add_argument("--time-budget", type=positive_float, default=None,
+                   help="seconds of training (default: no limit)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help="optimiser steps between checkpoints (default: at each epoch end)")
+    p.add_argument("--seed", type=nonnegative_int, default=tc_("seed"))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    add_device(p, "train")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model.pt (or checkpoint.pt) of `sciml train`")
-    p.add_argument("--data", default=None, help="HDF5 file (default: the model's training file)")
+    p.add_argument("--data", default=None,
+                   help="data file (default: the model's training file)")
     p.add_argument("--subsample", type=int, default=None,
                    help="spatial stride on the file (default: the model's; 1 on a finer file "
                    "evaluates zero-shot super-resolution)")
@@ -361,28 +444,92 @@ def _train(args: argparse.Namespace) -> int:
     from sciml.train import TrainConfig
     from sciml_recipes.sfno.pipeline import NSData, train_sfno
 
-    data = NSData(args.data, input_steps=args.input_steps, output_steps=args.output_steps,
-                  stride=args.stride, test_stride=args.test_stride, subsample=args.subsample,
-                  test_samples=args.test_samples)
-    import torch
-
-    torch.manual_seed(args.seed)  # the initial weights follow --seed too
-    model = SFNO(args.modes, args.modes_t, args.width, layers=args.layers,
-                 out_steps=args.output_steps)
     config = TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
         max_steps=args.max_steps, time_budget=args.time_budget,
         checkpoint_every=args.checkpoint_every, seed=args.seed,
         progress=not args.no_progress)
+    import torch
+
+    if args.model == "fno" or args.trajectories is not None or not _is_ns_file(args.data):
+        return _train_own(args, config)
+    data = NSData(args.data, input_steps=args.input_steps, output_steps=args.output_steps,
+                  stride=args.stride, test_stride=args.test_stride, subsample=args.subsample,
+                  test_samples=(_default(NSData, "test_samples") if args.test_samples is None
+                                else args.test_samples))
+    torch.manual_seed(args.seed)  # the initial weights follow --seed too
+    model = SFNO(args.modes, args.modes_t, args.width, layers=args.layers,
+                 out_steps=args.output_steps)
     _, result = train_sfno(data, args.out, config, model=model, resume=args.resume,
                            device=args.device)
+    _report(result, args.out)
+    return 0
+
+
+def _report(result, out: str) -> None:
     last = result.history[-1] if result.history else {}
     print(f"trained {result.global_step} steps ({result.stopped}); "
-          f"test rel_l2 {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(args.out)}")
+          f"test rel_l2 {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(out)}")
+
+
+def _is_ns_file(path: str) -> bool:
+    """Whether ``path`` is a Navier-Stokes file of `sciml generate ns2d` (by its format)."""
+    import h5py
+
+    from sciml.data import NS2DDataset
+
+    if not Path(path).is_file() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        found = f.attrs.get("format")
+    return (found.decode() if isinstance(found, bytes) else found) == NS2DDataset.FORMAT
+
+
+def _train_own(args: argparse.Namespace, config) -> int:
+    """``train fno``, or ``train sfno`` on the user's own trajectories."""
+    import torch
+
+    from sciml.data import ArrayData
+    from sciml_recipes.own_data import build_model, train_operator
+
+    if args.model == "sfno" and args.trajectories is None:
+        raise ValueError(f"{args.data} is not a file of `sciml generate ns2d`: name the array "
+                         "of your trajectories (samples, time, n_x, n_y) with --trajectories "
+                         "KEY, or train an FNO on input/target arrays with `sciml train fno`")
+    pairs = args.model == "fno"
+    data = ArrayData(
+        args.data,
+        inputs=args.inputs if pairs else "x", targets=args.targets if pairs else "y",
+        trajectories=args.trajectories, input_steps=args.input_steps,
+        output_steps=args.output_steps, stride=args.stride, test_stride=args.test_stride,
+        test_samples=args.test_samples, subsample=args.subsample,
+        normalize=not args.no_normalize, fine_inputs=args.fine_inputs,
+        fine_targets=args.fine_targets if pairs else None)
+    torch.manual_seed(args.seed)  # the initial weights follow --seed too
+    model = build_model(args.model, data, modes=args.modes,
+                        modes_t=getattr(args, "modes_t", None), width=args.width,
+                        layers=args.layers)
+    train, test = data.split()
+    print(f"{data.path}: {data.layout}, {data.samples} samples ({len(train)} train, "
+          f"{len(test)} test) on a {'x'.join(map(str, data.grid()))} grid; "
+          f"{type(model).__name__} with {sum(p.numel() for p in model.parameters())} "
+          "parameters")
+    _, result = train_operator(data, args.out, config, model=model, resume=args.resume,
+                               device=args.device)
+    _report(result, args.out)
+    print(f"score it: sciml evaluate --model {Path(args.out) / 'model.pt'} --out "
+          f"{Path(args.out) / 'evaluate'}")
     return 0
 
 
 def _refine(args: argparse.Namespace) -> int:
+    from sciml_recipes.own_data import KIND, model_kind
+
+    if model_kind(args.model) == KIND:
+        raise ValueError(f"{args.model} was trained on your own arrays: the Spectral-Refiner "
+                         "fine-tunes on the Navier-Stokes residual, which needs a model of a "
+                         "`sciml generate ns2d` file; from Python, pass your own residual loss "
+                         "to sciml.operators.SpectralRefiner")
     from sciml.operators import SpectralRefiner
     from sciml_recipes.sfno.figures import plot_refinement
     from sciml_recipes.sfno.pipeline import refine_model, summary, write_json
@@ -404,7 +551,33 @@ def _refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_own(args: argparse.Namespace) -> int:
+    from sciml_recipes.own_data import evaluate_operator, load_operator, plot_operator_evaluation
+    from sciml_recipes.sfno.pipeline import write_json
+
+    model, data, norm = load_operator(args.model, data=args.data, device=args.device)
+    res = evaluate_operator(model, data, norm, subsample=args.subsample,
+                            batch_size=args.batch_size, device=args.device)
+    out = Path(args.out)
+    write_json(out / "evaluate.json", res)
+    fig = plot_operator_evaluation(model, data, norm, res, out, device=args.device)
+    what = "windows" if data.layout == "trajectories" else "samples"
+    print(f"{'resolution':>10s} {'grid':>10s} {what:>8s} {'rel L2 mean':>12s} "
+          f"{'median':>8s} {'max':>8s} {'RMSE':>10s}")
+    for r in res["resolutions"]:
+        grid = "x".join(map(str, r["grid"]))
+        print(f"{r['name']:>10s} {grid:>10s} {len(r['rel_l2_per_item']):8d} "
+              f"{r['rel_l2']:12.4g} {r['rel_l2_median']:8.4g} {r['rel_l2_max']:8.4g} "
+              f"{r['rmse']:10.4g}")
+    print(f"wrote {out / 'evaluate.json'} (errors per test item) and {fig}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    from sciml_recipes.own_data import KIND, model_kind
+
+    if model_kind(args.model) == KIND:
+        return _evaluate_own(args)
     from sciml_recipes.sfno.figures import plot_evaluation
     from sciml_recipes.sfno.pipeline import evaluate_model, write_json
 

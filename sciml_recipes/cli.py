@@ -15,15 +15,16 @@ EXAMPLES = {
     "sciml generate": "sciml generate ns2d --preset fno --show",
     "sciml generate ns2d": "sciml generate ns2d --preset fno --samples 8 --out ns.h5",
     "sciml generate burgers": "sciml generate burgers --family E1 --samples 16 --out e1.h5",
-    "sciml train": "sciml train sfno --data ns.h5 --out runs/sfno",
+    "sciml train": "sciml train fno --data mine.npz --inputs a --targets u --out runs/mine",
+    "sciml train fno": "sciml train fno --data mine.npz --inputs a --targets u --out runs/mine",
     "sciml train sfno": "sciml train sfno --data ns.h5 --out runs/sfno --device cuda",
     "sciml train probconserv": "sciml train probconserv --help",
     "sciml train hardc": "sciml train hardc --help",
     "sciml train dcdm": "sciml train dcdm --help",
     "sciml train learned-mg": "sciml train learned-mg --dim 2",
     "sciml train mppde": "sciml train mppde --help",
-    "sciml refine": "sciml refine --help",
-    "sciml evaluate": "sciml evaluate --help",
+    "sciml refine": "sciml refine --model runs/sfno/model.pt --steps 100 --out runs/refine",
+    "sciml evaluate": "sciml evaluate --model runs/mine/model.pt --out runs/mine/eval",
 }
 
 
@@ -46,6 +47,12 @@ def _teach(parser: argparse.ArgumentParser) -> None:
     example = EXAMPLES.get(parser.prog)
     if example and not parser.epilog:
         parser.epilog = f"example:\n  {example}"
+    for action in parser._actions:
+        # argparse prints no help line at all for an option without help text, so the
+        # formatter above never sees it: give such options their default as the text
+        if (action.help is None and action.option_strings and action.default is not None
+                and action.default is not False and action.default is not argparse.SUPPRESS):
+            action.help = "(default: %(default)s)"
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():

@@ -31,7 +31,9 @@ def test_every_option_with_a_default_shows_it_and_every_command_has_an_example(p
             continue
         if action.default is False:  # a flag: off unless given
             continue
-        shown = formatter._get_help_string(action) % {"default": action.default}
+        # the option's lines as printed (argparse prints no help text for an option whose
+        # help is None, so the text the formatter would give is not enough)
+        shown = formatter._format_action(action)
         assert "default" in shown, f"{parser.prog} {action.option_strings[0]}: no default shown"
 
 

@@ -55,6 +55,9 @@ class NS2DDataset(Dataset):
             is read, the trajectory does not match its checksum (the file is corrupt).
     """
 
+    #: the ``format`` attribute of the files this class reads
+    FORMAT = FORMAT
+
     def __init__(
         self,
         path: str | os.PathLike,
