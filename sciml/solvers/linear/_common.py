@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ... import _validation
+from ..._tolerances import check_tol
 from ..._validation import check_int
 
 
@@ -57,7 +58,9 @@ class Solution:
             ``iterations_per_system`` (int64 tensor of the batch shape),
             ``converged`` (bool tensor of the batch shape),
             ``residual_norm`` (the true ``||b - A x||`` per system, recomputed at the end),
-            ``tolerance`` (``max(rtol ||b||, atol)`` per system),
+            ``tolerance`` (``max(rtol ||b||, atol)`` per system), ``rtol`` and ``atol``
+            (the values used: ``rtol=None`` resolves to the default for ``b``'s dtype
+            from :mod:`sciml._tolerances`),
             ``history`` (tensor ``(iterations + 1, *batch)``: row ``k`` holds the recursive
             residual norms after ``k`` iterations, row 0 the initial ones; a system that
             has stopped keeps its last value), ``matvecs`` (batched products with ``A``),
@@ -75,8 +78,13 @@ class Solution:
 
 def check_tolerances(rtol: object, atol: object, max_iter: object,
                      check_every: object) -> None:
-    """Validate the settings every Krylov solver shares."""
-    _validation.check_tolerances(rtol, atol, fix="0 switches that test off")
+    """Validate the settings every Krylov solver shares (``rtol=None``: by dtype)."""
+    if rtol is None:
+        _validation.check_positive("atol", atol, allow_zero=True,
+                                   fix="0 switches that test off")
+    else:
+        check_tol("rtol", rtol)
+        _validation.check_tolerances(rtol, atol, fix="0 switches that test off")
     for name, v in (("max_iter", max_iter), ("check_every", check_every)):
         if v is not None:
             check_int(name, v, minimum=1, fix="use None for the default")

@@ -387,6 +387,8 @@ def run(
         "converged": (code_out == _CONVERGED).reshape(batch_shape),
         "residual_norm": residual.reshape(batch_shape),
         "tolerance": tol.reshape(batch_shape),
+        "rtol": rtol,
+        "atol": atol,
         "history": hist,
         "matvecs": ops.matvecs,
         "preconditioner_applications": ops.psolves,

@@ -121,7 +121,7 @@ def solve(
     *,
     params: tuple[torch.Tensor, ...] = (),
     x0: torch.Tensor | None = None,
-    rtol: float = 1e-5,
+    rtol: float | None = None,
     atol: float = 0.0,
     max_iter: int | None = None,
     M: object = None,
@@ -144,7 +144,8 @@ def solve(
             requires grad gets the gradient ``-lambda x^T``; other operators are constants.
         b: right-hand sides ``(..., n)``; may require grad.
         params: the tensors passed to ``A`` after ``x``.
-        x0, rtol, atol, max_iter, M, throw: as for :func:`cg` (``M`` is a constant).
+        x0, rtol, atol, max_iter, M, throw: as for :func:`cg` (``M`` is a constant;
+            ``rtol`` None: by dtype, see :mod:`sciml._tolerances`).
 
     Returns:
         :class:`Solution` whose ``x`` carries the autograd graph.

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..._frozen import frozen_settings
+from ..._tolerances import resolve_tol
 from ._common import Solution, check_tolerances
 from ._krylov import Counter, prepare, rowdot, run
 
@@ -65,7 +66,9 @@ class CG:
     """Settings of the (preconditioned) conjugate gradient solver; see :func:`cg`.
 
     Attributes:
-        rtol, atol: stop a system when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        rtol, atol: stop a system when ``||b - A x|| <= max(rtol ||b||, atol)``. ``rtol``
+            None: by dtype, see :mod:`sciml._tolerances` (1e-5 in float64, scipy's
+            default; 1e-4 in float32).
         max_iter: iteration limit; ``None`` is ``10 n`` (scipy's default).
         check_every: iterations between host-side looks at the residuals (each one
             synchronises with the device); ``None`` is 1 on CPU and 8 on CUDA. Systems
@@ -74,7 +77,7 @@ class CG:
             working set.
     """
 
-    rtol: float = 1e-5
+    rtol: float | None = None
     atol: float = 0.0
     max_iter: int | None = None
     check_every: int | None = None
@@ -97,7 +100,8 @@ class CG:
         ops = Counter(op, mop)
         with torch.no_grad():
             return run(_CGDirection(ops), ops, b2, x, batch_shape=shape[:-1],
-                       rtol=float(self.rtol), atol=float(self.atol), max_iter=self.max_iter,
+                       rtol=resolve_tol(self.rtol, "linear", b2.dtype),
+                       atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
 
@@ -106,7 +110,7 @@ def cg(
     b: torch.Tensor,
     *,
     x0: torch.Tensor | None = None,
-    rtol: float = 1e-5,
+    rtol: float | None = None,
     atol: float = 0.0,
     max_iter: int | None = None,
     M: object = None,
@@ -132,7 +136,10 @@ def cg(
             float64).
         x0: initial guess, shaped like ``b`` or ``(n,)`` (a tensor or numpy array); zero
             by default.
-        rtol, atol: stop when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        rtol, atol: stop when ``||b - A x|| <= max(rtol ||b||, atol)``. ``rtol`` None: by
+            dtype, see :mod:`sciml._tolerances` (1e-5 in float64, scipy's default; 1e-4
+            in float32, whose rounding floor on ill-conditioned systems is near 1e-5);
+            ``stats["rtol"]`` is the value used.
         max_iter: iteration limit; ``None`` is ``10 n``.
         M: an SPD preconditioner approximating ``A^{-1}``, applied as ``M.matvec(r)``
             (:class:`Jacobi`, :class:`IncompleteCholesky`, :class:`PyAMGPreconditioner`,
@@ -145,7 +152,8 @@ def cg(
         :class:`Solution`; ``stats`` as documented there.
 
     Raises:
-        TypeError, ValueError: bad input (kind, dtype, device or shape; NaN/Inf in ``b``).
+        TypeError, ValueError: bad input (kind, dtype, device or shape; NaN/Inf in ``b``;
+            a negative, NaN or non-numeric ``rtol``/``atol``).
         LinearSolveError: with ``throw=True``, when the solve does not converge.
     """
     return CG(rtol=rtol, atol=atol, max_iter=max_iter)(A, b, x0=x0, M=M, callback=callback,

@@ -114,10 +114,11 @@ def _check_net_and_system(net: object, system: object) -> None:
 @frozen_settings()
 @dataclass(frozen=True)
 class DCDM:
-    """DCDM settings; call ``DCDM(...)(A, b, net=..., system=...)`` (see :func:`dcdm`)."""
+    """DCDM settings; call ``DCDM(...)(A, b, net=..., system=...)`` (see :func:`dcdm`;
+    ``rtol=None``: by dtype, see :mod:`sciml._tolerances`)."""
 
     k: int = 16
-    rtol: float = 1e-5
+    rtol: float | None = None
     atol: float = 0.0
     max_iter: int | None = None
     safeguard: bool = True
@@ -140,14 +141,15 @@ class DCDM:
 
 
 def dcdm(A, b: Tensor, *, net: nn.Module, system, k: int = 16, x0: Tensor | None = None,
-         rtol: float = 1e-5, atol: float = 0.0, max_iter: int | None = None,
+         rtol: float | None = None, atol: float = 0.0, max_iter: int | None = None,
          safeguard: bool = True, callback=None, throw: bool = False) -> Solution:
     """Solve ``A x = b`` by DCDM with a trained :class:`~sciml.operators.DCDMNet`.
 
     ``A`` is the system's operator (or any LinearOperator on the full-grid vectors of
     ``system``), ``b`` ``(..., n)`` (``n`` the cells of ``system``'s grid, of any shape;
     see :class:`NetworkPreconditioner` for padding). Stopping rule as :func:`cg`:
-    ``||b - A x|| <= max(rtol ||b||, atol)``. ``safeguard``: see
+    ``||b - A x|| <= max(rtol ||b||, atol)`` (``rtol`` None: by dtype, see
+    :mod:`sciml._tolerances`; ``stats["rtol"]`` is the value used). ``safeguard``: see
     :class:`NetworkPreconditioner` (the paper's method is ``safeguard=False``).
     """
     return DCDM(k=k, rtol=rtol, atol=atol, max_iter=max_iter, safeguard=safeguard)(

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ..._frozen import frozen_settings
+from ..._tolerances import resolve_tol
 from ._common import Solution, check_tolerances
 from ._krylov import Counter, prepare, run
 
@@ -95,11 +96,12 @@ class FlexibleCG:
     Attributes:
         k: how many previous directions each new one is made A-orthogonal to (memory
             ``2 k`` vectors per system); ``k = 0`` is preconditioned steepest descent.
-        rtol, atol, max_iter, check_every: as for :class:`CG`.
+        rtol, atol, max_iter, check_every: as for :class:`CG` (``rtol`` None: by dtype,
+            see :mod:`sciml._tolerances`).
     """
 
     k: int = 2
-    rtol: float = 1e-5
+    rtol: float | None = None
     atol: float = 0.0
     max_iter: int | None = None
     check_every: int | None = None
@@ -124,7 +126,8 @@ class FlexibleCG:
         ops = Counter(op, mop)
         with torch.no_grad():
             return run(_FlexDirection(ops, self.k), ops, b2, x,
-                       batch_shape=shape[:-1], rtol=float(self.rtol),
+                       batch_shape=shape[:-1],
+                       rtol=resolve_tol(self.rtol, "linear", b2.dtype),
                        atol=float(self.atol), max_iter=self.max_iter,
                        check_every=self.check_every, callback=callback, throw=throw)
 
@@ -136,7 +139,7 @@ def flexible_cg(
     M: object,
     k: int = 2,
     x0: torch.Tensor | None = None,
-    rtol: float = 1e-5,
+    rtol: float | None = None,
     atol: float = 0.0,
     max_iter: int | None = None,
     callback: Callable[[torch.Tensor], Any] | None = None,
@@ -156,7 +159,8 @@ def flexible_cg(
             mapping ``(W, n)`` to ``(W, n)``; need not be linear or fixed. ``None`` runs
             conjugate directions without preconditioning (CG when ``k >= 1``).
         k: directions kept for the A-orthogonalisation.
-        x0, rtol, atol, max_iter, callback, throw: as for :func:`cg`.
+        x0, rtol, atol, max_iter, callback, throw: as for :func:`cg` (``rtol`` None: by
+            dtype, see :mod:`sciml._tolerances`).
 
     Returns:
         :class:`Solution`.

@@ -68,7 +68,8 @@ class OTResult:
             shape), ``member_status`` (each member's :class:`OTStatus`, a list in row-major
             batch order), ``transport_cost`` (``<P, M>`` of ``plan``, summed in float64),
             ``history`` (``(iteration, seconds, marginal_error)`` at each check, the
-            solver's running estimate).
+            solver's running estimate), ``tol`` (the tolerance used: the one passed, or
+            the default for the inputs' dtype from :mod:`sciml._tolerances`).
     """
 
     plan: torch.Tensor

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..._frozen import frozen_settings
+from ..._tolerances import check_tol, resolve_tol
 from ._common import OTResult, check_problem, finish, kernel, lse_sweep, marginal_errors
 
 
@@ -158,10 +159,11 @@ def _absorb(f, g, u, v, reg):
 @frozen_settings()
 @dataclass(frozen=True)
 class Sinkhorn:
-    """Settings of the stabilised log-domain Sinkhorn solver (see :func:`sinkhorn`)."""
+    """Settings of the stabilised log-domain Sinkhorn solver (see :func:`sinkhorn`;
+    ``tol=None``: by dtype, see :mod:`sciml._tolerances`)."""
 
     max_iter: int = 10000
-    tol: float = 1e-9
+    tol: float | None = None
     check_every: int = 10
 
     def __post_init__(self) -> None:
@@ -169,23 +171,23 @@ class Sinkhorn:
 
     def __call__(self, a, b, M, reg, *, throw: bool = False) -> OTResult:
         a, b, M, reg = check_problem(a, b, M, reg)
+        tol = resolve_tol(self.tol, "ot", a.dtype)
         t0 = time.perf_counter()
         history: list = []
         with torch.no_grad():
             f, g, it, _, stuck = sinkhorn_potentials(
-                a.detach(), b.detach(), M.detach(), reg, max_iter=self.max_iter, tol=self.tol,
+                a.detach(), b.detach(), M.detach(), reg, max_iter=self.max_iter, tol=tol,
                 check_every=self.check_every, history=history, t0=t0)
         stats = {"iterations": it, "sinkhorn_iterations": it, "newton_iterations": 0,
-                 "cg_iterations": 0, "history": history, "seconds": time.perf_counter() - t0}
-        return finish(a, b, M, reg, f, g, self.tol, stats, throw, stagnated=stuck)
+                 "cg_iterations": 0, "history": history, "seconds": time.perf_counter() - t0,
+                 "tol": tol}
+        return finish(a, b, M, reg, f, g, tol, stats, throw, stagnated=stuck)
 
 
 def _check_settings(max_iter, tol, check_every) -> None:
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (
-            math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    check_tol("tol", tol)
     if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
         raise ValueError(f"check_every must be a positive int, got {check_every!r}")
 
@@ -197,7 +199,7 @@ def sinkhorn(
     reg: float,
     *,
     max_iter: int = 10000,
-    tol: float = 1e-9,
+    tol: float | None = None,
     check_every: int = 10,
     throw: bool = False,
 ) -> OTResult:
@@ -221,15 +223,22 @@ def sinkhorn(
         reg: entropic regularisation epsilon > 0.
         max_iter: iteration limit (log-domain sweeps after an overflow included).
         tol: stop when the L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` of the plan
-            is at most this for every batch member (the members iterate together).
+            is at most this for every batch member (the members iterate together). None:
+            by dtype, see :mod:`sciml._tolerances` (1e-9 in float64, POT's ``stopThr``;
+            1e-5 in float32); ``stats["tol"]`` is the value used.
         check_every: iterations between error checks (each synchronises with the device).
         throw: raise :class:`OTError` instead of returning a non-converged status.
 
     Returns:
         :class:`OTResult`; ``stats["marginal_error"]`` and the status are those of the
         returned ``plan`` (in float32 it rarely gets below about ``1e-6``: a smaller
-        ``tol`` stops as STALLED once the error, near that floor, stops dropping by 1%
+        explicit ``tol`` stops as STALLED once the error, near that floor, stops dropping by 1%
         over ``max(500, 20 check_every)`` iterations).
+
+    Raises:
+        TypeError, ValueError: bad input (named in the message), e.g. a negative, NaN or
+            non-numeric ``tol``.
+        OTError: with ``throw=True``, when the solve does not converge.
     """
     return Sinkhorn(max_iter=max_iter, tol=tol, check_every=check_every)(a, b, M, reg,
                                                                           throw=throw)

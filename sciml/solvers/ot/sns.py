@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..._frozen import frozen_settings
+from ..._tolerances import resolve_tol
 from ._common import (
     OTResult,
     check_problem,
@@ -231,11 +232,12 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
 @frozen_settings()
 @dataclass(frozen=True)
 class SNS:
-    """Settings of Sinkhorn-Newton-Sparse (see :func:`sns`)."""
+    """Settings of Sinkhorn-Newton-Sparse (see :func:`sns`; ``tol=None``: by dtype, see
+    :mod:`sciml._tolerances`)."""
 
     warm_start_iters: int = 20
     max_iter: int = 100
-    tol: float = 1e-9
+    tol: float | None = None
     sparsity: float = 1e-5
     min_per_row: int = 4
     max_sinkhorn_iter: int = 50000
@@ -260,9 +262,10 @@ class SNS:
 
     def __call__(self, a, b, M, reg, *, throw: bool = False) -> OTResult:
         a, b, M, reg = check_problem(a, b, M, reg)
+        tol = resolve_tol(self.tol, "ot", a.dtype)
         t0 = time.perf_counter()
         history: list = []
-        stats: dict = {"nnz_per_row": [], "line_search_steps": []}
+        stats: dict = {"nnz_per_row": [], "line_search_steps": [], "tol": tol}
         counts = ("sinkhorn_iterations", "newton_iterations", "cg_iterations")
         member: dict = {k: [] for k in counts}
         batch = a.shape[:-1]
@@ -280,14 +283,14 @@ class SNS:
                       "line_search_steps": stats["line_search_steps"]}
                 stall = _Stall(_NEWTON_WINDOW, a2[k])
                 f, g, it, err, swept = sinkhorn_potentials(
-                    a2[k], b2[k], M2[k], reg, max_iter=self.warm_start_iters, tol=self.tol,
+                    a2[k], b2[k], M2[k], reg, max_iter=self.warm_start_iters, tol=tol,
                     check_every=min(self.warm_start_iters, _CHECK), history=history, t0=t0,
                     offset=done)
                 ms["sinkhorn_iterations"] += it
                 extra = self.warm_start_iters
-                while err > self.tol and ms["newton_iterations"] < self.max_iter:
+                while err > tol and ms["newton_iterations"] < self.max_iter:
                     f, g, err, stalled = _newton(
-                        a2[k], b2[k], M2[k], reg, f, g, max_iter=self.max_iter, tol=self.tol,
+                        a2[k], b2[k], M2[k], reg, f, g, max_iter=self.max_iter, tol=tol,
                         sparsity=self.sparsity, min_per_row=self.min_per_row,
                         history=history, t0=t0, stats=ms, stall=stall, offset=done)
                     left = self.max_sinkhorn_iter - ms["sinkhorn_iterations"]
@@ -295,7 +298,7 @@ class SNS:
                         break
                     # far from the solution: more Sinkhorn sweeps, then Newton again
                     f, g, it, err, swept = sinkhorn_potentials(
-                        a2[k], b2[k], M2[k], reg, max_iter=min(extra, left), tol=self.tol,
+                        a2[k], b2[k], M2[k], reg, max_iter=min(extra, left), tol=tol,
                         check_every=min(extra, _CHECK), history=history, t0=t0, f=f, g=g,
                         offset=done + ms["sinkhorn_iterations"] + ms["newton_iterations"])
                     ms["sinkhorn_iterations"] += it
@@ -316,7 +319,7 @@ class SNS:
         stats["iterations"] = stats["sinkhorn_iterations"] + stats["newton_iterations"]
         stats["history"] = history
         stats["seconds"] = time.perf_counter() - t0
-        return finish(a, b, M, reg, f, g, self.tol, stats, throw, stagnated=stuck)
+        return finish(a, b, M, reg, f, g, tol, stats, throw, stagnated=stuck)
 
 
 def sns(
@@ -327,7 +330,7 @@ def sns(
     *,
     warm_start_iters: int = 20,
     max_iter: int = 100,
-    tol: float = 1e-9,
+    tol: float | None = None,
     sparsity: float = 1e-5,
     min_per_row: int = 4,
     max_sinkhorn_iter: int = 50000,
@@ -350,6 +353,8 @@ def sns(
         warm_start_iters: Sinkhorn iterations before Newton.
         max_iter: Newton iteration limit of each batch member.
         tol: L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` to stop at (each member's).
+            None: by dtype, see :mod:`sciml._tolerances` (1e-9 in float64, 1e-5 in
+            float32); ``stats["tol"]`` is the value used.
         sparsity: keep ``P_ij >= sparsity * (P 1)_i`` in the Hessian (0 keeps all: exact
             Newton).
         min_per_row: and at least this many of the largest entries of each row (what
@@ -364,7 +369,12 @@ def sns(
         ``sinkhorn_iterations``, ``newton_iterations`` and ``cg_iterations`` are totals
         over the batch, ``member_sinkhorn_iterations``, ``member_newton_iterations`` and
         ``member_cg_iterations`` list each member's (row-major batch order), next to its
-        ``member_status`` and ``member_marginal_error``.
+        ``member_status`` and ``member_marginal_error``; ``tol`` is the tolerance used.
+
+    Raises:
+        TypeError, ValueError: bad input (named in the message), e.g. a negative, NaN or
+            non-numeric ``tol``.
+        OTError: with ``throw=True``, when the solve does not converge.
     """
     return SNS(warm_start_iters=warm_start_iters, max_iter=max_iter, tol=tol,
                sparsity=sparsity, min_per_row=min_per_row,
