@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import sciml.solvers.ot as ot
+from sciml._tolerances import default_tol
 
 DEADLINE = 20.0  # seconds; each case takes well under one on an idle machine
 SOLVERS = sorted(n for n in ot.__all__ if inspect.isfunction(getattr(ot, n)))
@@ -81,7 +82,11 @@ def _run(name: str, case: str) -> dict:
     build, reg, budgets, _ = CASES[case]
     a, b, M = build()
     res = getattr(ot, name)(a, b, M, reg, **(budgets or {}).get(name, {}))
-    tol = float(inspect.signature(getattr(ot, name)).parameters["tol"].default)
+    # the default tol depends on the dtype (one table); the result records the one used
+    tol = default_tol("ot", a.dtype)
+    if res.stats["tol"] != tol:
+        raise AssertionError(f"stats['tol'] = {res.stats['tol']} but the {a.dtype} default "
+                             f"is {tol}")
     P, a64, b64 = res.plan.double(), a.double(), b.double()
     err = float((P.sum(-1) - a64).abs().sum() + (P.sum(-2) - b64).abs().sum())
     return {"status": res.status.name, "error": err, "reported": res.stats["marginal_error"],
