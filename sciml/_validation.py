@@ -13,6 +13,7 @@ import math
 import numbers
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 _FINITE_CHECKS = True
@@ -36,6 +37,83 @@ def checks(finite: bool = True) -> Iterator[None]:
         _FINITE_CHECKS = old
 
 
+def _is_numeric_input(x: object) -> bool:
+    """Whether ``x`` is a numpy array/scalar of numbers or a Python number (not a bool)."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x).dtype.kind in "biufc"
+    return isinstance(x, (int, float, complex))
+
+
+def reference_tensor(*xs: object) -> torch.Tensor | None:
+    """The first floating-point or complex tensor among ``xs`` (``None`` if there is none):
+    the one whose dtype and device numpy inputs and Python numbers are converted to."""
+    return next((x for x in xs if isinstance(x, torch.Tensor)
+                 and (x.is_floating_point() or x.is_complex())), None)
+
+
+def as_tensor(x: object, *, like: torch.Tensor | None = None, integers: bool = False
+              ) -> object:
+    """A numpy array or Python number as a tensor; anything else is returned unchanged.
+
+    The one conversion at the library's boundary (the checks that follow, such as
+    :func:`check_tensor`, then name any argument that is still not a tensor). Tensors pass
+    through untouched.
+
+    Args:
+        x: the argument as the user passed it.
+        like: a floating-point or complex tensor among the other inputs. When given,
+            ``x`` takes its device and precision (real values its real dtype, complex
+            values the complex dtype of that precision). Without it ``x`` stays on the
+            CPU: float32 stays float32 and complex64 complex64, other complex values become
+            complex128 and every other real (float64, float16, integers, bools, Python
+            floats) float64, as the solvers do.
+        integers: keep integer and bool numpy arrays (and Python ints) as ``int64`` and
+            ``bool`` tensors, on ``like``'s device: for indices and masks, and for data
+            handed on to a user's function that may index with it.
+
+    Returns:
+        A tensor for a numpy array/scalar of numbers or a Python ``int``/``float``/
+        ``complex`` (not a ``bool``), else ``x`` itself.
+    """
+    if not _is_numeric_input(x):
+        return x
+    arr = np.asarray(x)
+    if any(st < 0 for st in arr.strides) or not arr.flags.writeable:
+        arr = arr.copy()  # torch refuses negative strides and warns on read-only memory
+    cplx = arr.dtype.kind == "c"
+    if integers and arr.dtype.kind in "biu":
+        dtype = torch.bool if arr.dtype.kind == "b" else torch.int64
+        return torch.as_tensor(arr, dtype=dtype,
+                               device=None if like is None else like.device)
+    if like is not None:
+        real = like.real.dtype if like.is_complex() else like.dtype
+        if real not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            real = torch.float64
+        dtype = ((torch.complex64 if real != torch.float64 else torch.complex128) if cplx
+                 else real)
+        return torch.as_tensor(arr, dtype=dtype, device=like.device)
+    if cplx:
+        dtype = torch.complex64 if arr.dtype == np.complex64 else torch.complex128
+    else:
+        dtype = torch.float32 if arr.dtype == np.float32 else torch.float64
+    return torch.as_tensor(arr, dtype=dtype)
+
+
+def as_tensors(*xs: object, like: torch.Tensor | None = None, integers: bool = False
+               ) -> list[object]:
+    """:func:`as_tensor` for each of ``xs``, all following one reference tensor.
+
+    The reference is ``like`` if given, else the first floating-point or complex tensor
+    among ``xs`` (:func:`reference_tensor`): numpy inputs mixed with a CUDA float32 tensor
+    become CUDA float32 tensors. Pass the arguments in signature order, then check them in
+    that order, so that an error names the first bad one.
+    """
+    ref = like if like is not None else reference_tensor(*xs)
+    return [as_tensor(x, like=ref, integers=integers) for x in xs]
+
+
 def check_tensor(
     name: str,
     x: object,
@@ -52,6 +130,11 @@ def check_tensor(
     ``fft_dtype`` restricts to float32/float64 (complex64/complex128): the precisions
     every spectral routine supports on every device.
     """
+    if isinstance(x, np.ndarray) and x.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy array of numbers, got a numpy array "
+            f"of dtype {x.dtype}; convert it with {name}.astype(float)"
+        )
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor, got {type(x).__name__}; "
