@@ -311,7 +311,9 @@ def test_bad_input_is_rejected_with_the_fix():
     with pytest.raises(TypeError, match="integer tensor"):
         PoissonSystem(ok.double())
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
-        PoissonSystem(np.zeros((4, 4), dtype=np.int64))
+        PoissonSystem([[0] * 4] * 4)
+    # numpy cells are taken (issue 21): the same system as from the tensor
+    assert PoissonSystem(np.zeros((4, 4), dtype=np.int8)).n_fluid == PoissonSystem(ok).n_fluid
     with pytest.raises(ValueError, match="d in"):
         PoissonSystem(torch.zeros(2, 2, 2, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="N is defined for grids with equal sides"):

@@ -376,7 +376,9 @@ def test_bad_shapes_boundaries_and_coefficients_are_refused():
     with pytest.raises(TypeError, match="coefficients must be a real floating"):
         PoissonSystem(c, coefficients=torch.ones(4, 6, dtype=torch.int64))
     with pytest.raises(TypeError, match=r"coefficients must be a torch\.Tensor"):
-        PoissonSystem(c, coefficients=np.ones((4, 6)))
+        PoissonSystem(c, coefficients=[[1.0] * 6] * 4)
+    torch.testing.assert_close(PoissonSystem(c, coefficients=np.ones((4, 6))).coefficients,
+                               PoissonSystem(c, coefficients=k.nan_to_num(1.0)).coefficients)
     for bad, err, match in [
         ("robin", ValueError, "boundary must be 'neumann', 'dirichlet'"),
         (["neumann"], ValueError, "boundary must have 2 entries"),

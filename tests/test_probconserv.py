@@ -167,8 +167,10 @@ def test_bad_input_names_the_problem() -> None:
         probconserv(mean, torch.zeros_like(var), G, b)
     with pytest.raises(ValueError, match="sigma_G"):
         ProbConserv(noise=-1.0)
-    with pytest.raises(TypeError):
-        probconserv(mean.numpy(), var, G, b)
+    with pytest.raises(TypeError, match=r"^mean must be"):
+        probconserv(mean.tolist(), var, G, b)  # a numpy array is taken (see below), a list not
+    torch.testing.assert_close(probconserv(mean.numpy(), var, G, b).mean,
+                               probconserv(mean, var, G, b).mean, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"not finite|non-finite|NaN|nan"):
         probconserv(mean * float("nan"), var, G, b)
 

@@ -17,6 +17,11 @@
   (:func:`levenberg_marquardt` too). The convex layers return a :class:`ConvexResult`
   with a measured :class:`ConvexStatus`; ``throw=True`` raises :class:`ConvexError` (a
   :class:`HardConstraintError`).
+
+Functions and layers that take tensors also take numpy arrays (and Python numbers where a
+scalar tensor is expected), converted at the call: float64 stays float64, float32
+float32, a numpy input goes to the device of a tensor beside it, and the float64 solves
+(ProbConserv, the hard-constraint and convex layers) read numpy input at full precision.
 """
 
 from ._convex_common import ConvexError, ConvexResult, ConvexStatus

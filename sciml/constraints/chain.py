@@ -116,7 +116,7 @@ class ChainedHardConstraint(_LMSettings):
         return res._throw("slab problem(s)") if throw else res
 
     def _call(self, data: tuple[Tensor, ...], c0: Tensor, max_iter: int | None) -> MoEResult:
-        c0, max_iter = _check_call(data, c0, max_iter, self.n_experts, "slabs")
+        c0, data, max_iter = _check_call(data, c0, max_iter, self.n_experts, "slabs")
         B, K, N = c0.shape
         need = max(self.start_basis, self.start_target) + 1
         if len(data) < need:

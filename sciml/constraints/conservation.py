@@ -18,7 +18,7 @@ import torch
 from scipy import integrate
 from torch import Tensor
 
-from .._validation import check_finite, check_tensor
+from .._validation import as_tensor, as_tensors, check_finite, check_tensor
 
 __all__ = ["box_weights", "mass_from_fluxes", "trapezoid_weights"]
 
@@ -39,7 +39,7 @@ def trapezoid_weights(x: Tensor) -> Tensor:
     Raises:
         ValueError: fewer than 2 points, or points that are not strictly increasing.
     """
-    x = check_tensor("x", x, ndim=1, real=True).to(torch.float64)
+    x = check_tensor("x", as_tensor(x), ndim=1, real=True).to(torch.float64)
     check_finite("x", x)
     if x.shape[0] < 2:
         raise ValueError(f"x needs at least 2 points for the trapezoid rule, got {x.shape[0]}")
@@ -61,6 +61,7 @@ def box_weights(x: Tensor, y: Tensor) -> Tensor:
     ``u`` of shape ``(len(x), len(y))`` (indexing ``"ij"``). Equivalent to
     ``trapezoid(trapezoid(u, y), x)``.
     """
+    x, y = as_tensors(x, y)  # a numpy axis goes to the other's device
     return torch.outer(trapezoid_weights(x), trapezoid_weights(y)).reshape(-1)
 
 

@@ -55,7 +55,14 @@ import torch
 from torch import Tensor, nn
 
 from .._frozen import frozen_settings
-from .._validation import check_bool, check_choice, check_finite, check_int, check_tensor
+from .._validation import (
+    as_tensors,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_tensor,
+)
 from ._convex_common import (
     _KKT_RTOL,
     _SOLVER_ARGS,
@@ -241,6 +248,8 @@ class ConvexProjection(_RebuiltOnLoad, nn.Module):
                 before any differentiable re-solve).
         """
         throw = check_bool("throw", throw)
+        # numpy arrays and numbers follow the first tensor (the answer takes y's dtype)
+        y, weight, G, b = as_tensors(y, weight, G, b)
         y64, w64, G64, b64, unbatched = self._prepare(y, weight, G, b)
         B = y64.shape[0]
         if self._unconstrained or B == 0:  # the projection onto R^n (exact); no rows
@@ -749,6 +758,7 @@ def project_convex(
 
         u = project_convex(mu, weight=1 / var, monotone="decreasing", G=G, b=mass).solution
     """
+    y, weight, G, b = as_tensors(y, weight, G, b)  # numpy arrays and numbers as tensors
     y = check_tensor("y", y, min_ndim=1, real=True)
     throw = check_bool("throw", throw)
     if solver_args is not None and not isinstance(solver_args, Mapping):

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from .._frozen import frozen_settings
-from .._validation import check_bool, check_finite, check_int, check_tensor
+from .._validation import as_tensors, check_bool, check_finite, check_int, check_tensor
 from ._convex_common import (
     _KKT_RTOL,
     _SOLVER_ARGS,
@@ -258,7 +258,13 @@ class ConvexHardConstraint(_RebuiltOnLoad):
 
     # ---------------------------------------------------------------- validation
     def _prepare(self, *args: Tensor | None) -> tuple[list[Tensor], bool, torch.device]:
-        """Check the arguments; return float64 CPU tensors expanded to one batch size."""
+        """Check the arguments; return float64 CPU tensors expanded to one batch size.
+
+        numpy arrays are taken at float64 (the solve's precision) on the first tensor's
+        device."""
+        ref = next((x for x in args if isinstance(x, Tensor)), None)
+        f64 = torch.empty(0, dtype=torch.float64, device=None if ref is None else ref.device)
+        args = tuple(as_tensors(*args, like=f64))
         R, N, m, p = self.n_rows, self.n_coeffs, self.n_ineq, self.n_eq
         shapes = {"A": (R, N), "b": (R,), "G": (m, N), "h": (m,), "E": (p, N), "f": (p,)}
         fixes = {"A": "n_rows={0}, n_coeffs={1}", "b": "n_rows={0}",

@@ -34,7 +34,15 @@ from torch import Tensor
 from torch.func import jvp, vmap
 
 from .._frozen import frozen_settings
-from .._validation import check_bool, check_finite, check_int, check_tensor
+from .._validation import (
+    as_tensor,
+    as_tensors,
+    check_bool,
+    check_finite,
+    check_int,
+    check_tensor,
+    reference_tensor,
+)
 
 __all__ = ["HardConstraint", "HardConstraintError", "HardConstraintResult", "LMStatus",
            "levenberg_marquardt"]
@@ -206,6 +214,14 @@ def levenberg_marquardt(
     """
     # the settings are checked as the layer checks them
     HardConstraint(residual, ridge=ridge, max_iter=max_iter, tol=tol, jacobian=jacobian)
+    if isinstance(data, (list, tuple)):
+        # numpy inputs follow the first tensor among c0 and data; integer data (indices)
+        # stays integer for the residual to use
+        ref = reference_tensor(c0, *data)
+        c0 = as_tensor(c0, like=ref)
+        data = as_tensors(*data, like=ref, integers=True)
+    else:
+        c0 = as_tensor(c0)
     c0 = check_tensor("c0", c0, ndim=2, real=True)
     if isinstance(data, torch.Tensor) or not isinstance(data, (list, tuple)):
         raise TypeError(f"data must be a list or tuple of tensors, got {type(data).__name__}")
@@ -485,8 +501,13 @@ class HardConstraint:
                  throw: bool = False) -> HardConstraintResult:
         max_iter = self.max_iter if max_iter is None else check_int("max_iter", max_iter,
                                                                       minimum=1)
-        c0 = check_tensor("c0", c0, ndim=2, real=True).to(torch.float64)
+        # numpy inputs keep their precision (the solve is float64) and go to the device
+        # of the first tensor among c0 and data
+        ref = reference_tensor(c0, *data)
+        f64 = torch.empty(0, dtype=torch.float64, device=None if ref is None else ref.device)
+        c0 = check_tensor("c0", as_tensor(c0, like=f64), ndim=2, real=True).to(torch.float64)
         B = c0.shape[0]
+        data = as_tensors(*data, like=f64, integers=True)
         data64 = []
         for i, d in enumerate(data):
             d = check_tensor(f"data[{i}]", d, min_ndim=1)

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .._frozen import frozen_settings
-from .._validation import check_int, check_tensor
+from .._validation import as_tensor, as_tensors, check_int, check_tensor, reference_tensor
 from .hard import (
     _WORST,
     HardConstraint,
@@ -98,7 +98,7 @@ class Partition:
 
     def index(self, points: Tensor) -> Tensor:
         """The piece ``(M,)`` (long) of each point ``(M, dim)``; points outside raise."""
-        points = check_tensor("points", points, ndim=2, real=True)
+        points = check_tensor("points", as_tensor(points), ndim=2, real=True)
         if points.shape[1] != self.dim:
             raise ValueError(f"points must be (M, {self.dim}), got {tuple(points.shape)}")
         lo = torch.tensor(self.lower, dtype=points.dtype, device=points.device)
@@ -199,11 +199,19 @@ class _LMSettings:
 
 
 def _check_call(data: Sequence[Tensor], c0: object, max_iter: object, n_experts: int,
-                what: str) -> tuple[Tensor, int | None]:
+                what: str) -> tuple[Tensor, list[Tensor], int | None]:
     """The checks every K-piece layer makes of a call: ``c0`` ``(B, K, N)`` with ``K`` the
-    layer's pieces (``what``: experts, slabs), each data tensor ``(B, K, ...)``."""
+    layer's pieces (``what``: experts, slabs), each data tensor ``(B, K, ...)``.
+
+    Returns ``c0``, the data and ``max_iter``; numpy inputs become float64 tensors (the
+    solve's precision; integer data stays integer) on the first tensor's device.
+    """
     if max_iter is not None:
         max_iter = check_int("max_iter", max_iter, minimum=1)
+    ref = reference_tensor(c0, *data)
+    f64 = torch.empty(0, dtype=torch.float64, device=None if ref is None else ref.device)
+    c0 = as_tensor(c0, like=f64)
+    data = as_tensors(*data, like=f64, integers=True)
     c0 = check_tensor("c0", c0, ndim=3, real=True)
     B, K, _ = c0.shape
     if K != n_experts:
@@ -213,7 +221,7 @@ def _check_call(data: Sequence[Tensor], c0: object, max_iter: object, n_experts:
         if tuple(d.shape[:2]) != (B, K):
             raise ValueError(f"data[{i}] has leading shape {tuple(d.shape[:2])} but c0 "
                              f"has (B, K) = {(B, K)}; stack the {what} on dim 1")
-    return c0, max_iter  # type: ignore[return-value]
+    return c0, data, max_iter  # type: ignore[return-value]
 
 
 @frozen_settings(("residual", "ridge", "max_iter", "tol", "jacobian", "n_experts",
@@ -268,7 +276,7 @@ class MoEHardConstraint(_LMSettings):
         return res._throw("expert problem(s)") if throw else res
 
     def _call(self, data: Sequence[Tensor], c0: Tensor, max_iter: int | None) -> MoEResult:
-        c0, max_iter = _check_call(data, c0, max_iter, self.n_experts, "experts")
+        c0, data, max_iter = _check_call(data, c0, max_iter, self.n_experts, "experts")
         B, K, N = c0.shape
         rank, world = _world()
         if not self.distributed or world == 1:
@@ -307,8 +315,10 @@ def assemble(values: Tensor, coeffs: Tensor, piece: Tensor) -> Tensor:
         coeffs: ``(B, K, N)``.
         piece: ``(M,)`` the piece of each point (see :meth:`Partition.index`).
     """
-    coeffs = check_tensor("coeffs", coeffs, ndim=3, real=True)
+    values, coeffs = as_tensors(values, coeffs)
+    piece = as_tensor(piece, like=reference_tensor(values, coeffs), integers=True)
     values = check_tensor("values", values, real=True)
+    coeffs = check_tensor("coeffs", coeffs, ndim=3, real=True)
     piece = check_tensor("piece", piece, ndim=1)
     if values.ndim == 2:
         values = values.unsqueeze(0)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._validation import check_finite, check_tensor
+from .._validation import as_tensor, as_tensors, check_finite, check_tensor
 
 __all__ = ["ConservedGaussian", "ProbConserv", "probconserv", "project_mean"]
 
@@ -59,13 +59,22 @@ class ConservedGaussian:
 def _prepare(
     mean: object, cov: object, G: object, b: object
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
+    # numpy arrays follow the first tensor among mean, cov, G (all meet in float64 below)
+    mean, cov, G = as_tensors(mean, cov, G)
     mean = check_tensor("mean", mean, min_ndim=1, real=True)
     cov = check_tensor("cov", cov, min_ndim=1, real=True)
     G = check_tensor("G", G, min_ndim=1, real=True)
     # a Python or numpy scalar goes straight to float64 (torch's default float32 would
-    # round it before the float64 update, and the constraint would hold only to ~1e-8)
-    b = torch.as_tensor(b, device=mean.device,
-                        dtype=None if isinstance(b, torch.Tensor) else torch.float64)
+    # round it before the float64 update, and the constraint would hold only to ~1e-8):
+    # no reference tensor here, so Python floats and float64 arrays become float64
+    b = as_tensor(b)
+    if not isinstance(b, Tensor):  # a list of numbers, as before
+        try:
+            b = torch.as_tensor(b, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"b must be a tensor, a numpy array or numbers, got "
+                            f"{type(b).__name__}: {b!r}") from None
+    b = b.to(mean.device)
     n = mean.shape[-1]
     if cov.shape == mean.shape:
         diagonal = True
@@ -103,12 +112,18 @@ def _prepare(
     for name, t in (("mean", mean), ("cov", cov), ("G", G), ("b", b)):
         check_finite(name, t)
     try:
-        torch.broadcast_shapes(mean.shape[:-1], G.shape[:-2], b.shape[:-1])
+        batch = torch.broadcast_shapes(mean.shape[:-1], G.shape[:-2], b.shape[:-1])
     except RuntimeError:
         raise ValueError(
             f"batch shapes do not broadcast: mean {tuple(mean.shape[:-1])}, G "
             f"{tuple(G.shape[:-2])}, b {tuple(b.shape[:-1])}"
         ) from None
+    # one batch shape for all (a single profile with b batched over several right-hand
+    # sides, say): the update concatenates per-batch blocks
+    mean = mean.expand(*batch, n)
+    cov = cov.expand(*batch, n) if diagonal else cov.expand(*batch, n, n)
+    G = G.expand(*batch, k, n)
+    b = b.expand(*batch, k)
     if diagonal and bool((cov < 0).any()):
         raise ValueError("cov holds negative variances; pass variances (std**2) >= 0")
     if not diagonal:
@@ -211,6 +226,8 @@ class ProbConserv:
         ``Sigma~ = diag(var) - A^T S^-1 A`` with ``A = G diag(var)``; it does not depend
         on the mean or ``b``. Use it for small grids or few profiles: it is ``n x n`` each.
         """
+        var, G = as_tensors(var, G)
+        check_tensor("var", var, min_ndim=1, real=True)
         G = check_tensor("G", G, min_ndim=1, real=True)
         G = G.unsqueeze(0) if G.ndim == 1 else G
         _, var, G, _, _ = _prepare(var, var, G, torch.zeros(G.shape[-2]))
@@ -236,5 +253,5 @@ def project_mean(mean: Tensor, G: Tensor, b: Tensor) -> Tensor:
     uncertainty (Negiar et al., *Learning differentiable solvers for systems with hard
     constraints*, ICLR 2023).
     """
-    mean64 = check_tensor("mean", mean, min_ndim=1, real=True).to(torch.float64)
+    mean64 = check_tensor("mean", as_tensor(mean), min_ndim=1, real=True).to(torch.float64)
     return ProbConserv(0.0)(mean64, torch.ones_like(mean64), G, b).mean

@@ -16,6 +16,10 @@ differentiable forward map.
 
 The experiments built on these (the Navier-Stokes recoveries, the cycle-skipping study of
 the L2 against the W2 misfit) live in :mod:`sciml_recipes`.
+
+Functions that take fields also take numpy arrays (and Python numbers where a scalar
+tensor is expected), converted at the call: float64 stays float64, float32 float32,
+and a numpy input beside a tensor takes that tensor's dtype and device.
 """
 
 from .laplace import Laplace, Posterior, gauss_newton_hvp, laplace

@@ -49,10 +49,10 @@ def halved_weights(n: int, dtype: torch.dtype, device: torch.device) -> torch.Te
 
 def check_field(name: str, u: object, lengths: Sequence[float]) -> torch.Tensor:
     """A real float32/float64 tensor with a batch axis and ``len(lengths)`` grid axes."""
-    from .._validation import check_tensor
+    from .._validation import as_tensor, check_tensor
 
     d = len(lengths)
-    u = check_tensor(name, u, min_ndim=d + 1, real=True, fft_dtype=True)
+    u = check_tensor(name, as_tensor(u), min_ndim=d + 1, real=True, fft_dtype=True)
     for i, n in enumerate(u.shape[-d:]):
         if n < 2:
             raise ValueError(f"{name} grid axis {i} has {n} point(s); a spectral grid "

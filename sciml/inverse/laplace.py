@@ -55,12 +55,15 @@ import torch
 
 from .._frozen import frozen_settings
 from .._validation import (
+    as_tensor,
+    as_tensors,
     check_bool,
     check_choice,
     check_finite,
     check_int,
     check_real,
     check_tensor,
+    reference_tensor,
 )
 from ..solvers.linear import CallableOperator, LinearStatus, cg
 from ._lanczos import lanczos
@@ -94,6 +97,8 @@ def gauss_newton_hvp(problem: InverseProblem, x: torch.Tensor, v: torch.Tensor,
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
+    # numpy inputs follow the first tensor among x and v, else the data
+    x, v = as_tensors(x, v, like=reference_tensor(x, v, problem.data))
     x = check_tensor("x", x, min_ndim=1, real=True)
     v = check_tensor("v", v, min_ndim=1, real=True)
     misfit = _quadratic(problem)
@@ -219,6 +224,7 @@ class Laplace:
                  throw: bool = False) -> Posterior:
         if not isinstance(problem, InverseProblem):
             raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
+        x_map = as_tensor(x_map, like=problem.data)  # a numpy x_map: the data's dtype
         x = check_tensor("x_map", x_map, min_ndim=2, real=True).detach()
         check_finite("x_map", x)
         check_bool("throw", throw)

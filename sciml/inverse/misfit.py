@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_finite, check_int, check_real, check_tensor
+from .._validation import as_tensors, check_finite, check_int, check_real, check_tensor
 from ..solvers.ot import sinkhorn
 from ._spectral import check_field, check_lengths, gram, sobolev_sq
 
@@ -41,6 +41,7 @@ class QuadraticMisfit(Protocol):
 
 
 def _pair(pred: object, data: object, *, min_ndim: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, data = as_tensors(pred, data)  # numpy arrays follow the tensor among them
     pred = check_tensor("pred", pred, min_ndim=min_ndim, real=True)
     data = check_tensor("data", data, real=True)
     try:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._validation import check_finite, check_real, check_tensor
+from .._validation import as_tensors, check_finite, check_real, check_tensor
 from ..pdes._ns_ops import NSOperators
 from ..pdes._steppers import STEPPERS
 from ..pdes.navier_stokes import NavierStokes2D, check_step_count
@@ -68,6 +68,7 @@ def grf_prior(alpha: float = 2.5, tau: float = 7.0, sigma: float | None = None,
 
 def calibration(error: torch.Tensor, std: torch.Tensor, k: float = 2.0) -> float:
     """The fraction of points with ``|error| <= k std`` (0.954 for k = 2 if calibrated)."""
+    error, std = as_tensors(error, std)
     error = check_tensor("error", error, real=True)
     std = check_tensor("std", std, real=True)
     if error.shape != std.shape:

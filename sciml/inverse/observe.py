@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_int_tuple, check_real, check_tensor
+from .._validation import as_tensor, check_int_tuple, check_real, check_tensor
 
 __all__ = ["FullObservation", "Observation", "PointObservation", "random_points"]
 
@@ -53,7 +53,7 @@ def _select(name: str, u: object, shape: tuple[int, ...],
     """Check ``u`` against the grid and pick the observed frames: ``(B, [F,] *shape)``."""
     d = len(shape)
     extra = 2 if frames is not None else 1
-    u = check_tensor(name, u, real=True)
+    u = check_tensor(name, as_tensor(u), real=True)
     if u.ndim != d + extra or tuple(u.shape[-d:]) != shape:
         want = "(B, T, " if frames is not None else "(B, "
         raise ValueError(f"{name} has shape {tuple(u.shape)} but the observation expects "
@@ -102,7 +102,7 @@ class PointObservation:
 
     def __post_init__(self) -> None:
         shape = _grid_shape(self.shape)
-        idx = self.indices
+        idx = as_tensor(self.indices, integers=True)  # a numpy array: an integer tensor
         if isinstance(idx, torch.Tensor):
             if idx.is_floating_point() or idx.is_complex() or idx.dtype is torch.bool:
                 raise TypeError(f"indices must be integer flat indices, got dtype {idx.dtype};"

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_real, check_tensor
+from .._validation import as_tensor, check_real, check_tensor
 from ._spectral import (
     check_field,
     check_lengths,
@@ -204,6 +204,7 @@ class ScalarPrior:
         return torch.tensor(values, dtype=x.dtype, device=x.device)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        x = as_tensor(x)
         r = (x - self._vec(self.mean, x)) / self._vec(self.std, x)
         return 0.5 * (r * r).reshape(x.shape[0], -1).sum(-1)
 

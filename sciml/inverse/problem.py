@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_tensor
+from .._validation import as_tensor, check_tensor
 from ..constraints import project_mean
 from .misfit import L2Misfit, Misfit
 from .observe import Observation
@@ -42,7 +42,7 @@ class LinearConstraint:
     b: torch.Tensor
 
     def __post_init__(self) -> None:
-        G = check_tensor("G", self.G, real=True)
+        G = check_tensor("G", as_tensor(self.G), real=True)
         if G.ndim == 1:
             G = G[None]
         if G.ndim != 2:
@@ -108,7 +108,7 @@ class InverseProblem:
         if not callable(self.observation):
             raise TypeError(f"observation must be callable (field -> values), got "
                             f"{type(self.observation).__name__}")
-        check_tensor("data", self.data, real=True)
+        object.__setattr__(self, "data", check_tensor("data", as_tensor(self.data), real=True))
         if self.misfit is None:
             sigma = getattr(self.observation, "noise_std", 0.0)
             if not sigma > 0:
@@ -169,7 +169,8 @@ class InverseProblem:
 
     def check(self, x: torch.Tensor) -> torch.Tensor:
         """Validate an unknown ``x`` against the problem (shapes of data and constraint)."""
-        x = check_tensor("x0", x, min_ndim=1, real=True)
+        # a numpy x0 takes the data's dtype and device
+        x = check_tensor("x0", as_tensor(x, like=self.data), min_ndim=1, real=True)
         if x.ndim < 2:
             raise ValueError(f"x0 has shape {tuple(x.shape)}; the unknown needs a leading "
                              "batch axis: pass x0[None]")

@@ -1,5 +1,10 @@
 """Neural operators as ``nn.Module``s, their losses, and the Spectral-Refiner that fine-tunes
-a trained SFNO per trajectory on the Navier-Stokes residual."""
+a trained SFNO per trajectory on the Navier-Stokes residual.
+
+Functions, and the losses' ``forward``, also take numpy arrays (converted at the
+call: float64 stays float64; beside a tensor, its dtype and device); the models'
+``forward`` takes tensors, as every ``nn.Module`` does.
+"""
 
 from ..spectral import fourier_resample
 from ._layers import ChannelMLP, FourierBlock, Pointwise

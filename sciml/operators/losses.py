@@ -7,14 +7,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._validation import check_real, check_tensor, checks
+from .._validation import as_tensor, as_tensors, check_real, check_tensor, checks
 from ..pdes import NavierStokes2D
 from ..spectral import sobolev_norm
 
 __all__ = ["NSResidualLoss", "RelativeLpLoss", "SobolevLoss", "relative_lp", "relative_sobolev"]
 
 
-def _pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+def _pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pred`` and ``target`` as real tensors of one shape (numpy arrays converted)."""
+    pred, target = as_tensors(pred, target)
     check_tensor("pred", pred, real=True)
     check_tensor("target", target, real=True)
     if pred.shape != target.shape:
@@ -24,6 +26,7 @@ def _pair(pred: torch.Tensor, target: torch.Tensor) -> None:
         )
     if pred.ndim < 2:
         raise ValueError(f"pred must have a batch axis and at least one more, got {pred.shape}")
+    return pred, target
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -36,7 +39,7 @@ def relative_lp(pred: torch.Tensor, target: torch.Tensor, p: float = 2.0) -> tor
 
     Returns a ``(batch,)`` tensor; a zero target gives the absolute error instead.
     """
-    _pair(pred, target)
+    pred, target = _pair(pred, target)
     p = check_real("p", p, positive=True)
     b = pred.shape[0]
     num = torch.linalg.vector_norm((pred - target).reshape(b, -1), ord=p, dim=1)
@@ -61,7 +64,7 @@ def relative_sobolev(
     the true exponent ``s``). With ``s = 0`` and ``alpha = 1`` this is the relative L2
     error.
     """
-    _pair(pred, target)
+    pred, target = _pair(pred, target)
     d = len(lengths)
     if pred.ndim < 2 + d:
         raise ValueError(
@@ -162,7 +165,7 @@ class NSResidualLoss(nn.Module):
         return f"dt={self.dt}, s={self.s}, mean={self.mean}, std={self.std}"
 
     def per_sample(self, pred: torch.Tensor) -> torch.Tensor:
-        check_tensor("pred", pred, real=True)
+        pred = check_tensor("pred", as_tensor(pred), real=True)
         if pred.ndim != 4 or pred.shape[1] < 5:
             raise ValueError(
                 f"pred must have shape (batch, T, n, n) with T >= 5 frames (the time "

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_int, check_tensor
+from .._validation import as_tensors, check_int, check_tensor
 
 __all__ = ["ConditionalNP", "DeepEnsemble", "gaussian_nll"]
 
@@ -124,6 +124,7 @@ def gaussian_nll(mean: Tensor, var: Tensor, target: Tensor) -> Tensor:
     without its variance clamp. The Gaussian log-likelihood metric of ProbConserv is its
     negative.
     """
+    mean, var, target = as_tensors(mean, var, target)
     mean = check_tensor("mean", mean, real=True)
     var = check_tensor("var", var, real=True)
     target = check_tensor("target", target, real=True)

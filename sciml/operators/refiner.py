@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import check_bool, check_finite, check_int, check_tensor, checks
+from .._validation import as_tensor, check_bool, check_finite, check_int, check_tensor, checks
 from ..spectral import irfftn_truncated, rfftn_truncated
 from .fno import SFNO
 from .losses import NSResidualLoss
@@ -76,7 +76,8 @@ class SpectralRefiner:
             raise TypeError(f"model must be an SFNO, got {type(model).__name__}")
         if not isinstance(residual, NSResidualLoss):
             raise TypeError(f"residual must be an NSResidualLoss, got {type(residual).__name__}")
-        check_tensor("x", x, real=True)
+        # a numpy x takes the model's dtype and device
+        x = check_tensor("x", as_tensor(x, like=next(model.parameters(), None)), real=True)
         check_finite("x", x)  # once here, not in every step
         with checks(finite=False):  # the model's own scan of x would repeat it
             t_out = model._check(x, out_steps)

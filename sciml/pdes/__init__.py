@@ -1,4 +1,9 @@
-"""Classical PDE solvers and data generators for the benchmark problems."""
+"""Classical PDE solvers and data generators for the benchmark problems.
+
+Functions that take fields and initial conditions also take numpy arrays (and Python
+numbers where a scalar tensor is expected), converted at the call: float64 stays float64,
+float32 float32, and a numpy input beside a tensor takes that tensor's dtype and device.
+"""
 
 from .burgers import (
     FAMILIES,

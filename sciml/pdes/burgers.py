@@ -55,7 +55,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import check_choice, check_int, check_positive, check_real, check_tensor
+from .._validation import (
+    as_tensor,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 from ._weno import rates, second_derivative, third_derivative, weno5_flux_difference
 from .navier_stokes import check_step_count
 
@@ -144,8 +151,10 @@ class CombinedParameters:
     def __post_init__(self) -> None:
         n = None
         for k in ("alpha", "beta", "gamma", "amplitude", "omega", "phase", "l"):
-            v = check_tensor(k, getattr(self, k), ndim=1 if k in ("alpha", "beta", "gamma")
-                             else 2)
+            # numpy arrays become tensors (l, the integer wavenumbers, stays integer)
+            v = check_tensor(k, as_tensor(getattr(self, k), integers=k == "l"),
+                             ndim=1 if k in ("alpha", "beta", "gamma") else 2)
+            object.__setattr__(self, k, v)
             n = v.shape[0] if n is None else n
             if v.shape[0] != n or (v.ndim == 2 and v.shape[1] != MODES):
                 raise ValueError(f"{k} has shape {tuple(v.shape)}, expected "
@@ -235,6 +244,8 @@ def grid(nx: int, *, convention: str = "conservative", length: float = LENGTH,
 def _angles(params: CombinedParameters, t: float | torch.Tensor) -> torch.Tensor:
     """``omega_j t + phi_j``, ``(n, 5)``; ``t`` a number or ``(n,)`` / ``(n, 1)`` tensor."""
     _check_params(params)
+    if not isinstance(t, (int, float)):  # numpy times as tensors on the parameters' device
+        t = as_tensor(t, like=params.omega)
     if isinstance(t, torch.Tensor):
         if t.numel() not in (1, len(params)):
             raise ValueError(f"t has {t.numel()} entries but params hold {len(params)} "
@@ -258,7 +269,8 @@ def forcing(params: CombinedParameters, t: float | torch.Tensor, x: torch.Tensor
     ``t`` is a number or one time per sample (``(n,)``).
     """
     _check_params(params)
-    x = check_tensor("x", x, ndim=1, real=True).to(params.amplitude)
+    x = check_tensor("x", as_tensor(x, like=params.amplitude), ndim=1, real=True
+                     ).to(params.amplitude)
     k = (2 * math.pi / _check_length(length)) * params.l.to(params.amplitude)  # (n, 5)
     arg = _angles(params, t)[..., None] + k[..., None] * x  # (n, 5, nx)
     return (params.amplitude[..., None] * torch.sin(arg)).sum(1)
@@ -326,7 +338,7 @@ def coarsen(u: torch.Tensor, nx: int, *, convention: str = "conservative") -> to
     docstring): coarse ``j`` is the mean of ``ũ[j r - 2 ... j r + 2]``, where ``ũ`` pads
     ``u`` with ``u[-3:-1]`` on the left and ``u[1:3]`` on the right.
     """
-    u = check_tensor("u", u, min_ndim=1, real=True)
+    u = check_tensor("u", as_tensor(u), min_ndim=1, real=True)
     nx = check_int("nx", nx, minimum=1)
     big = u.shape[-1]
     if big % nx:
@@ -385,7 +397,7 @@ def solve_combined(
     Raises:
         ValueError: bad shapes, negative coefficients, unsorted times, a bad convention.
     """
-    u0 = check_tensor("u0", u0, ndim=2, real=True)
+    u0 = check_tensor("u0", as_tensor(u0), ndim=2, real=True)
     n, nx = u0.shape
     if nx < 5:
         raise ValueError(f"u0 has {nx} points; WENO5 needs nx >= 5")

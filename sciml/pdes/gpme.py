@@ -34,10 +34,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from .._validation import check_int, check_real, check_tensor
+from .._validation import as_tensor, check_int, check_real, check_tensor
 
 __all__ = [
     "T_FINAL",
@@ -58,6 +59,8 @@ Time = float | torch.Tensor
 
 def _times(t: object, device: torch.device | None = None) -> torch.Tensor:
     """``t`` as a float64 tensor, checked finite and >= 0 (the problems start at t = 0)."""
+    if isinstance(t, (np.ndarray, np.generic)):
+        t = as_tensor(t)
     if isinstance(t, torch.Tensor):
         tt = t.to(dtype=_F64, device=device if device is not None else t.device)
     elif isinstance(t, numbers.Real) and not isinstance(t, bool):
@@ -126,7 +129,7 @@ class GPMEProblem(ABC):
         Returns:
             float64 tensor of the broadcast shape, on the device of ``x``.
         """
-        x = check_tensor("x", x).to(_F64)
+        x = check_tensor("x", as_tensor(x, integers=True)).to(_F64)
         tt = _times(t, x.device)
         try:
             torch.broadcast_shapes(tt.shape, x.shape)

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .._malloc import tune_malloc
-from .._validation import check_choice, check_finite, check_int, check_real, check_tensor
+from .._validation import (
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_int,
+    check_real,
+    check_tensor,
+)
 from ._ns_ops import NSOperators
 from ._steppers import STEPPERS
 
@@ -97,7 +104,9 @@ class NavierStokes2D:
         ):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         if self.forcing is not None:
-            f = check_tensor("forcing", self.forcing, ndim=2, real=True, fft_dtype=True)
+            f = check_tensor("forcing", as_tensor(self.forcing), ndim=2, real=True,
+                             fft_dtype=True)
+            object.__setattr__(self, "forcing", f)
             if f.shape[0] != f.shape[1]:
                 raise ValueError(f"forcing must be square (n, n), got shape {tuple(f.shape)}")
             check_finite("forcing", f)
@@ -123,7 +132,7 @@ class NavierStokes2D:
         return ops
 
     def _field(self, name: str, w: object, min_ndim: int = 2) -> torch.Tensor:
-        w = check_tensor(name, w, min_ndim=min_ndim, real=True, fft_dtype=True)
+        w = check_tensor(name, as_tensor(w), min_ndim=min_ndim, real=True, fft_dtype=True)
         n = w.shape[-1]
         if w.shape[-2] != n:
             raise ValueError(f"{name} must be on a square grid (..., n, n), got {tuple(w.shape)}")
@@ -300,7 +309,7 @@ class NavierStokes2D:
                 raise ValueError("residual needs dt (the frame spacing) or w_t")
             w_t = time_derivative(w, check_real("dt", dt, positive=True), dim=-3)
         else:
-            w_t = check_tensor("w_t", w_t, real=True)
+            w_t = check_tensor("w_t", as_tensor(w_t, like=w), real=True)
             if w_t.shape != w.shape:
                 raise ValueError(f"w_t has shape {tuple(w_t.shape)} but w is {tuple(w.shape)}")
         ops = self._ops(w.shape[-1], w.dtype, w.device)
@@ -404,8 +413,12 @@ def time_derivative(w: torch.Tensor, dt: float, *, dim: int = -3) -> torch.Tenso
 
     Exact for polynomials of degree 4 in time. Needs at least 5 frames.
     """
-    w = check_tensor("w", w, floating=True)
+    w = check_tensor("w", as_tensor(w), floating=True)
     dt = check_real("dt", dt, positive=True)
+    dim = check_int("dim", dim)
+    if not -w.ndim <= dim < w.ndim:
+        raise ValueError(f"dim = {dim} is not an axis of w (shape {tuple(w.shape)}); pass "
+                         "the time axis of the frames")
     T = w.shape[dim]
     if T < 5:
         raise ValueError(f"time_derivative needs >= 5 frames along dim {dim}, got {T}")

@@ -60,6 +60,8 @@ from torch import Tensor
 
 from .. import _stencil_kernels
 from .._validation import (
+    as_tensor,
+    as_tensors,
     check_bool,
     check_tensor,
 )
@@ -194,7 +196,7 @@ class PoissonSystem:
                  dirichlet_walls: bool | None = None, *,
                  boundary: str | Sequence[str | tuple[str, str]] | None = None,
                  coefficients: Tensor | None = None) -> None:
-        c = check_tensor("cells", cells)
+        c = check_tensor("cells", as_tensor(cells, integers=True))
         if c.dtype not in _INT_DTYPES:
             raise TypeError(f"cells must be an integer tensor of CellType values, got dtype "
                             f"{c.dtype}; use cells.to(torch.int8)")
@@ -215,7 +217,7 @@ class PoissonSystem:
         bnd = _resolve_boundary(open_top, dirichlet_walls, boundary, c.ndim)
         k = None
         if coefficients is not None:
-            k = check_tensor("coefficients", coefficients, real=True)
+            k = check_tensor("coefficients", as_tensor(coefficients), real=True)
             if tuple(k.shape) != tuple(c.shape):
                 raise ValueError(f"coefficients has shape {tuple(k.shape)} but cells is "
                                  f"{tuple(c.shape)}; give one conductivity per cell")
@@ -328,7 +330,7 @@ class PoissonSystem:
 
     def to_fluid(self, x: Tensor) -> Tensor:
         """Gather the fluid entries: ``(..., n)`` -> ``(..., n_fluid)``."""
-        x = check_tensor("x", x, min_ndim=1)
+        x = check_tensor("x", as_tensor(x, integers=True), min_ndim=1)
         if x.shape[-1] != self.n:
             raise ValueError(f"x has shape {tuple(x.shape)}; its last dimension must be the "
                              f"full grid n = {self.n} (reshape grid input to (..., n))")
@@ -337,7 +339,7 @@ class PoissonSystem:
     def from_fluid(self, xf: Tensor) -> Tensor:
         """Scatter fluid entries onto the full grid: ``(..., n_fluid)`` -> ``(..., n)``,
         zero on the non-fluid cells."""
-        xf = check_tensor("xf", xf, min_ndim=1)
+        xf = check_tensor("xf", as_tensor(xf, integers=True), min_ndim=1)
         if xf.shape[-1] != self.n_fluid:
             raise ValueError(f"xf has shape {tuple(xf.shape)}; its last dimension must be "
                              f"n_fluid = {self.n_fluid}")
@@ -543,7 +545,7 @@ class PoissonSystem:
         """Remove the null-space component of ``b`` ``(..., n)``: subtract its mean over
         each floating region, which makes ``A p = b`` solvable (``b`` unchanged when
         ``A`` is definite)."""
-        b = check_tensor("b", b, min_ndim=1, real=True)
+        b = check_tensor("b", as_tensor(b), min_ndim=1, real=True)
         if b.shape[-1] != self.n:
             raise ValueError(f"b has shape {tuple(b.shape)}; its last dimension must be "
                              f"n = {self.n}")
@@ -683,7 +685,7 @@ def gradient(system: PoissonSystem, p: Tensor) -> tuple[Tensor, ...]:
     :meth:`PoissonSystem.face_conductances` (``g = 1`` on open faces without
     coefficients)."""
     _require_system(system)
-    p = check_tensor("p", p, min_ndim=1, real=True)
+    p = check_tensor("p", as_tensor(p), min_ndim=1, real=True)
     if p.shape[-1] != system.n:
         raise ValueError(f"p has shape {tuple(p.shape)}; its last dimension must be "
                          f"n = {system.n}")
@@ -711,7 +713,7 @@ def divergence(system: PoissonSystem, u: tuple[Tensor, ...] | list[Tensor]) -> T
         raise ValueError(f"u must be a tuple of {d} face tensors (one per axis)")
     lead = None
     div = None
-    for a, ua in enumerate(u):
+    for a, ua in enumerate(as_tensors(*u)):  # numpy faces follow the first tensor
         ua = check_tensor(f"u[{a}]", ua, min_ndim=d, real=True)
         fs = _face_shape(system, a)
         if tuple(ua.shape[ua.ndim - d:]) != fs or (lead is not None and ua.shape[:-d] != lead):

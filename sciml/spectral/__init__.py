@@ -4,6 +4,10 @@ The choice between the transform paths is calibrated per machine (CPU cost-model
 constants measured once, GPU timings recorded by the GPU suite with
 :func:`record_gpu_timings`); see :mod:`sciml.spectral._calibration` and the environment
 variable ``SCIML_CALIBRATION`` (``off`` for the built-in constants).
+
+Functions that take fields also take numpy arrays (and Python numbers where a scalar
+tensor is expected), converted at the call: float64 stays float64, float32 float32,
+and a numpy input beside a tensor takes that tensor's dtype and device.
 """
 
 from ._calibration import record_gpu_timings

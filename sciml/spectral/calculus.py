@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .._validation import (
+    as_tensor,
     check_finite,
     check_int,
     check_int_tuple,
@@ -58,8 +59,13 @@ def _shape(name: str, shape: object) -> tuple[int, ...]:
     return out
 
 
+def _real_field(name: str, u: Any) -> torch.Tensor:
+    """``u`` (a tensor, numpy array or number) as a float32/float64 tensor, or raise naming it."""
+    return check_tensor(name, as_tensor(u), real=True, fft_dtype=True)
+
+
 def _field(name: str, u: Any, d: int) -> torch.Tensor:
-    u = check_tensor(name, u, real=True, fft_dtype=True)
+    u = _real_field(name, u)
     if u.ndim < d:
         raise ValueError(
             f"{name} must have at least {d} grid axes for {d} box lengths, "
@@ -132,6 +138,7 @@ def gradient(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) -> tuple[to
     Equivalent to ``numpy.gradient`` in the limit of a resolved smooth periodic field
     (and exact for trigonometric polynomials below Nyquist).
     """
+    u = _real_field("u", u)  # checked first: the first argument's error comes first
     d = len(_lengths("lengths", lengths))
     u = _field("u", u, d)
     shape = tuple(u.shape[-d:])
@@ -151,6 +158,7 @@ def gradient(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) -> tuple[to
 
 def laplacian(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) -> torch.Tensor:
     """Spectral Laplacian ``-|kappa|^2 u_hat`` of a periodic field."""
+    u = _real_field("u", u)  # checked first: the first argument's error comes first
     d = len(_lengths("lengths", lengths))
     u = _field("u", u, d)
     shape = tuple(u.shape[-d:])
@@ -166,6 +174,7 @@ def inverse_laplacian(u: torch.Tensor, lengths: Sequence[float] = (1.0, 1.0)) ->
     The mean of ``u`` is in the Laplacian's null space and is dropped; the result has
     zero mean. Solve ``-lap(psi) = w`` as ``psi = -inverse_laplacian(w)``.
     """
+    u = _real_field("u", u)  # checked first: the first argument's error comes first
     d = len(_lengths("lengths", lengths))
     u = _field("u", u, d)
     shape = tuple(u.shape[-d:])
@@ -195,6 +204,7 @@ def dealias_mask(shape: Sequence[int], *, real: bool = True, device=None) -> tor
 
 def dealias(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     """Apply the 2/3 rule to a real periodic field over its last ``ndim`` axes."""
+    u = _real_field("u", u)
     ndim = check_int("ndim", ndim, minimum=1)
     u = _field("u", u, ndim)
     shape = tuple(u.shape[-ndim:])
@@ -238,11 +248,11 @@ def sobolev_norm(
     Returns:
         Tensor of the remaining (leading) shape, dtype of ``u``.
     """
+    u = _real_field("u", u)
     check_real("s", s, fix="the Sobolev order, e.g. -1 for H^-1")
     check_positive("alpha", alpha, allow_zero=True, fix="the usual weight shift is 1")
     L = _lengths("lengths", lengths)
     d = len(L)
-    check_tensor("u", u, real=True, fft_dtype=True)
     if dims is not None:
         if len(dims) != d:
             raise ValueError(

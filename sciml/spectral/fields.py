@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._validation import check_int, check_tensor
+from .._validation import as_tensor, as_tensors, check_int, check_tensor
 from .calculus import integer_wavenumbers
 
 __all__ = ["cell_average_resample", "error_spectrum", "fourier_resample", "shell_spectrum"]
@@ -40,7 +40,7 @@ def fourier_resample(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     Returns:
         ``(..., m_1, ..., m_d)``, in ``x``'s dtype and device.
     """
-    x = check_tensor("x", x, real=True)
+    x = check_tensor("x", as_tensor(x), real=True)
     if isinstance(shape, int) or not isinstance(shape, Sequence):
         raise TypeError(f"shape must be a sequence of sizes, got {shape!r}: e.g. (64, 64)")
     shape = tuple(check_int(f"shape[{i}]", n, minimum=1) for i, n in enumerate(shape))
@@ -81,7 +81,7 @@ def cell_average_resample(v: torch.Tensor, n: int) -> torch.Tensor:
     Returns:
         ``(..., n)`` in ``v``'s dtype and device.
     """
-    v = check_tensor("v", v, min_ndim=1, real=True)
+    v = check_tensor("v", as_tensor(v), min_ndim=1, real=True)
     n = check_int("n", n, minimum=1)
     m = v.shape[-1]
     if m == n:
@@ -107,7 +107,7 @@ def shell_spectrum(u: torch.Tensor) -> np.ndarray:
     Returns:
         float64 numpy array of ``n // 2 + 1`` shells.
     """
-    u = check_tensor("u", u, min_ndim=2, real=True)
+    u = check_tensor("u", as_tensor(u), min_ndim=2, real=True)
     n = u.shape[-1]
     if u.shape[-2] != n:
         raise ValueError(f"u must be square on its last two axes, got shape {tuple(u.shape)}")
@@ -125,6 +125,7 @@ def error_spectrum(pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray
     Returns:
         ``(error, truth)``, each ``(n // 2 + 1,)``.
     """
+    pred, target = as_tensors(pred, target)
     pred = check_tensor("pred", pred, min_ndim=2, real=True)
     target = check_tensor("target", target, min_ndim=2, real=True)
     if pred.shape != target.shape:

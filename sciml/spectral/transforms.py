@@ -26,7 +26,14 @@ import math
 
 import torch
 
-from .._validation import check_choice, check_finite, check_int, check_int_tuple, check_tensor
+from .._validation import (
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_int,
+    check_int_tuple,
+    check_tensor,
+)
 from ._paths import (
     axis_matrix,
     best_order,
@@ -212,7 +219,7 @@ def rfftn_truncated(
 
     Equivalent to ``torch.fft.rfftn(x, norm="forward")`` restricted to the kept corners.
     """
-    return _rfftn_truncated(x, modes, ndim=ndim, method=method, check_values=True)
+    return _rfftn_truncated(as_tensor(x), modes, ndim=ndim, method=method, check_values=True)
 
 
 def _rfftn_truncated(x, modes, *, ndim: int | None = None, method: str,
@@ -264,7 +271,7 @@ def irfftn_truncated(
     Equivalent to zero-padding ``c`` into a half spectrum and calling
     ``torch.fft.irfftn(..., s=shape, norm="forward")``.
     """
-    return _irfftn_truncated(c, shape, method=method, check_values=True)
+    return _irfftn_truncated(as_tensor(c), shape, method=method, check_values=True)
 
 
 def _irfftn_truncated(c, shape, *, method: str, check_values: bool) -> torch.Tensor:
