@@ -1,6 +1,7 @@
 """Sphinx configuration for the sciml documentation.
 
-Build: ``python -m sphinx -W --keep-going -b html docs docs/_build/html``.
+Build: ``python -m sphinx -W --keep-going -b html docs docs/_build/html``. The build runs
+every ``examples/*.py`` for the gallery (``SCIML_DOCS_GALLERY=off`` skips that).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 project = "sciml"
 author = "sciml contributors"
@@ -22,6 +24,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_parser",
+    "gallery",  # docs/_ext/gallery.py: runs examples/*.py into docs/gallery/
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

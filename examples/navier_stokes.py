@@ -3,7 +3,7 @@
 Shows :class:`sciml.pdes.NavierStokes2D` on a user's own initial field: a McWilliams
 random vorticity (:func:`sciml.pdes.mcwilliams_vorticity`) on a 128^2 periodic box of side
 2 pi, unforced, viscosity 1e-3, integrated to t = 10 with the CFL step. Checks the
-energy budget of unforced 2D flow, ``dE/dt = -nu <w^2>`` (E = <|u|^2>/2, means over the
+energy budget of unforced 2D flow, ``dE/dt = -nu <w^2>`` (``E = <|u|^2>/2``, means over the
 box), and that the enstrophy <w^2>/2 never grows; checks the solver against the exact
 Taylor-Green decay. Writes ``examples_out/navier_stokes.png`` (vorticity snapshots).
 
