@@ -28,6 +28,7 @@ NO_CUDA = pytest.mark.skipif(REAL_CUDA, reason="this machine has a GPU")
 # the required arguments of each subcommand, with its default device kind: "train" (None:
 # the Trainer's rule), "auto" (the GPU if any) or "cpu"
 COMMANDS = {
+    ("train", "fno"): (["--data", "d.npz", "--out", "o"], "train"),
     ("train", "sfno"): (["--data", "d.h5", "--out", "o"], "train"),
     ("train", "probconserv"): (["--out", "o"], "train"),
     ("train", "hardc"): (["--out", "o"], "train"),
