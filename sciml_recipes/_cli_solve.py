@@ -25,7 +25,8 @@ class SolveSettings:
     Attributes:
         method: ``cg`` (no preconditioner), ``jacobi``, ``ic0``, ``pyamg``, or for a Poisson
             scene also ``gmg`` and ``learned-mg``.
-        rtol: stop when ``||b - A x|| <= rtol ||b||``.
+        rtol: stop when ``||b - A x|| <= rtol ||b||``; ``None`` takes the default for
+            ``dtype`` from :mod:`sciml._tolerances` (1e-5 in float64, 1e-4 in float32).
         max_iter: iteration limit; ``None`` is the solver's default (``10 n``).
         device: where the iteration runs.
         dtype: ``float64`` or ``float32``, the precision of the iteration.
@@ -33,7 +34,7 @@ class SolveSettings:
     """
 
     method: str = "ic0"
-    rtol: float = 1e-6
+    rtol: float | None = None
     max_iter: int | None = None
     device: str = "cpu"
     dtype: str = "float64"
@@ -48,7 +49,8 @@ class SolveReport:
         x: the solution, float64 numpy (a scene's: full grid, 0 off the fluid cells).
         status: the solver's :class:`~sciml.solvers.linear.LinearStatus`.
         stats: ``iterations``, ``relative_residual`` (``||b - A x|| / ||b||`` recomputed in
-            float64), ``setup_seconds``, ``solve_seconds``, ``n`` (unknowns), ``kind``
+            float64), ``rtol`` (the tolerance used), ``setup_seconds``, ``solve_seconds``,
+            ``n`` (unknowns), ``kind``
             (``matrix`` or ``scene``), ``singular`` (a scene with a floating region: the
             right-hand side's null-space component was removed before the solve).
         converged: the status is CONVERGED.
@@ -181,6 +183,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
     converged = sol.status == LinearStatus.CONVERGED
     stats = {
         "iterations": int(sol.stats["iterations"]), "relative_residual": rel,
+        "rtol": float(sol.stats["rtol"]),
         "setup_seconds": setup, "solve_seconds": solve_seconds, "n": int(b_red.shape[0]),
         "kind": loaded.kind,
         "singular": bool(system is not None and system.has_null_space()),
@@ -188,6 +191,14 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
     if throw and not converged:
         raise LinearSolveError(f"sciml solve: {sol.status.name}: {sol.status.value}")
     return SolveReport(x=x_out, status=sol.status, stats=stats, converged=converged)
+
+
+def _default_rtol(dtype: str) -> float:
+    import torch
+
+    from sciml._tolerances import default_tol
+
+    return default_tol("linear", getattr(torch, dtype))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -214,7 +225,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="preconditioner: none (cg), jacobi, ic0, pyamg; gmg and learned-mg "
                    f"need a scene file (default: {d.method})")
     p.add_argument("--rtol", type=positive_float, default=d.rtol,
-                   help=f"stop when ||b - A x|| <= rtol ||b|| (default: {d.rtol:g})")
+                   help="stop when ||b - A x|| <= rtol ||b|| (default: the library's value "
+                   f"for --dtype: {_default_rtol('float64'):g} in float64, "
+                   f"{_default_rtol('float32'):g} in float32)")
     p.add_argument("--max-iter", type=positive_int, default=d.max_iter,
                    help="iteration limit (default: 10 n)")
     add_device(p, "cpu")
@@ -250,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     if st["singular"]:
         print("note: the scene has a region without a Dirichlet face (A is singular); the "
               "RHS's mean over it was removed, and x is one solution of many")
+    default = " (the default for this dtype)" if settings.rtol is None else ""
+    print(f"rtol: {st['rtol']:g}{default}")
     print(f"iterations: {st['iterations']}")
     print(f"relative residual ||b - A x|| / ||b||: {st['relative_residual']:.3e}")
     print(f"setup: {st['setup_seconds']:.3f} s, solve: {st['solve_seconds']:.3f} s")

@@ -181,7 +181,7 @@ def test_help_shows_defaults_and_example(capsys):
     raw = capsys.readouterr().out
     assert any(line.startswith("example: sciml solve ") for line in raw.splitlines())
     text = " ".join(raw.split())
-    for default in ("(default: ic0)", "(default: 1e-06)", "(default: float64)",
+    for default in ("(default: ic0)", "1e-05 in float64, 0.0001 in float32)", "(default: float64)",
                     "(default: 10 n)", "(default: not written)", "(default: the CPU)",
                     "(default: 0)", "(default: none;"):
         assert default in text
@@ -197,3 +197,19 @@ def test_device_cuda_simulated(files, method, simcuda, capsys):
                  "--device", "cuda", "--rtol", "1e-10", "--out", str(out)]) == 0
     assert "on cuda:0" in capsys.readouterr().out
     assert _rel_err(np.load(out), x_ref) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_default_rtol_follows_dtype(files, capsys, dtype):
+    """Without --rtol the solve takes the library's default for --dtype and says so."""
+    from sciml._tolerances import default_tol
+
+    d, A, b, x_ref = files
+    rc = main(["solve", str(d / "lap.npz"), "--rhs", str(d / "b.txt"), "--method", "jacobi",
+               "--dtype", dtype])
+    assert rc == 0
+    want = default_tol("linear", getattr(torch, dtype))
+    out = capsys.readouterr().out
+    assert f"rtol: {want:g} (the default for this dtype)" in out
+    rel = float(out.split("relative residual ||b - A x|| / ||b||:")[1].split()[0])
+    assert rel <= 2 * want  # true float64 residual, float32 iteration may drift slightly

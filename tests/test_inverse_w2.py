@@ -142,3 +142,20 @@ def test_demo_part_inverse_quick(tmp_path):
     assert ns["rel_l2"] < 0.8
     assert 0.8 <= ns["calibration_2sd"] <= 1.0
     assert len(res.figures) == 2
+
+
+def test_w2_misfit_default_tol_follows_the_dtype():
+    """tol=None takes the dtype's Sinkhorn default, so a float32 misfit converges; the
+    float64 tolerance asked of float32 stalls at the rounding floor and raises."""
+    from sciml.inverse import W2Misfit
+    from sciml.solvers.ot import OTError
+
+    x = torch.linspace(0, 1, 64, dtype=torch.float64)
+    p = torch.exp(-(x - 0.4) ** 2 / 0.01)[None]
+    d = torch.exp(-(x - 0.6) ** 2 / 0.01)[None]
+    ref = W2Misfit(grid=x, reg=1e-2)(p, d)
+    got = W2Misfit(grid=x, reg=1e-2)(p.float(), d.float())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), ref, rtol=1e-3, atol=1e-6)
+    with pytest.raises(OTError, match="STALLED|MAX_ITER"):
+        W2Misfit(grid=x, reg=1e-2, tol=1e-9)(p.float(), d.float())

@@ -143,7 +143,8 @@ class W2Misfit:
         shift: ``c``, added before the softplus.
         weight: ``w``.
         debias: use the Sinkhorn divergence (default) or the raw entropic cost.
-        max_iter, tol: Sinkhorn settings; a solve that does not converge raises
+        max_iter, tol: Sinkhorn settings; ``tol=None`` takes the default for the inputs'
+            dtype (see :mod:`sciml._tolerances`). A solve that does not converge raises
             :class:`sciml.solvers.ot.OTError` (its gradient would be wrong).
 
     Call: ``phi(pred, data)`` with ``pred`` of shape ``(B, ..., n)``; returns ``(B,)``,
@@ -157,7 +158,7 @@ class W2Misfit:
     weight: float = 1.0
     debias: bool = True
     max_iter: int = 20000
-    tol: float = 1e-9
+    tol: float | None = None
 
     def __post_init__(self) -> None:
         grid = self.grid
@@ -173,7 +174,8 @@ class W2Misfit:
         object.__setattr__(self, "shift", check_real("shift", self.shift))
         object.__setattr__(self, "weight", check_real("weight", self.weight, positive=True))
         object.__setattr__(self, "max_iter", check_int("max_iter", self.max_iter, minimum=1))
-        object.__setattr__(self, "tol", check_real("tol", self.tol, minimum=0.0))
+        if self.tol is not None:
+            object.__setattr__(self, "tol", check_real("tol", self.tol, minimum=0.0))
 
     def density(self, u: torch.Tensor) -> torch.Tensor:
         """The probability vectors ``rho(u)`` over the last axis."""
