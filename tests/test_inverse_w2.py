@@ -157,5 +157,5 @@ def test_w2_misfit_default_tol_follows_the_dtype():
     got = W2Misfit(grid=x, reg=1e-2)(p.float(), d.float())
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), ref, rtol=1e-3, atol=1e-6)
-    with pytest.raises(OTError, match="STALLED|MAX_ITER"):
+    with pytest.raises(OTError, match=r"STALLED|MAX_ITER"):
         W2Misfit(grid=x, reg=1e-2, tol=1e-9)(p.float(), d.float())
