@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ..._validation import check_finite
+from ..._validation import as_tensor, check_finite
 from ._common import LinearStatus, Solution, raise_if_failed
 from .operators import CallableOperator, LinearOperator, aslinearoperator, is_operator
 
@@ -157,9 +157,14 @@ def prepare(
     float64, on the CPU; ``x0`` then follows ``b``.
     """
     if isinstance(b, np.ndarray):
-        b = _from_numpy(b, A)
+        if b.dtype.kind not in "biuf":
+            raise TypeError(f"b is a numpy array of dtype {b.dtype}; the linear solvers take "
+                            "real numbers: pass a float32 or float64 array")
+        ref = A if isinstance(A, torch.Tensor) and A.dtype in (torch.float32,
+                                                              torch.float64) else None
+        b = as_tensor(b, like=ref)
     if isinstance(x0, np.ndarray) and isinstance(b, torch.Tensor):
-        x0 = torch.as_tensor(x0, dtype=b.dtype, device=b.device)
+        x0 = as_tensor(x0, like=b)
     n = check_rhs(b)
     op = as_operator("A", A, n, b, strict=True)
     if M is not None and hasattr(M, "matvec") and not hasattr(M, "shape"):
@@ -181,18 +186,6 @@ def prepare(
                              f"{tuple(b.shape)}: give x0 the shape of b (or (n,))") from None
         check_finite("x0", x)
     return op, mop, b2, x
-
-
-def _from_numpy(b: np.ndarray, A: object) -> torch.Tensor:
-    """``b`` as a tensor in ``A``'s dtype and device (a floating tensor ``A``), else float32
-    or float64 (float32 kept, the rest float64) on the CPU."""
-    if isinstance(A, torch.Tensor) and A.dtype in (torch.float32, torch.float64):
-        return torch.as_tensor(b, dtype=A.dtype, device=A.device)
-    if b.dtype.kind not in "biuf":
-        raise TypeError(f"b is a numpy array of dtype {b.dtype}; the linear solvers take "
-                        "real numbers: pass a float32 or float64 array")
-    dt = torch.float32 if b.dtype == np.float32 else torch.float64
-    return torch.as_tensor(b, dtype=dt)
 
 
 def _range_scale(m: torch.Tensor) -> torch.Tensor:

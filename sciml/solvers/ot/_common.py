@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..._validation import check_positive, check_tensor
+from ..._validation import as_tensors, check_positive, check_tensor
 
 # rows per chunk of the n x m work, so no full-size temporary beyond the plan itself
 _CHUNK_ELEMENTS = 1 << 22
@@ -91,7 +90,7 @@ def check_problem(a: object, b: object, M: object, reg: object):
     first tensor among ``a, b, M`` when there is one, else float32 arrays stay float32 and
     the rest become float64, on the CPU. Errors name the first bad argument.
     """
-    a, b, M = _as_tensors(a, b, M)
+    a, b, M = as_tensors(a, b, M)
     a = check_tensor("a", a, min_ndim=1, real=True, fft_dtype=True)
     b = check_tensor("b", b, min_ndim=1, real=True, fft_dtype=True)
     M = check_tensor("M", M, min_ndim=2, real=True, fft_dtype=True)
@@ -132,25 +131,6 @@ def check_problem(a: object, b: object, M: object, reg: object):
     b = b.expand(*batch, m)
     M = M.expand(*batch, n, m)
     return a, b, M, float(reg)
-
-
-def _as_tensors(*xs: object) -> list[object]:
-    """numpy arrays and real numbers among ``xs`` as tensors (see :func:`check_problem`);
-    anything else is passed on unchanged for the checks to name."""
-    ref = next((x for x in xs if isinstance(x, torch.Tensor)
-                and x.dtype in (torch.float32, torch.float64)), None)
-    out: list[object] = []
-    for x in xs:
-        if isinstance(x, (np.ndarray, np.generic, float, int)) and not isinstance(x, bool):
-            arr = np.asarray(x)
-            if arr.dtype.kind in "biuf":
-                if ref is not None:
-                    x = torch.as_tensor(arr, dtype=ref.dtype, device=ref.device)
-                else:
-                    x = torch.as_tensor(arr, dtype=torch.float32 if arr.dtype == np.float32
-                                        else torch.float64)
-        out.append(x)
-    return out
 
 
 def _check_scale(M: torch.Tensor, reg: float) -> None:
