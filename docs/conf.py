@@ -37,6 +37,10 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True
 
+# Gallery scripts are meant to run in under a minute on 2 cores; twice that stops the
+# build (a script grown too long fails loudly instead of slowing every docs build).
+gallery_timeout = 120
+
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "undoc-members": True}

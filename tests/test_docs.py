@@ -46,7 +46,8 @@ def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing:
         pytest.skip(f"docs need {', '.join(missing)}: pip install -e '.[docs]'")
     out = tmp_path_factory.mktemp("docs_html")
-    env = {k: v for k, v in os.environ.items() if k != "SCIML_DOCS_GALLERY"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SCIML_DOCS_GALLERY", "OMP_NUM_THREADS")}  # the gallery's one thread
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-E", "-b", "html",
          str(ROOT / "docs"), str(out)],
@@ -124,8 +125,10 @@ def test_gallery_page_has_source_output_and_figure(html: Path, script: Path) -> 
     imports = [ln for ln in script.read_text(encoding="utf-8").splitlines()
                if ln.startswith("from sciml")]
     assert imports and all(ln.split(" import")[0] in text for ln in imports)
-    # the output of running it: every fixed text its top-level print calls write
+    # the output of running it, with its run time: every fixed text its top-level print
+    # calls write
     out = text.split("Output", 1)[1]
+    assert re.search(r"Ran in \d+\.\d s \(one thread\)", out), out[:300]
     frags = _printed_fragments(script)
     assert frags, f"{script.name} prints nothing at top level"
     missing = [f for f in frags if f not in out]

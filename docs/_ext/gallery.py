@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Example:
     body: str
     code_start: int
     output: str | None = None
+    seconds: float | None = None
     figures: list[str] = field(default_factory=list)
 
 
@@ -106,6 +108,7 @@ def run_example(example: Example, gallery_dir: Path, timeout: float) -> None:
     # spinning worker threads made a 10 s script take minutes (measured 8x on 2 cores).
     env.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix=f"gallery_{example.name}_") as tmp:
+        start = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, str(example.path)], cwd=tmp, env=env,
                                   capture_output=True, text=True, timeout=timeout)
@@ -117,6 +120,7 @@ def run_example(example: Example, gallery_dir: Path, timeout: float) -> None:
             raise GalleryError(f"examples/{example.path.name} failed (exit status "
                                f"{proc.returncode}):\n{proc.stderr[-3000:]}")
         example.output = proc.stdout
+        example.seconds = time.perf_counter() - start
         made = sorted(p for p in Path(tmp).rglob("*")
                       if p.is_file() and p.suffix.lower() in FIGURE_SUFFIXES)
         dest = gallery_dir / "_figures" / example.name
@@ -132,6 +136,12 @@ def run_example(example: Example, gallery_dir: Path, timeout: float) -> None:
             if old.name not in names and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
         example.figures = [f"_figures/{example.name}/{n}" for n in names]
+
+
+def example_threads() -> str:
+    """How many OpenMP threads the scripts ran with, in words."""
+    n = os.environ.get("OMP_NUM_THREADS", "1")
+    return "one thread" if n == "1" else f"OMP_NUM_THREADS={n}"
 
 
 def _heading(text: str, char: str) -> str:
@@ -156,6 +166,10 @@ def page_text(example: Example, gallery_dir: Path) -> str:
         parts += [f"Not run in this build ({ENV_SWITCH}=off).", ""]
     else:
         out = example.output.rstrip() or "(the script printed nothing)"
+        if example.seconds is not None:
+            threads = example_threads()
+            parts += [f"Ran in {example.seconds:.1f} s ({threads}) when this page was "
+                      "built, interpreter start-up and imports included.", ""]
         parts += [".. code-block:: text", "", _indent(out.expandtabs()), ""]
         if example.figures:
             parts += [_heading("Figures", "-"), ""]
