@@ -26,7 +26,7 @@ class SolveSettings:
         method: ``cg`` (no preconditioner), ``jacobi``, ``ic0``, ``pyamg``, or for a Poisson
             scene also ``gmg`` and ``learned-mg``.
         rtol: stop when ``||b - A x|| <= rtol ||b||``; ``None`` takes the default for
-            ``dtype`` from :mod:`sciml._tolerances` (1e-5 in float64, 1e-4 in float32).
+            ``dtype`` from :func:`sciml.solvers.default_tol` (1e-5 in float64, 1e-4 in float32).
         max_iter: iteration limit; ``None`` is the solver's default (``10 n``).
         device: where the iteration runs.
         dtype: ``float64`` or ``float32``, the precision of the iteration.
@@ -68,7 +68,7 @@ def _fail(msg: str) -> ValueError:
 
 def _preconditioner(method: str, A: Any, op: Any) -> Any:
     """The preconditioner ``method`` of the scipy matrix ``A`` (``op``: the same matrix as a
-    torch tensor on the solve's device, for Jacobi's diagonal)."""
+    torch operator on the solve's device, for Jacobi's diagonal)."""
     from sciml.solvers.linear import IncompleteCholesky, Jacobi, PyAMGPreconditioner
 
     if method == "cg":
@@ -114,6 +114,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         LearnedMultigrid,
         LinearSolveError,
         LinearStatus,
+        aslinearoperator,
         cg,
         load_system,
         load_vector,
@@ -159,11 +160,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         op = system.operator(dtype=dtype, device=s.device)
         rhs_t = system.from_fluid(torch.from_numpy(b_red))
     else:
-        crow = torch.from_numpy(A.indptr.astype(np.int64))
-        col = torch.from_numpy(A.indices.astype(np.int64))
-        val = torch.from_numpy(A.data)
-        op = torch.sparse_csr_tensor(crow, col, val, size=A.shape, check_invariants=True).to(
-            device=s.device, dtype=dtype)
+        op = aslinearoperator(A, dtype=dtype, device=s.device)  # a torch CSR operator
         M = _preconditioner(s.method, A, op)
         rhs_t = torch.from_numpy(b_red)
     setup = time.perf_counter() - t0
@@ -196,7 +193,7 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
 def _default_rtol(dtype: str) -> float:
     import torch
 
-    from sciml._tolerances import default_tol
+    from sciml.solvers import default_tol
 
     return default_tol("linear", getattr(torch, dtype))
 

@@ -468,7 +468,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _report(result, out: str) -> None:
     last = result.history[-1] if result.history else {}
-    print(f"trained {result.global_step} steps ({result.stopped}); "
+    why = {"epochs": "every epoch done", "max_steps": "--max-steps reached",
+           "time_budget": "time budget reached"}.get(result.stopped, result.stopped)
+    print(f"trained {result.global_step} steps, {result.epochs_done:g} epochs ({why}); "
           f"test rel_l2 {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(out)}")
 
 

@@ -22,6 +22,7 @@ SUBPACKAGES = (
     "pdes",
     "data",
     "operators",
+    "solvers",
     "solvers.linear",
     "solvers.ot",
     "constraints",

@@ -251,7 +251,7 @@ def test_train_sfno_on_own_hdf5_trajectories_resume_and_evaluate(traj_h5, tmp_pa
             "--modes", "4", "--modes-t", "2", "--width", "8", "--layers", "2",
             "--epochs", "4", "--batch-size", "4", "--out", str(out), "--no-progress"]
     assert cli.main(args) == 0, capsys.readouterr().err
-    assert "trained 8 steps (epochs)" in capsys.readouterr().out  # 8 windows, 4 per batch
+    assert "trained 8 steps, 4 epochs (every epoch done)" in capsys.readouterr().out  # 2 per epoch
     # --resume reads the checkpoint back (the run is complete: nothing is retrained)
     metrics = (out / "metrics.jsonl").read_text()
     assert cli.main([*args, "--resume"]) == 0, capsys.readouterr().err

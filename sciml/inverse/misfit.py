@@ -144,7 +144,7 @@ class W2Misfit:
         weight: ``w``.
         debias: use the Sinkhorn divergence (default) or the raw entropic cost.
         max_iter, tol: Sinkhorn settings; ``tol=None`` takes the default for the inputs'
-            dtype (see :mod:`sciml._tolerances`). A solve that does not converge raises
+            dtype (see :func:`sciml.solvers.default_tol`). A solve that does not converge raises
             :class:`sciml.solvers.ot.OTError` (its gradient would be wrong).
 
     Call: ``phi(pred, data)`` with ``pred`` of shape ``(B, ..., n)``; returns ``(B,)``,

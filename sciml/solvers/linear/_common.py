@@ -60,7 +60,7 @@ class Solution:
             ``residual_norm`` (the true ``||b - A x||`` per system, recomputed at the end),
             ``tolerance`` (``max(rtol ||b||, atol)`` per system), ``rtol`` and ``atol``
             (the values used: ``rtol=None`` resolves to the default for ``b``'s dtype
-            from :mod:`sciml._tolerances`),
+            from :func:`sciml.solvers.default_tol`),
             ``history`` (tensor ``(iterations + 1, *batch)``: row ``k`` holds the recursive
             residual norms after ``k`` iterations, row 0 the initial ones; a system that
             has stopped keeps its last value), ``matvecs`` (batched products with ``A``),

@@ -145,7 +145,7 @@ def solve(
         b: right-hand sides ``(..., n)``; may require grad.
         params: the tensors passed to ``A`` after ``x``.
         x0, rtol, atol, max_iter, M, throw: as for :func:`cg` (``M`` is a constant;
-            ``rtol`` None: by dtype, see :mod:`sciml._tolerances`).
+            ``rtol`` None: by dtype, see :func:`sciml.solvers.default_tol`).
 
     Returns:
         :class:`Solution` whose ``x`` carries the autograd graph.

@@ -67,7 +67,7 @@ class CG:
 
     Attributes:
         rtol, atol: stop a system when ``||b - A x|| <= max(rtol ||b||, atol)``. ``rtol``
-            None: by dtype, see :mod:`sciml._tolerances` (1e-5 in float64, scipy's
+            None: by dtype, see :func:`sciml.solvers.default_tol` (1e-5 in float64, scipy's
             default; 1e-4 in float32).
         max_iter: iteration limit; ``None`` is ``10 n`` (scipy's default).
         check_every: iterations between host-side looks at the residuals (each one
@@ -137,7 +137,7 @@ def cg(
         x0: initial guess, shaped like ``b`` or ``(n,)`` (a tensor or numpy array); zero
             by default.
         rtol, atol: stop when ``||b - A x|| <= max(rtol ||b||, atol)``. ``rtol`` None: by
-            dtype, see :mod:`sciml._tolerances` (1e-5 in float64, scipy's default; 1e-4
+            dtype, see :func:`sciml.solvers.default_tol` (1e-5 in float64, scipy's default; 1e-4
             in float32, whose rounding floor on ill-conditioned systems is near 1e-5);
             ``stats["rtol"]`` is the value used.
         max_iter: iteration limit; ``None`` is ``10 n``.

@@ -115,7 +115,7 @@ def _check_net_and_system(net: object, system: object) -> None:
 @dataclass(frozen=True)
 class DCDM:
     """DCDM settings; call ``DCDM(...)(A, b, net=..., system=...)`` (see :func:`dcdm`;
-    ``rtol=None``: by dtype, see :mod:`sciml._tolerances`)."""
+    ``rtol=None``: by dtype, see :func:`sciml.solvers.default_tol`)."""
 
     k: int = 16
     rtol: float | None = None
@@ -149,7 +149,7 @@ def dcdm(A, b: Tensor, *, net: nn.Module, system, k: int = 16, x0: Tensor | None
     ``system``), ``b`` ``(..., n)`` (``n`` the cells of ``system``'s grid, of any shape;
     see :class:`NetworkPreconditioner` for padding). Stopping rule as :func:`cg`:
     ``||b - A x|| <= max(rtol ||b||, atol)`` (``rtol`` None: by dtype, see
-    :mod:`sciml._tolerances`; ``stats["rtol"]`` is the value used). ``safeguard``: see
+    :func:`sciml.solvers.default_tol`; ``stats["rtol"]`` is the value used). ``safeguard``: see
     :class:`NetworkPreconditioner` (the paper's method is ``safeguard=False``).
     """
     return DCDM(k=k, rtol=rtol, atol=atol, max_iter=max_iter, safeguard=safeguard)(

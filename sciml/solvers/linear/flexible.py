@@ -97,7 +97,7 @@ class FlexibleCG:
         k: how many previous directions each new one is made A-orthogonal to (memory
             ``2 k`` vectors per system); ``k = 0`` is preconditioned steepest descent.
         rtol, atol, max_iter, check_every: as for :class:`CG` (``rtol`` None: by dtype,
-            see :mod:`sciml._tolerances`).
+            see :func:`sciml.solvers.default_tol`).
     """
 
     k: int = 2
@@ -160,7 +160,7 @@ def flexible_cg(
             conjugate directions without preconditioning (CG when ``k >= 1``).
         k: directions kept for the A-orthogonalisation.
         x0, rtol, atol, max_iter, callback, throw: as for :func:`cg` (``rtol`` None: by
-            dtype, see :mod:`sciml._tolerances`).
+            dtype, see :func:`sciml.solvers.default_tol`).
 
     Returns:
         :class:`Solution`.

@@ -68,7 +68,7 @@ class OTResult:
             batch order), ``transport_cost`` (``<P, M>`` of ``plan``, summed in float64),
             ``history`` (``(iteration, seconds, marginal_error)`` at each check, the
             solver's running estimate), ``tol`` (the tolerance used: the one passed, or
-            the default for the inputs' dtype from :mod:`sciml._tolerances`).
+            the default for the inputs' dtype from :func:`sciml.solvers.default_tol`).
     """
 
     plan: torch.Tensor

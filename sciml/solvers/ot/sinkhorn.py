@@ -160,7 +160,7 @@ def _absorb(f, g, u, v, reg):
 @dataclass(frozen=True)
 class Sinkhorn:
     """Settings of the stabilised log-domain Sinkhorn solver (see :func:`sinkhorn`;
-    ``tol=None``: by dtype, see :mod:`sciml._tolerances`)."""
+    ``tol=None``: by dtype, see :func:`sciml.solvers.default_tol`)."""
 
     max_iter: int = 10000
     tol: float | None = None
@@ -224,7 +224,7 @@ def sinkhorn(
         max_iter: iteration limit (log-domain sweeps after an overflow included).
         tol: stop when the L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` of the plan
             is at most this for every batch member (the members iterate together). None:
-            by dtype, see :mod:`sciml._tolerances` (1e-9 in float64, POT's ``stopThr``;
+            by dtype, see :func:`sciml.solvers.default_tol` (1e-9 in float64, POT's ``stopThr``;
             1e-5 in float32); ``stats["tol"]`` is the value used.
         check_every: iterations between error checks (each synchronises with the device).
         throw: raise :class:`OTError` instead of returning a non-converged status.

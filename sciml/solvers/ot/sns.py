@@ -233,7 +233,7 @@ def _newton(a, b, M, reg, f, g, *, max_iter, tol, sparsity, min_per_row, history
 @dataclass(frozen=True)
 class SNS:
     """Settings of Sinkhorn-Newton-Sparse (see :func:`sns`; ``tol=None``: by dtype, see
-    :mod:`sciml._tolerances`)."""
+    :func:`sciml.solvers.default_tol`)."""
 
     warm_start_iters: int = 20
     max_iter: int = 100
@@ -353,7 +353,7 @@ def sns(
         warm_start_iters: Sinkhorn iterations before Newton.
         max_iter: Newton iteration limit of each batch member.
         tol: L1 marginal error ``||P1 - a||_1 + ||P^T 1 - b||_1`` to stop at (each member's).
-            None: by dtype, see :mod:`sciml._tolerances` (1e-9 in float64, 1e-5 in
+            None: by dtype, see :func:`sciml.solvers.default_tol` (1e-9 in float64, 1e-5 in
             float32); ``stats["tol"]`` is the value used.
         sparsity: keep ``P_ij >= sparsity * (P 1)_i`` in the Hessian (0 keeps all: exact
             Newton).
