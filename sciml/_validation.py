@@ -290,10 +290,23 @@ def check_tolerances(rtol: object, atol: object, *, fix: str | None = None
             check_positive("atol", atol, allow_zero=True, fix=fix))
 
 
+def plain(v: object) -> object:
+    """A numpy or torch scalar as a Python number, a 1D numpy array or tensor as a list;
+    anything else unchanged: for settings given as sequences (shapes, mode counts, box
+    lengths), so ``np.array([8, 8])`` works where ``(8, 8)`` does."""
+    if isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim <= 1:
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def check_int_tuple(
     name: str, v: object, *, length: int | None = None, minimum: int | None = None
 ) -> tuple[int, ...]:
-    """Accept an int or a sequence of ints; return a tuple (an int is broadcast)."""
+    """Accept an int or a sequence of ints (numpy ones too); return a tuple (an int is
+    broadcast)."""
+    v = plain(v)
     if isinstance(v, int) and not isinstance(v, bool):
         if length is None:
             raise TypeError(f"{name} must be a sequence of ints, got {v!r}")

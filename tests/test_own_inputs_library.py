@@ -54,6 +54,13 @@ def _lin_residual(c: torch.Tensor, Phi: torch.Tensor, y: torch.Tensor) -> torch.
     return (Phi @ c.unsqueeze(-1)).squeeze(-1) - y
 
 
+def _poisson_op(x: object) -> pdes.PoissonOperator:
+    """The stencil of a 6 x 6 box in the precision of ``x`` (an operator has one dtype)."""
+    dt = x.dtype if isinstance(x, torch.Tensor) else (
+        torch.float32 if getattr(x, "dtype", None) == np.float32 else torch.float64)
+    return pdes.box_scene(6, 2).operator(dtype=dt)
+
+
 def _combined(dtype: torch.dtype):
     params = pdes.sample_parameters("E1", 2, generator=torch.Generator().manual_seed(0))
     params = params.to(dtype=dtype)
@@ -166,6 +173,10 @@ CASES = [
          lambda u: pdes.divergence(pdes.box_scene(6, 2), u),
          lambda dt: (([_rand(2, 7, 6, dtype=dt), _rand(2, 6, 7, seed=1, dtype=dt)],), {}),
          "u[0]"),
+    Case("pdes.PoissonOperator.matvec", lambda x: _poisson_op(x).matvec(x),
+         lambda dt: ((_rand(3, 36, dtype=dt),), {}), "x"),
+    Case("pdes.PoissonOperator.grid_matvec", lambda x: _poisson_op(x).grid_matvec(x),
+         lambda dt: ((_rand(2, 6, 6, dtype=dt),), {}), "x"),
     Case("pdes.gpme.solution", lambda x: pdes.make_problem("pme", 2.0).solution(0.3, x),
          lambda dt: ((torch.linspace(0, 1, 9, dtype=dt),), {}), "x"),
 ]
@@ -391,3 +402,39 @@ def test_one_profile_with_several_right_hand_sides():
         one = constraints.probconserv(mean, var, _G1[0], float(bi))
         torch.testing.assert_close(got.mean[i], one.mean[0] if one.mean.ndim == 2 else one.mean)
         torch.testing.assert_close(got.cov[i], one.cov[0] if one.cov.ndim == 2 else one.cov)
+
+
+# ------------------------------------------------------- settings given as numpy sequences
+
+
+@pytest.mark.parametrize("make", [
+    lambda seq, num: inverse.SobolevPrior(s=num(2.0), lengths=seq([1.0, 2.0])),
+    lambda seq, num: inverse.FullObservation(seq([8, 8]), noise_std=num(0.1)),
+    lambda seq, num: operators.SFNO(modes=num(4), modes_t=num(2), width=num(8),
+                                    out_steps=num(2)),
+    lambda seq, num: operators.FNO(1, 1, width=num(8), modes=seq([4, 4])),
+], ids=["SobolevPrior", "FullObservation", "SFNO", "FNO"])
+def test_settings_accept_numpy_sequences_and_scalars(make) -> None:
+    """Shapes, mode counts and box lengths as numpy arrays and numpy scalars build the same
+    object as the Python tuples and numbers."""
+    def num(v):
+        return np.int64(v) if isinstance(v, int) else np.float64(v)
+
+    ref = make(list, lambda v: v)
+    got = make(np.array, num)
+    if isinstance(ref, torch.nn.Module):
+        assert repr(got) == repr(ref)
+        assert [p.shape for p in got.parameters()] == [p.shape for p in ref.parameters()]
+    else:
+        assert got == ref
+
+
+def test_spectral_lengths_as_numpy() -> None:
+    u = _rand(2, 8, 8)
+    ref = spectral.laplacian(u, lengths=(1.0, 2.0))
+    torch.testing.assert_close(spectral.laplacian(u, lengths=np.array([1.0, 2.0])), ref,
+                               rtol=0, atol=0)
+    with pytest.raises(TypeError, match="lengths"):
+        spectral.laplacian(u, lengths=np.ones((1, 2)))
+    with pytest.raises(TypeError, match=r"shape\[0\] must be an int"):
+        inverse.FullObservation(np.array([8.5, 8.0]), noise_std=0.1)

@@ -621,8 +621,9 @@ class PoissonOperator:
         return self._diag.reshape(-1).clone()
 
     def grid_matvec(self, x: Tensor) -> Tensor:
-        """``A x`` for grid-shaped ``x`` ``(..., N0, N1[, N2])``; same shape out."""
-        x = check_tensor("x", x, min_ndim=self._d)
+        """``A x`` for grid-shaped ``x`` ``(..., N0, N1[, N2])``; same shape out (a numpy
+        ``x`` is converted to the operator's dtype and device)."""
+        x = check_tensor("x", as_tensor(x, like=self._diag), min_ndim=self._d)
         if tuple(x.shape[x.ndim - self._d:]) != self.grid_shape:
             raise ValueError(f"x has shape {tuple(x.shape)}; grid_matvec needs "
                              f"(..., {', '.join(map(str, self.grid_shape))})")
@@ -661,8 +662,9 @@ class PoissonOperator:
         return out.reshape(*lead, *self.grid_shape)
 
     def matvec(self, x: Tensor) -> Tensor:
-        """``A x`` for ``x`` ``(..., n)`` (batched over leading dimensions)."""
-        x = check_tensor("x", x, min_ndim=1)
+        """``A x`` for ``x`` ``(..., n)`` (batched over leading dimensions); a numpy ``x``
+        is converted to the operator's dtype and device."""
+        x = check_tensor("x", as_tensor(x, like=self._diag), min_ndim=1)
         if x.shape[-1] != self.shape[1]:
             raise ValueError(f"x has shape {tuple(x.shape)} but A is {self.shape}")
         lead = x.shape[:-1]

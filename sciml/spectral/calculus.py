@@ -26,6 +26,7 @@ from .._validation import (
     check_positive,
     check_real,
     check_tensor,
+    plain,
 )
 from ._paths import halved_weights
 
@@ -34,6 +35,7 @@ from ._paths import halved_weights
 
 
 def _lengths(name: str, lengths: object, d: int | None = None) -> tuple[float, ...]:
+    lengths = plain(lengths)
     if isinstance(lengths, (int, float)) and not isinstance(lengths, bool):
         if d is None:
             raise TypeError(f"{name} must be a sequence of box lengths, got {lengths!r}")
