@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("cg", "jacobi", "ic0", "pyamg", "gmg", "learned-mg")
+METHODS = ("cg", "jacobi", "ic0", "pyamg", "gmg", "learned-mg", "dcdm")
 #: preconditioners that need the grid of a Poisson scene, not only its matrix
-SCENE_METHODS = ("gmg", "learned-mg")
+SCENE_METHODS = ("gmg", "learned-mg", "dcdm")
 EXAMPLE = "sciml solve laplace.mtx --rhs b.npy --method ic0 --rtol 1e-8 --out x.npy"
 
 
@@ -24,7 +24,8 @@ class SolveSettings:
 
     Attributes:
         method: ``cg`` (no preconditioner), ``jacobi``, ``ic0``, ``pyamg``, or for a Poisson
-            scene also ``gmg`` and ``learned-mg``.
+            scene also ``gmg``, ``learned-mg`` (PCG with multigrid, geometric or learned) and
+            ``dcdm`` (the shipped DCDM network in its own flexible iteration).
         rtol: stop when ``||b - A x|| <= rtol ||b||``; ``None`` takes the default for
             ``dtype`` from :func:`sciml.solvers.default_tol` (1e-5 in float64, 1e-4 in float32).
         max_iter: iteration limit; ``None`` is the solver's default (``10 n``).
@@ -116,6 +117,8 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         LinearStatus,
         aslinearoperator,
         cg,
+        dcdm,
+        load_pretrained,
         load_system,
         load_vector,
     )
@@ -154,7 +157,12 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         b_red = system.to_fluid(system.project_range(bt)).numpy()
 
     t0 = time.perf_counter()
-    if system is not None and s.method in SCENE_METHODS:
+    net = M = None
+    if system is not None and s.method == "dcdm":
+        net = load_pretrained(system.ndim, device=s.device)  # the shipped DCDM network
+        op = system.operator(dtype=dtype, device=s.device)
+        rhs_t = system.from_fluid(torch.from_numpy(b_red))
+    elif system is not None and s.method in SCENE_METHODS:
         cls = GeometricMultigrid if s.method == "gmg" else LearnedMultigrid
         M = cls(system, dtype=dtype, device=s.device)
         op = system.operator(dtype=dtype, device=s.device)
@@ -164,8 +172,12 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
         M = _preconditioner(s.method, A, op)
         rhs_t = torch.from_numpy(b_red)
     setup = time.perf_counter() - t0
+    rhs_t = rhs_t.to(device=s.device, dtype=dtype)
     t0 = time.perf_counter()
-    sol = cg(op, rhs_t.to(device=s.device, dtype=dtype), rtol=s.rtol, max_iter=s.max_iter, M=M)
+    if net is not None:
+        sol = dcdm(op, rhs_t, net=net, system=system, rtol=s.rtol, max_iter=s.max_iter)
+    else:
+        sol = cg(op, rhs_t, rtol=s.rtol, max_iter=s.max_iter, M=M)
     solve_seconds = time.perf_counter() - t0
 
     x = sol.x.detach().to("cpu", torch.float64)
@@ -219,8 +231,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the right-hand side, a .npy or .txt vector (default: none; required "
                    "for a matrix, for a scene a random divergence from --seed)")
     p.add_argument("--method", choices=METHODS, default=d.method,
-                   help="preconditioner: none (cg), jacobi, ic0, pyamg; gmg and learned-mg "
-                   f"need a scene file (default: {d.method})")
+                   help="preconditioner: none (cg), jacobi, ic0, pyamg; a scene file also "
+                   "takes gmg (geometric multigrid), learned-mg (the shipped learned "
+                   "multigrid) and dcdm (the shipped DCDM network, its own flexible "
+                   f"iteration instead of CG) (default: {d.method})")
     p.add_argument("--rtol", type=positive_float, default=d.rtol,
                    help="stop when ||b - A x|| <= rtol ||b|| (default: the library's value "
                    f"for --dtype: {_default_rtol('float64'):g} in float64, "

@@ -79,7 +79,7 @@ def test_npz_matrix_txt_rhs_float32(files, capsys):
     assert _rel_err(np.load(out), x_ref) < 1e-3
 
 
-@pytest.mark.parametrize("method", ["gmg", "learned-mg"])
+@pytest.mark.parametrize("method", ["gmg", "learned-mg", "dcdm"])
 def test_scene_multigrid(tmp_path, method, capsys):
     cells = np.zeros((48, 48), np.int8)
     cells[15:20, 10:30] = 1  # a SOLID obstacle
