@@ -397,12 +397,6 @@ def _train(args: argparse.Namespace) -> int:
         )
         from sciml_recipes.dcdm.pipeline import training_scenes
 
-        if args.device is not None and args.device != "cpu":
-            # train_learned_multigrid builds its operators on the CPU and takes no device
-            raise ValueError(f"sciml train learned-mg trains on the CPU only (its trainer, "
-                             f"sciml.solvers.linear.train_learned_multigrid, takes no device "
-                             f"yet), got --device {args.device}; pass --device cpu or leave "
-                             "it out")
         size = args.size or (32 if args.dim == 3 else 64)
         settings = {"dim": args.dim, "size": size, "scenes": args.scenes,
                     "width": args.width, "errors": args.errors, "steps": args.steps,
@@ -412,7 +406,8 @@ def _train(args: argparse.Namespace) -> int:
         net = train_learned_multigrid(scenes, net=LearnedMultigridNet(args.dim, args.width),
                                       steps=args.steps, lr=args.lr,
                                       errors_per_step=args.errors, seed=args.seed,
-                                      out_dir=args.out, progress=not args.no_progress)
+                                      out_dir=args.out, progress=not args.no_progress,
+                                      device=args.device)
         path = save_learned_multigrid(net, Path(args.out) / f"learned_mg_{args.dim}d.pt",
                                       settings)
         print(f"trained LearnedMultigridNet ({sum(p.numel() for p in net.parameters())} "

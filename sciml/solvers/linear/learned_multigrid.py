@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..._device import check_device
 from ..._validation import check_int, check_real, check_tensor
 from .multigrid import GeometricMultigrid, _Level
 
@@ -273,12 +274,15 @@ def train_learned_multigrid(systems: Sequence, *, net: LearnedMultigridNet | Non
                             iterations: int = 4, seed: int = 0,
                             time_budget: float | None = None,
                             out_dir: str | os.PathLike | None = None,
-                            progress: bool = True) -> LearnedMultigridNet:
+                            progress: bool = True,
+                            device: torch.device | str | None = None) -> LearnedMultigridNet:
     """Train a :class:`LearnedMultigridNet` on ``systems`` (PoissonSystems of one
     dimension, any shapes): one scene per step, the right-hand sides of
     ``errors_per_step`` random errors, the loss :func:`learned_multigrid_loss` over
     ``iterations`` PCG steps; through :class:`~sciml.train.Trainer` (Adam, cosine
-    schedule; checkpoints and resume with ``out_dir``). Returns it in eval mode.
+    schedule; checkpoints and resume with ``out_dir``). Returns it in eval mode, on
+    ``device``, where the cycles, the operators and the network train (default the CPU,
+    or ``cuda:LOCAL_RANK`` under torchrun on a CUDA machine: the Trainer's rule).
 
     Raises:
         TypeError, ValueError: a bad argument, named.
@@ -304,14 +308,16 @@ def train_learned_multigrid(systems: Sequence, *, net: LearnedMultigridNet | Non
         net = LearnedMultigridNet(dim)
     elif not isinstance(net, LearnedMultigridNet) or net.dim != dim:
         raise ValueError(f"net must be a {dim}D LearnedMultigridNet")
-    bases = [GeometricMultigrid(s, smoother="rbgs") for s in systems]
+    dev = check_device(device, resolve=True)  # the Trainer's rule: CPU unless torchrun
+    net = net.to(dev)
+    bases = [GeometricMultigrid(s, smoother="rbgs", device=dev) for s in systems]
     for i, b in enumerate(bases):
         if b.levels < 2:
             raise ValueError(
                 f"systems[{i}] ({'x'.join(map(str, b.grid_shape))}) has {b.n_unknowns} "
                 f"unknowns, few enough for the exact coarsest solve alone (max_coarse = "
                 f"{b.max_coarse}): nothing to learn; use larger scenes (48^2 or 16^3 and up)")
-    ops = [s.operator(torch.float32) for s in systems]
+    ops = [s.operator(torch.float32, device=dev) for s in systems]
     data = _Errors(systems, per, repeats=max(1, math.ceil(steps / len(systems))), seed=seed)
 
     def forward(model, batch):
@@ -324,6 +330,7 @@ def train_learned_multigrid(systems: Sequence, *, net: LearnedMultigridNet | Non
                       time_budget=time_budget, progress=progress, schedule="cosine")
     trainer = Trainer(net, lambda pred, target: pred, cfg,
                       out_dir=None if out_dir is None else Path(out_dir), forward=forward,
+                      device=dev,
                       model_config={"kind": "LearnedMultigridNet", **net.config()})
     run = None if out_dir is None else Path(out_dir)
     trainer.fit(data, resume=run is not None and (run / "checkpoint.pt").exists())
