@@ -168,7 +168,9 @@ def _check_times(t_start: object, t_end: object, snapshots: object) -> None:
     t1 = check_real("t_end", t_end, minimum=0)
     n = check_int("snapshots", snapshots, minimum=1)
     if t1 < t0:
-        raise ValueError(f"t_end = {t1} is before t_start = {t0}; pass t_end >= t_start")
+        raise ValueError(f"t_end = {t1} is before t_start = {t0} (a preset's t_start is "
+                         "where its stored window begins, after a spin-up); pass t_end >= "
+                         "t_start, or a smaller t_start (--t-start on the command line)")
     if n == 1 and t1 != t0:
         raise ValueError(
             f"snapshots = 1 stores only t_start = {t0}, but t_end = {t1}; pass t_end = t_start "
