@@ -461,12 +461,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result, out: str) -> None:
+def _report(result, out: str, normalized: bool = True) -> None:
     last = result.history[-1] if result.history else {}
     why = {"epochs": "every epoch done", "max_steps": "--max-steps reached",
            "time_budget": "time budget reached"}.get(result.stopped, result.stopped)
+    on = " on the normalised fields" if normalized else ""
     print(f"trained {result.global_step} steps, {result.epochs_done:g} epochs ({why}); "
-          f"test rel_l2 {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(out)}")
+          f"test rel_l2{on} {last.get('eval_rel_l2', float('nan')):.4g}; wrote {Path(out)}")
 
 
 def _is_ns_file(path: str) -> bool:
@@ -513,8 +514,8 @@ def _train_own(args: argparse.Namespace, config) -> int:
           "parameters")
     _, result = train_operator(data, args.out, config, model=model, resume=args.resume,
                                device=args.device)
-    _report(result, args.out)
-    print(f"score it: sciml evaluate --model {Path(args.out) / 'model.pt'} --out "
+    _report(result, args.out, normalized=data.normalize)
+    print(f"score it (errors in your units): sciml evaluate --model {Path(args.out) / 'model.pt'} --out "
           f"{Path(args.out) / 'evaluate'}")
     return 0
 
