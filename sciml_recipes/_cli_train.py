@@ -515,8 +515,8 @@ def _train_own(args: argparse.Namespace, config) -> int:
     _, result = train_operator(data, args.out, config, model=model, resume=args.resume,
                                device=args.device)
     _report(result, args.out, normalized=data.normalize)
-    print(f"score it (errors in your units): sciml evaluate --model {Path(args.out) / 'model.pt'} --out "
-          f"{Path(args.out) / 'evaluate'}")
+    print("score it (errors in your units): sciml evaluate --model "
+          f"{Path(args.out) / 'model.pt'} --out {Path(args.out) / 'evaluate'}")
     return 0
 
 
