@@ -158,13 +158,12 @@ def solve_file(matrix: str | Path, rhs: str | Path | None = None,
 
     t0 = time.perf_counter()
     net = M = None
-    if system is not None and s.method == "dcdm":
-        net = load_pretrained(system.ndim, device=s.device)  # the shipped DCDM network
-        op = system.operator(dtype=dtype, device=s.device)
-        rhs_t = system.from_fluid(torch.from_numpy(b_red))
-    elif system is not None and s.method in SCENE_METHODS:
-        cls = GeometricMultigrid if s.method == "gmg" else LearnedMultigrid
-        M = cls(system, dtype=dtype, device=s.device)
+    if system is not None and s.method in SCENE_METHODS:
+        if s.method == "dcdm":
+            net = load_pretrained(system.ndim, device=s.device)  # the shipped DCDM network
+        else:
+            cls = GeometricMultigrid if s.method == "gmg" else LearnedMultigrid
+            M = cls(system, dtype=dtype, device=s.device)
         op = system.operator(dtype=dtype, device=s.device)
         rhs_t = system.from_fluid(torch.from_numpy(b_red))
     else:
